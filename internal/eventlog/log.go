@@ -1,0 +1,529 @@
+package eventlog
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
+	"github.com/tidemark/tidemark/internal/event"
+)
+
+// Options configure Open.
+type Options struct {
+	Partitions   int
+	CacheBytes   int64
+	MaxPending   int   // events waiting for the writer before Append answers ErrOverloaded
+	MinFreeBytes int64 // Append answers ErrDiskLow below this much free disk
+	Registerer   prometheus.Registerer
+	Logger       *slog.Logger
+}
+
+// Backpressure is returned by Append when the log cannot take more now; the
+// caller should retry after RetryAfter. Nothing of the request was appended.
+type Backpressure struct {
+	Reason string
+	After  time.Duration
+}
+
+func (e *Backpressure) Error() string              { return "log backpressure: " + e.Reason }
+func (e *Backpressure) RetryAfter() time.Duration { return e.After }
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("event log closed")
+
+// Log is the partitioned durable log. Safe for concurrent use.
+type Log struct {
+	db     *pebble.DB
+	dir    string
+	parts  int
+	opts   Options
+	reqs   chan *appendReq
+	quit   chan struct{}
+	done   chan struct{}
+
+	closeMu sync.RWMutex // held shared while enqueueing, exclusively by Close
+	closed  bool
+
+	pending  atomic.Int64
+	diskLow  atomic.Bool
+	mu       sync.Mutex
+	next     []uint64      // next offset per partition; writer goroutine only after Open
+	notify   chan struct{} // closed and replaced after every commit
+	lastOffs []atomic.Uint64
+
+	mAppended prometheus.Counter
+	mBytes    prometheus.Counter
+	mCommits  prometheus.Counter
+	mGroup    prometheus.Histogram
+	mSync     prometheus.Histogram
+}
+
+type appendReq struct {
+	recs [][]byte // encoded records
+	part []int
+	done chan error
+}
+
+// Open opens or creates the store under dir.
+func Open(dir string, o Options) (*Log, error) {
+	if o.Partitions <= 0 {
+		return nil, fmt.Errorf("open log: partitions must be positive, got %d", o.Partitions)
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 100000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	cache := pebble.NewCache(max(o.CacheBytes, 8<<20))
+	defer cache.Unref()
+	po := &pebble.Options{
+		Cache:        cache,
+		MemTableSize: 32 << 20,
+		Logger:       quietLogger{o.Logger},
+	}
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(filepath.Join(dir, "store"), po)
+	if err != nil {
+		return nil, fmt.Errorf("open log store: %w", err)
+	}
+	l := &Log{db: db, dir: dir, parts: o.Partitions, opts: o,
+		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{}),
+		notify: make(chan struct{})}
+	if err := l.checkPartitions(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	l.next = make([]uint64, l.parts)
+	l.lastOffs = make([]atomic.Uint64, l.parts)
+	for p := range l.parts {
+		last, err := l.lastOffset(p)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		l.next[p] = last + 1
+		l.lastOffs[p].Store(last)
+	}
+	l.mAppended = prometheus.NewCounter(prometheus.CounterOpts{Name: "tidemark_log_appended_events_total", Help: "Events durably appended to the log."})
+	l.mBytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "tidemark_log_appended_bytes_total", Help: "Encoded bytes appended to the log (events and ticks)."})
+	l.mCommits = prometheus.NewCounter(prometheus.CounterOpts{Name: "tidemark_log_commits_total", Help: "Group commits (one fsync each)."})
+	l.mGroup = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tidemark_log_commit_group_requests", Help: "Append requests sharing one group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)})
+	l.mSync = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tidemark_log_commit_duration_seconds", Help: "Time to write and fsync one group commit.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
+	pendingGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tidemark_log_pending_events", Help: "Events waiting for the log writer."}, func() float64 { return float64(l.pending.Load()) })
+	diskGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tidemark_log_disk_low", Help: "1 when free disk is below log.min_free_bytes and ingest answers 503."}, func() float64 {
+		if l.diskLow.Load() {
+			return 1
+		}
+		return 0
+	})
+	for _, c := range []prometheus.Collector{l.mAppended, l.mBytes, l.mCommits, l.mGroup, l.mSync, pendingGauge, diskGauge} {
+		if err := o.Registerer.Register(c); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("register log metrics: %w", err)
+		}
+	}
+	l.checkDisk()
+	go l.writer()
+	return l, nil
+}
+
+// DB is the embedded store, for the stages that keep their state beside the log.
+func (l *Log) DB() *pebble.DB { return l.db }
+
+// Partitions is the number of log partitions.
+func (l *Log) Partitions() int { return l.parts }
+
+// Partition returns the partition of a device.
+func (l *Log) Partition(org, device string) int { return PartitionOf(org, device, l.parts) }
+
+// PartitionOf hashes org and device to one of n partitions (FNV-1a).
+func PartitionOf(org, device string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(org))
+	h.Write([]byte{0})
+	h.Write([]byte(device))
+	return int(h.Sum32() % uint32(n))
+}
+
+var metaPartitions = []byte("Mpartitions")
+
+func (l *Log) checkPartitions() error {
+	v, closer, err := l.db.Get(metaPartitions)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return l.db.Set(metaPartitions, []byte(strconv.Itoa(l.parts)), pebble.Sync)
+	}
+	if err != nil {
+		return fmt.Errorf("read log metadata: %w", err)
+	}
+	defer closer.Close()
+	n, _ := strconv.Atoi(string(v))
+	if n != l.parts {
+		return fmt.Errorf("open log: log.partitions is %d but the data in %s was written with %d partitions; set log.partitions: %d", l.parts, l.dir, n, n)
+	}
+	return nil
+}
+
+// Meta reads a metadata value; ok is false when absent.
+func (l *Log) Meta(name string) (val []byte, ok bool, err error) {
+	v, closer, err := l.db.Get(append([]byte("M"), name...))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
+
+// SetMeta durably stores a metadata value.
+func (l *Log) SetMeta(name string, val []byte) error {
+	return l.db.Set(append([]byte("M"), name...), val, pebble.Sync)
+}
+
+// Key returns the store key of a log record.
+func Key(partition int, offset uint64) []byte {
+	k := make([]byte, 11)
+	k[0] = 'L'
+	binary.BigEndian.PutUint16(k[1:], uint16(partition))
+	binary.BigEndian.PutUint64(k[3:], offset)
+	return k
+}
+
+func partitionBounds(partition int) (lo, hi []byte) {
+	return Key(partition, 0), Key(partition+1, 0)[:3]
+}
+
+func (l *Log) lastOffset(p int) (uint64, error) {
+	lo, hi := partitionBounds(p)
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	if !it.Last() {
+		return 0, it.Error()
+	}
+	return binary.BigEndian.Uint64(it.Key()[3:]), nil
+}
+
+// LastOffset is the newest committed offset of a partition (0 when empty).
+func (l *Log) LastOffset(p int) uint64 { return l.lastOffs[p].Load() }
+
+// Notify returns a channel that is closed at the next commit. Take it before
+// reading to the end, then wait on it.
+func (l *Log) Notify() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.notify
+}
+
+// Append durably appends events, stamping nothing: the caller has set every
+// field, including ReceivedAt. On nil every event is fsynced.
+func (l *Log) Append(ctx context.Context, evs []event.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	req := &appendReq{recs: make([][]byte, len(evs)), part: make([]int, len(evs)), done: make(chan error, 1)}
+	var rec event.Record
+	for i := range evs {
+		rec = event.Record{Kind: event.KindEvent, Time: evs[i].ReceivedAt, Event: evs[i]}
+		req.recs[i] = event.Append(nil, &rec)
+		req.part[i] = l.Partition(evs[i].Org, evs[i].Device)
+	}
+	return l.submit(ctx, req, true)
+}
+
+// AppendTicks appends one tick record with time t to every partition.
+func (l *Log) AppendTicks(ctx context.Context, t time.Time) error {
+	req := &appendReq{recs: make([][]byte, l.parts), part: make([]int, l.parts), done: make(chan error, 1)}
+	for p := range l.parts {
+		req.recs[p] = event.Append(nil, &event.Record{Kind: event.KindTick, Time: t.UnixNano()})
+		req.part[p] = p
+	}
+	return l.submit(ctx, req, false)
+}
+
+// AppendRecords appends already-built records to explicit partitions (tests and
+// log import: recorded logs replayed into a fresh store).
+func (l *Log) AppendRecords(ctx context.Context, part int, recs []event.Record) error {
+	req := &appendReq{recs: make([][]byte, len(recs)), part: make([]int, len(recs)), done: make(chan error, 1)}
+	for i := range recs {
+		req.recs[i] = event.Append(nil, &recs[i])
+		req.part[i] = part
+	}
+	return l.submit(ctx, req, false)
+}
+
+func (l *Log) submit(ctx context.Context, req *appendReq, limited bool) error {
+	l.closeMu.RLock()
+	if l.closed {
+		l.closeMu.RUnlock()
+		return ErrClosed
+	}
+	err := l.enqueue(ctx, req, limited)
+	l.closeMu.RUnlock()
+	if err != nil {
+		return err
+	}
+	// Once queued the request is committed or failed by the writer; waiting for
+	// the answer even if ctx ends keeps "error means not durable" honest.
+	return <-req.done
+}
+
+func (l *Log) enqueue(ctx context.Context, req *appendReq, limited bool) error {
+	n := int64(len(req.recs))
+	if limited {
+		if l.diskLow.Load() {
+			return &Backpressure{Reason: "free disk space below log.min_free_bytes", After: 30 * time.Second}
+		}
+		if l.pending.Add(n) > int64(l.opts.MaxPending) {
+			l.pending.Add(-n)
+			return &Backpressure{Reason: "too many events waiting for the log writer", After: time.Second}
+		}
+	} else {
+		l.pending.Add(n)
+	}
+	select {
+	case l.reqs <- req:
+		return nil
+	case <-ctx.Done():
+		l.pending.Add(-n)
+		return ctx.Err()
+	}
+}
+
+// writer is the single goroutine that assigns offsets and commits groups.
+func (l *Log) writer() {
+	defer close(l.done)
+	var group []*appendReq
+	batch := l.db.NewBatch()
+	lastDisk := time.Now()
+	for {
+		group = group[:0]
+		select {
+		case r := <-l.reqs:
+			group = append(group, r)
+		case <-l.quit:
+			for {
+				select {
+				case r := <-l.reqs:
+					r.done <- ErrClosed
+				default:
+					return
+				}
+			}
+		}
+	drain:
+		for len(group) < 4096 {
+			select {
+			case r := <-l.reqs:
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		batch.Reset()
+		var events, bytes int64
+		next := append([]uint64(nil), l.next...)
+		for _, r := range group {
+			for i, rec := range r.recs {
+				p := r.part[i]
+				batch.Set(Key(p, next[p]), rec, nil)
+				next[p]++
+				bytes += int64(len(rec))
+				if rec[1] == byte(event.KindEvent) {
+					events++
+				}
+			}
+		}
+		start := time.Now()
+		err := batch.Commit(pebble.Sync)
+		l.mSync.Observe(time.Since(start).Seconds())
+		if err != nil {
+			err = fmt.Errorf("commit log batch: %w", err)
+			l.opts.Logger.Error("log commit failed", "err", err)
+		} else {
+			l.next = next
+			for p := range l.parts {
+				l.lastOffs[p].Store(next[p] - 1)
+			}
+			l.mAppended.Add(float64(events))
+			l.mBytes.Add(float64(bytes))
+			l.mCommits.Inc()
+			l.mGroup.Observe(float64(len(group)))
+			l.mu.Lock()
+			close(l.notify)
+			l.notify = make(chan struct{})
+			l.mu.Unlock()
+		}
+		for _, r := range group {
+			l.pending.Add(-int64(len(r.recs)))
+			r.done <- err
+		}
+		if time.Since(lastDisk) > time.Second {
+			l.checkDisk()
+			lastDisk = time.Now()
+		}
+	}
+}
+
+func (l *Log) checkDisk() {
+	if l.opts.MinFreeBytes <= 0 {
+		return
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(l.dir, &st); err != nil {
+		return
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	low := free < l.opts.MinFreeBytes
+	if low != l.diskLow.Load() {
+		l.opts.Logger.Warn("disk space state changed", "low", low, "free_bytes", free)
+	}
+	l.diskLow.Store(low)
+}
+
+// RunTicker appends ticks every interval until ctx ends. It also refreshes the
+// free-disk check when ingest is idle.
+func (l *Log) RunTicker(ctx context.Context, interval time.Duration, now func() time.Time) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			l.checkDisk()
+			if err := l.AppendTicks(ctx, now()); err != nil && ctx.Err() == nil {
+				l.opts.Logger.Error("append ticks failed", "err", err)
+			}
+		}
+	}
+}
+
+// Close stops the writer and closes the store. Appends in flight finish first.
+func (l *Log) Close() error {
+	l.closeMu.Lock()
+	was := l.closed
+	l.closed = true
+	l.closeMu.Unlock()
+	if was {
+		return nil
+	}
+	close(l.quit)
+	<-l.done
+	return l.db.Close()
+}
+
+type quietLogger struct{ l *slog.Logger }
+
+func (q quietLogger) Infof(format string, args ...any)  {}
+func (q quietLogger) Errorf(format string, args ...any) { q.l.Error("pebble", "msg", fmt.Sprintf(format, args...)) }
+func (q quietLogger) Fatalf(format string, args ...any) {
+	q.l.Error("pebble fatal", "msg", fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
+}
+
+// Scan calls fn for the records of partition p with offsets from..to
+// (inclusive; to 0 means to the end) in offset order. val is valid only during
+// the call. fn returning a non-nil error stops the scan with that error.
+func (l *Log) Scan(p int, from, to uint64, fn func(off uint64, val []byte) error) error {
+	_, hi := partitionBounds(p)
+	if to != 0 {
+		hi = Key(p, to+1)
+	}
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: Key(p, from), UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(binary.BigEndian.Uint64(it.Key()[3:]), it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// FirstOffset is the oldest retained offset of a partition (0 when empty).
+func (l *Log) FirstOffset(p int) (uint64, error) {
+	lo, hi := partitionBounds(p)
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return 0, it.Error()
+	}
+	return binary.BigEndian.Uint64(it.Key()[3:]), nil
+}
+
+// DeleteBefore removes the records of partition p with offsets below off.
+func (l *Log) DeleteBefore(p int, off uint64) error {
+	return l.db.DeleteRange(Key(p, 0), Key(p, off), pebble.NoSync)
+}
+
+// Reader reads records of one partition by offset, cheaply when offsets
+// increase. Close it when done.
+type Reader struct {
+	it *pebble.Iterator
+	p  int
+}
+
+// NewReader returns a Reader over partition p.
+func (l *Log) NewReader(p int) (*Reader, error) {
+	lo, hi := partitionBounds(p)
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{it: it, p: p}, nil
+}
+
+// ErrNotInLog means the record was removed by retention or never written.
+var ErrNotInLog = errors.New("record not in log")
+
+// Get returns the record at off; the bytes are valid until the next call.
+func (r *Reader) Get(off uint64) ([]byte, error) {
+	valid := r.it.Valid()
+	switch {
+	case valid && r.offset() == off:
+	case valid && r.offset()+1 == off:
+		valid = r.it.Next()
+	default:
+		valid = r.it.SeekGE(Key(r.p, off))
+	}
+	if !valid || r.offset() != off {
+		if err := r.it.Error(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("partition %d offset %d: %w", r.p, off, ErrNotInLog)
+	}
+	return r.it.Value(), nil
+}
+
+func (r *Reader) offset() uint64 { return binary.BigEndian.Uint64(r.it.Key()[3:]) }
+
+// Close releases the reader.
+func (r *Reader) Close() error { return r.it.Close() }

@@ -1,0 +1,17 @@
+// Package pipeline runs the batch pipeline's sessionizer over the embedded
+// store: one Runner per log partition reads records in offset order, feeds them
+// to a sessionize.Sessionizer whose state lives in Pebble, and appends the
+// outputs to the partition's output stream. Each chunk of records, the state it
+// changed, the outputs it produced and the new cursor commit in one atomic
+// Pebble batch, so a crash resumes exactly where the last chunk ended and
+// reproduces the same outputs.
+//
+// Keys (p is the partition, 2 bytes big endian; numbers are 8 bytes big endian):
+//
+//	'S' p 'h'                  header: cursor (last processed offset), watermark, next output seq
+//	'S' p 'd' org 0 device     open device state (sessionize.MarshalDevice)
+//	'S' p 'x' bucket org 0 dev expiry index
+//	'S' p 'm' org 0 messageId  dedupe: log time first seen
+//	'S' p 'n' time org 0 id    dedupe expiry index
+//	'O' p seq                  output item (sessionize.MarshalOutput); seq starts at 1
+package pipeline

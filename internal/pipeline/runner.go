@@ -1,0 +1,213 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tidemark/tidemark/internal/event"
+	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/sessionize"
+)
+
+// ChunkRecords is how many log records one atomic sessionizer commit covers at most.
+const ChunkRecords = 2048
+
+// Sessionizers runs one sessionizer per log partition and tells the transports
+// when new outputs exist.
+type Sessionizers struct {
+	log    *eventlog.Log
+	cfg    sessionize.Config
+	logger *slog.Logger
+
+	mu     sync.Mutex
+	notify chan struct{}
+	next   []atomic.Uint64 // next output seq per partition (committed)
+	cursor []atomic.Uint64 // last processed log offset per partition
+	wm     []atomic.Int64
+
+	mRecords *prometheus.CounterVec
+	mDupes   prometheus.Counter
+	mOutputs *prometheus.CounterVec
+}
+
+// NewSessionizers prepares the sessionizers; Run starts them.
+func NewSessionizers(l *eventlog.Log, cfg sessionize.Config, reg prometheus.Registerer, logger *slog.Logger) (*Sessionizers, error) {
+	s := &Sessionizers{log: l, cfg: cfg, logger: logger, notify: make(chan struct{}),
+		next: make([]atomic.Uint64, l.Partitions()), cursor: make([]atomic.Uint64, l.Partitions()), wm: make([]atomic.Int64, l.Partitions())}
+	for p := range l.Partitions() {
+		h, err := readHeader(l.DB(), p)
+		if err != nil {
+			return nil, err
+		}
+		s.next[p].Store(h.NextSeq)
+		s.cursor[p].Store(h.Cursor)
+		s.wm[p].Store(h.Watermark)
+	}
+	s.mRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_sessionizer_records_total", Help: "Log records processed by the sessionizer."}, []string{"kind"})
+	s.mDupes = prometheus.NewCounter(prometheus.CounterOpts{Name: "tidemark_sessionizer_duplicate_events_total", Help: "Events skipped because their messageId was seen within the dedupe window."})
+	s.mOutputs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_sessionizer_outputs_total", Help: "Output items produced by the sessionizer."}, []string{"kind"})
+	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tidemark_sessionizer_lag_records", Help: "Log records not yet processed by the sessionizer, all partitions."}, func() float64 {
+		var n uint64
+		for p := range l.Partitions() {
+			n += l.LastOffset(p) - min(s.cursor[p].Load(), l.LastOffset(p))
+		}
+		return float64(n)
+	})
+	for _, c := range []prometheus.Collector{s.mRecords, s.mDupes, s.mOutputs, lag} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Notify returns a channel closed when any partition commits new outputs.
+func (s *Sessionizers) Notify() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.notify
+}
+
+func (s *Sessionizers) signal() {
+	s.mu.Lock()
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// NextSeq is the next output sequence number of partition p: outputs 1..NextSeq-1 exist.
+func (s *Sessionizers) NextSeq(p int) uint64 { return s.next[p].Load() }
+
+// Cursor is the last log offset of partition p the sessionizer has processed.
+func (s *Sessionizers) Cursor(p int) uint64 { return s.cursor[p].Load() }
+
+// Watermark is partition p's watermark as of the last commit.
+func (s *Sessionizers) Watermark(p int) int64 { return s.wm[p].Load() }
+
+// Run runs every partition until ctx ends or one fails.
+func (s *Sessionizers) Run(ctx context.Context) error {
+	errc := make(chan error, s.log.Partitions())
+	for p := range s.log.Partitions() {
+		go func() { errc <- s.runPartition(ctx, p) }()
+	}
+	var first error
+	for range s.log.Partitions() {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
+	db := s.log.DB()
+	h, err := readHeader(db, p)
+	if err != nil {
+		return err
+	}
+	sz := sessionize.New(s.cfg, nil, h.Watermark)
+	for {
+		wait := s.log.Notify()
+		n, err := s.chunk(p, &h, sz)
+		if err != nil {
+			return fmt.Errorf("sessionize partition %d: %w", p, err)
+		}
+		if n > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wait:
+		}
+	}
+}
+
+// chunk processes up to ChunkRecords records after the cursor in one atomic batch.
+func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer) (int, error) {
+	if s.log.LastOffset(p) <= h.Cursor {
+		return 0, nil
+	}
+	db := s.log.DB()
+	b := db.NewIndexedBatch()
+	defer b.Close()
+	next := *h
+	st := newStore(b, p, &next)
+	sz.SetStore(st)
+	dupes := sz.Dupes
+	var events, ticks int
+	err := s.log.Scan(p, h.Cursor+1, h.Cursor+ChunkRecords, func(off uint64, val []byte) error {
+		rec, err := event.Decode(val)
+		if err != nil {
+			return fmt.Errorf("log offset %d: %w", off, err)
+		}
+		if rec.Kind == event.KindTick {
+			ticks++
+		} else {
+			events++
+		}
+		if err := sz.Process(off, len(val), &rec); err != nil {
+			return err
+		}
+		next.Cursor = off
+		return nil
+	})
+	if err != nil {
+		sz.Reset(h.Watermark)
+		return 0, err
+	}
+	next.Watermark = sz.Watermark()
+	if err := st.gcDedupe(next.Watermark-int64(s.cfg.DedupeWindow), 4096); err != nil {
+		sz.Reset(h.Watermark)
+		return 0, err
+	}
+	st.flush()
+	if err := b.Commit(pebble.NoSync); err != nil {
+		sz.Reset(h.Watermark)
+		return 0, fmt.Errorf("commit sessionizer chunk: %w", err)
+	}
+	*h = next
+	s.cursor[p].Store(h.Cursor)
+	s.wm[p].Store(h.Watermark)
+	s.mRecords.WithLabelValues("event").Add(float64(events))
+	s.mRecords.WithLabelValues("tick").Add(float64(ticks))
+	s.mDupes.Add(float64(sz.Dupes - dupes))
+	if st.emitted > 0 {
+		s.next[p].Store(h.NextSeq)
+		s.signal()
+	}
+	return events + ticks, nil
+}
+
+// PartitionLabel formats a partition number as a metric label.
+func PartitionLabel(p int) string { return strconv.Itoa(p) }
+
+// OldestUnprocessed is the record time (Unix ns) of the oldest log record not
+// yet processed by the sessionizer, over all partitions; 0 when caught up.
+func (s *Sessionizers) OldestUnprocessed() int64 {
+	var oldest int64
+	for p := range s.log.Partitions() {
+		c := s.cursor[p].Load()
+		if s.log.LastOffset(p) <= c {
+			continue
+		}
+		var t int64
+		_ = s.log.Scan(p, c+1, c+1, func(_ uint64, val []byte) error {
+			if r, err := event.Decode(val); err == nil {
+				t = r.Time
+			}
+			return nil
+		})
+		if t > 0 && (oldest == 0 || t < oldest) {
+			oldest = t
+		}
+	}
+	return oldest
+}

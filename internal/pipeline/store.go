@@ -1,0 +1,237 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/tidemark/tidemark/internal/sessionize"
+)
+
+func stateKey(p int, kind byte, parts ...[]byte) []byte {
+	n := 4
+	for _, x := range parts {
+		n += len(x)
+	}
+	k := make([]byte, 4, n)
+	k[0] = 'S'
+	binary.BigEndian.PutUint16(k[1:], uint16(p))
+	k[3] = kind
+	for _, x := range parts {
+		k = append(k, x...)
+	}
+	return k
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// OutputKey is the store key of output item seq of partition p.
+func OutputKey(p int, seq uint64) []byte {
+	k := make([]byte, 11)
+	k[0] = 'O'
+	binary.BigEndian.PutUint16(k[1:], uint16(p))
+	binary.BigEndian.PutUint64(k[3:], seq)
+	return k
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	e := append([]byte(nil), p...)
+	for i := len(e) - 1; i >= 0; i-- {
+		if e[i] < 0xff {
+			e[i]++
+			return e[:i+1]
+		}
+	}
+	return nil
+}
+
+type header struct {
+	Cursor    uint64 // last processed log offset
+	Watermark int64
+	NextSeq   uint64 // next output sequence number
+}
+
+func (h header) marshal() []byte {
+	b := binary.BigEndian.AppendUint64(nil, h.Cursor)
+	b = binary.BigEndian.AppendUint64(b, uint64(h.Watermark))
+	return binary.BigEndian.AppendUint64(b, h.NextSeq)
+}
+
+func readHeader(r pebble.Reader, p int) (header, error) {
+	v, c, err := r.Get(stateKey(p, 'h'))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return header{NextSeq: 1}, nil
+	}
+	if err != nil {
+		return header{}, err
+	}
+	defer c.Close()
+	if len(v) != 24 {
+		return header{}, fmt.Errorf("sessionizer header of partition %d: %d bytes", p, len(v))
+	}
+	return header{Cursor: binary.BigEndian.Uint64(v), Watermark: int64(binary.BigEndian.Uint64(v[8:])), NextSeq: binary.BigEndian.Uint64(v[16:])}, nil
+}
+
+// store implements sessionize.Store over one indexed Pebble batch. Device
+// states are cached for the chunk and written once at flush.
+type store struct {
+	b       *pebble.Batch
+	p       int
+	hdr     *header
+	devices map[string]*sessionize.Device // nil value: deleted
+	buf     []byte
+	emitted int
+}
+
+func newStore(b *pebble.Batch, p int, hdr *header) *store {
+	return &store{b: b, p: p, hdr: hdr, devices: make(map[string]*sessionize.Device)}
+}
+
+func (s *store) Device(key string) (*sessionize.Device, error) {
+	if d, ok := s.devices[key]; ok {
+		return d, nil
+	}
+	v, c, err := s.b.Get(stateKey(s.p, 'd', []byte(key)))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	d, err := sessionize.UnmarshalDevice(v)
+	if err != nil {
+		return nil, fmt.Errorf("device state: %w", err)
+	}
+	s.devices[key] = d
+	return d, nil
+}
+
+func (s *store) PutDevice(key string, d *sessionize.Device) { s.devices[key] = d }
+func (s *store) DeleteDevice(key string)                    { s.devices[key] = nil }
+
+func (s *store) Index(bucket int64, key string) {
+	s.b.Set(stateKey(s.p, 'x', u64(uint64(bucket)), []byte(key)), nil, nil)
+}
+
+func (s *store) Unindex(bucket int64, key string) {
+	s.b.Delete(stateKey(s.p, 'x', u64(uint64(bucket)), []byte(key)), nil)
+}
+
+func (s *store) Due(wm int64, limit int) ([]sessionize.IndexEntry, error) {
+	lo := stateKey(s.p, 'x')
+	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: stateKey(s.p, 'x', u64(uint64(wm)+1))})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []sessionize.IndexEntry
+	for it.First(); it.Valid() && len(out) < limit; it.Next() {
+		k := it.Key()[4:]
+		out = append(out, sessionize.IndexEntry{Bucket: int64(binary.BigEndian.Uint64(k)), Key: string(k[8:])})
+	}
+	return out, it.Error()
+}
+
+func (s *store) FirstDue() (int64, bool, error) {
+	lo := stateKey(s.p, 'x')
+	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return 0, false, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return 0, false, it.Error()
+	}
+	return int64(binary.BigEndian.Uint64(it.Key()[4:])), true, nil
+}
+
+func msgKey(org, id string) []byte {
+	k := make([]byte, 0, len(org)+1+len(id))
+	k = append(k, org...)
+	k = append(k, 0)
+	return append(k, id...)
+}
+
+func (s *store) Seen(org, id string) (int64, bool, error) {
+	v, c, err := s.b.Get(stateKey(s.p, 'm', msgKey(org, id)))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer c.Close()
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("dedupe entry: %d bytes", len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), true, nil
+}
+
+func (s *store) Remember(org, id string, at int64) {
+	mk := msgKey(org, id)
+	s.b.Set(stateKey(s.p, 'm', mk), u64(uint64(at)), nil)
+	s.b.Set(stateKey(s.p, 'n', u64(uint64(at)), mk), nil, nil)
+}
+
+func (s *store) Emit(o *sessionize.Output) error {
+	o.Device = deviceForOutput(o)
+	s.buf = sessionize.MarshalOutput(s.buf[:0], o)
+	s.b.Set(OutputKey(s.p, s.hdr.NextSeq), s.buf, nil)
+	s.hdr.NextSeq++
+	s.emitted++
+	return nil
+}
+
+// deviceForOutput keeps event outputs small: the device is in the log record.
+func deviceForOutput(o *sessionize.Output) string {
+	if o.Kind == sessionize.KindEvent {
+		return ""
+	}
+	return o.Device
+}
+
+// flush writes the cached device states and the header into the batch.
+func (s *store) flush() {
+	for k, d := range s.devices {
+		key := stateKey(s.p, 'd', []byte(k))
+		if d == nil {
+			s.b.Delete(key, nil)
+			continue
+		}
+		s.buf = sessionize.MarshalDevice(s.buf[:0], d)
+		s.b.Set(key, s.buf, nil)
+	}
+	clear(s.devices)
+	s.b.Set(stateKey(s.p, 'h'), s.hdr.marshal(), nil)
+}
+
+// gcDedupe forgets up to limit messageIds first seen before cutoff.
+func (s *store) gcDedupe(cutoff int64, limit int) error {
+	lo := stateKey(s.p, 'n')
+	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: stateKey(s.p, 'n', u64(uint64(max(cutoff, 0))))})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	n := 0
+	for it.First(); it.Valid() && n < limit; it.Next() {
+		k := it.Key()
+		at := k[4:12]
+		mk := stateKey(s.p, 'm', k[12:])
+		if v, c, err := s.b.Get(mk); err == nil {
+			same := bytes.Equal(v, at)
+			c.Close()
+			if same {
+				s.b.Delete(mk, nil)
+			}
+		}
+		s.b.Delete(append([]byte(nil), k...), nil)
+		n++
+	}
+	return it.Error()
+}

@@ -1,0 +1,225 @@
+package sessionize
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// ErrCorrupt is wrapped by every state or output decoding error.
+var ErrCorrupt = errors.New("corrupt sessionizer record")
+
+const codecVersion = 1
+
+type enc struct{ b []byte }
+
+func (e *enc) int(v int64)     { e.b = binary.AppendVarint(e.b, v) }
+func (e *enc) uint(v uint64)   { e.b = binary.AppendUvarint(e.b, v) }
+func (e *enc) str(s string)    { e.b = binary.AppendUvarint(e.b, uint64(len(s))); e.b = append(e.b, s...) }
+func (e *enc) byte(v byte)     { e.b = append(e.b, v) }
+func (e *enc) bool(v bool) {
+	if v {
+		e.byte(1)
+	} else {
+		e.byte(0)
+	}
+}
+func (d *dec) bool() bool      { return d.byte() == 1 }
+func (d *dec) fail(what string) { d.err = fmt.Errorf("%w: bad %s", ErrCorrupt, what) }
+
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) int() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) uint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) str() string {
+	l := d.uint()
+	if d.err != nil {
+		return ""
+	}
+	if l > uint64(len(d.b)) {
+		d.fail("length")
+		return ""
+	}
+	s := string(d.b[:l])
+	d.b = d.b[l:]
+	return s
+}
+
+func (d *dec) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.fail("byte")
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *dec) finish() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(d.b))
+	}
+	return d.err
+}
+
+func (e *enc) page(p *Page) {
+	e.str(p.ID)
+	e.str(p.Type)
+	e.str(p.Name)
+	e.str(p.URL)
+	e.str(p.Path)
+	e.str(p.Title)
+	e.str(p.Referrer)
+	e.str(p.UserID)
+	e.int(p.Start)
+	e.int(p.Last)
+	e.int(p.Events)
+}
+
+func (d *dec) page(p *Page) {
+	p.ID, p.Type, p.Name, p.URL, p.Path, p.Title, p.Referrer, p.UserID = d.str(), d.str(), d.str(), d.str(), d.str(), d.str(), d.str(), d.str()
+	p.Start, p.Last, p.Events = d.int(), d.int(), d.int()
+}
+
+func (e *enc) session(s *Session) {
+	e.str(s.ID)
+	e.str(s.UserID)
+	e.str(s.EntryURL)
+	e.str(s.ExitURL)
+	e.int(s.Start)
+	e.int(s.Last)
+	e.int(s.Pages)
+	e.int(s.Events)
+}
+
+func (d *dec) session(s *Session) {
+	s.ID, s.UserID, s.EntryURL, s.ExitURL = d.str(), d.str(), d.str(), d.str()
+	s.Start, s.Last, s.Pages, s.Events = d.int(), d.int(), d.int(), d.int()
+}
+
+// MarshalDevice encodes a device's open entities.
+func MarshalDevice(dst []byte, dv *Device) []byte {
+	e := enc{b: dst}
+	e.byte(codecVersion)
+	e.int(dv.Bucket)
+	e.session(&dv.Session)
+	e.bool(dv.Page != nil)
+	if dv.Page != nil {
+		e.page(dv.Page)
+	}
+	return e.b
+}
+
+// UnmarshalDevice decodes MarshalDevice's output.
+func UnmarshalDevice(b []byte) (*Device, error) {
+	d := dec{b: b}
+	if v := d.byte(); d.err == nil && v != codecVersion {
+		return nil, fmt.Errorf("%w: device version %d", ErrCorrupt, v)
+	}
+	dv := &Device{}
+	dv.Bucket = d.int()
+	d.session(&dv.Session)
+	if d.bool() {
+		dv.Page = &Page{}
+		d.page(dv.Page)
+	}
+	if err := d.finish(); err != nil {
+		return nil, err
+	}
+	return dv, nil
+}
+
+// MarshalOutput encodes one output item.
+func MarshalOutput(dst []byte, o *Output) []byte {
+	e := enc{b: dst}
+	e.byte(codecVersion)
+	e.byte(byte(o.Kind))
+	e.int(o.LogTime)
+	switch o.Kind {
+	case KindEvent:
+		e.str(o.Org)
+		e.uint(o.Offset)
+		e.int(o.Size)
+		e.str(o.SessionID)
+		e.str(o.PageID)
+	case KindPage:
+		e.str(o.Org)
+		e.str(o.Device)
+		e.str(o.SessionID)
+		e.str(o.EndReason)
+		e.int(o.EndedAt)
+		e.page(o.Page)
+	case KindSession:
+		e.str(o.Org)
+		e.str(o.Device)
+		e.session(o.Session)
+	}
+	return e.b
+}
+
+// UnmarshalOutput decodes MarshalOutput's output.
+func UnmarshalOutput(b []byte) (Output, error) {
+	d := dec{b: b}
+	var o Output
+	if v := d.byte(); d.err == nil && v != codecVersion {
+		return o, fmt.Errorf("%w: output version %d", ErrCorrupt, v)
+	}
+	o.Kind = Kind(d.byte())
+	o.LogTime = d.int()
+	switch o.Kind {
+	case KindEvent:
+		o.Org = d.str()
+		o.Offset = d.uint()
+		o.Size = d.int()
+		o.SessionID = d.str()
+		o.PageID = d.str()
+	case KindPage:
+		o.Org, o.Device, o.SessionID, o.EndReason = d.str(), d.str(), d.str(), d.str()
+		o.EndedAt = d.int()
+		o.Page = &Page{}
+		d.page(o.Page)
+	case KindSession:
+		o.Org, o.Device = d.str(), d.str()
+		o.Session = &Session{}
+		d.session(o.Session)
+	case KindWatermark:
+	default:
+		if d.err == nil {
+			d.err = fmt.Errorf("%w: output kind %d", ErrCorrupt, o.Kind)
+		}
+	}
+	if err := d.finish(); err != nil {
+		return Output{}, err
+	}
+	return o, nil
+}

@@ -1,0 +1,68 @@
+package transport
+
+import (
+	"github.com/tidemark/tidemark/internal/event"
+	"github.com/tidemark/tidemark/internal/format"
+	"github.com/tidemark/tidemark/internal/sessionize"
+)
+
+func opt(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func optBytes(b []byte) *string {
+	if len(b) == 0 {
+		return nil
+	}
+	s := string(b)
+	return &s
+}
+
+func micros(ns int64) int64 { return ns / 1000 }
+
+func optMicros(ns int64) *int64 {
+	if ns == 0 {
+		return nil
+	}
+	v := ns / 1000
+	return &v
+}
+
+// EventRow is the events table row of a log event and its assignment.
+func EventRow(p int, o *sessionize.Output, e *event.Event) format.EventRow {
+	name := e.Name
+	return format.EventRow{
+		EventID: e.ID, OrgID: e.Org, DeviceID: e.Device, AnonymousID: opt(e.AnonymousID), UserID: opt(e.UserID),
+		SessionID: o.SessionID, PageID: opt(o.PageID), Type: e.Type, EventName: opt(name),
+		EventTime: micros(e.EventTime), ReceivedAt: micros(e.ReceivedAt),
+		ClientTimestamp: optMicros(e.Timestamp), SentAt: optMicros(e.SentAt),
+		URL: opt(e.URL), Path: opt(e.Path), Referrer: opt(e.Referrer), Title: opt(e.Title), UserAgent: opt(e.UserAgent),
+		GroupID: opt(e.GroupID), PreviousID: opt(e.PreviousID),
+		Properties: optBytes(e.Properties), Traits: optBytes(e.Traits), Context: optBytes(e.Context),
+		LogPartition: int32(p), LogOffset: int64(o.Offset),
+	}
+}
+
+// PageRow is the pages table row of a page closure.
+func PageRow(o *sessionize.Output) format.PageRow {
+	pg := o.Page
+	return format.PageRow{
+		PageID: pg.ID, SessionID: o.SessionID, OrgID: o.Org, DeviceID: o.Device, UserID: opt(pg.UserID),
+		Type: pg.Type, Name: opt(pg.Name), URL: opt(pg.URL), Path: opt(pg.Path), Title: opt(pg.Title), Referrer: opt(pg.Referrer),
+		StartedAt: micros(pg.Start), EndedAt: micros(o.EndedAt), DurationMS: (o.EndedAt - pg.Start) / 1e6,
+		EventCount: pg.Events, EndReason: o.EndReason,
+	}
+}
+
+// SessionRow is the sessions table row of a session closure.
+func SessionRow(o *sessionize.Output) format.SessionRow {
+	s := o.Session
+	return format.SessionRow{
+		SessionID: s.ID, OrgID: o.Org, DeviceID: o.Device, UserID: opt(s.UserID),
+		StartedAt: micros(s.Start), EndedAt: micros(s.Last), DurationMS: (s.Last - s.Start) / 1e6,
+		PageCount: s.Pages, EventCount: s.Events, EntryURL: opt(s.EntryURL), ExitURL: opt(s.ExitURL),
+	}
+}

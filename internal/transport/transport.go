@@ -1,0 +1,367 @@
+package transport
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/tidemark/tidemark/internal/destination"
+	"github.com/tidemark/tidemark/internal/event"
+	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/pipeline"
+	"github.com/tidemark/tidemark/internal/sessionize"
+)
+
+// Flush holds a destination's batch cut rules (log time).
+type Flush struct {
+	MaxEvents int
+	MaxBytes  int64
+	MaxAge    time.Duration
+}
+
+// Options configure one destination's transport.
+type Options struct {
+	Org, Name string
+	Dest      destination.Destination
+	Flush     Flush
+	Log       *eventlog.Log
+	Outputs   *pipeline.Sessionizers
+	Metrics   *Metrics
+	Logger    *slog.Logger
+	Now       func() time.Time
+	// Parallel bounds concurrent batch writes of this destination (memory). Default 2.
+	Parallel int
+}
+
+// Transport delivers one destination.
+type Transport struct {
+	o      Options
+	sem    chan struct{}
+	parts  []partState
+	up     atomic.Bool
+	lastOK atomic.Int64
+}
+
+type partState struct {
+	oldest  atomic.Int64  // log time of the oldest pending item, 0 when none
+	readPos atomic.Uint64 // last output seq read
+}
+
+// New returns a transport; Run starts it.
+func New(o Options) *Transport {
+	if o.Parallel <= 0 {
+		o.Parallel = 2
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	t := &Transport{o: o, sem: make(chan struct{}, o.Parallel), parts: make([]partState, o.Log.Partitions())}
+	t.up.Store(true)
+	o.Metrics.add(t)
+	return t
+}
+
+// Run delivers every partition until ctx ends. It returns nil on cancel; a
+// destination error is retried forever and never ends Run.
+func (t *Transport) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, t.o.Log.Partitions())
+	for p := range t.o.Log.Partitions() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[p] = t.runPartition(ctx, p)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (t *Transport) progressKey(p int) []byte {
+	k := append([]byte("T"), t.o.Org...)
+	k = append(k, 0)
+	k = append(k, t.o.Name...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint16(k, uint16(p))
+}
+
+// Progress is the local progress record of partition p (0 when none).
+func (t *Transport) Progress(p int) (uint64, error) {
+	v, c, err := t.o.Log.DB().Get(t.progressKey(p))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return binary.BigEndian.Uint64(v), nil
+}
+
+func (t *Transport) saveProgress(p int, seq uint64) error {
+	return t.o.Log.DB().Set(t.progressKey(p), binary.BigEndian.AppendUint64(nil, seq), pebble.NoSync)
+}
+
+type pending struct {
+	first, last uint64
+	firstTime   int64
+	rows        int
+	bytes       int64
+}
+
+func (t *Transport) runPartition(ctx context.Context, p int) error {
+	saved, err := t.start(ctx, p)
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
+	ps := &t.parts[p]
+	ps.readPos.Store(saved)
+	var pend pending
+	flush := func() error {
+		if err := t.flush(ctx, p, &pend); err != nil {
+			return err
+		}
+		saved = pend.last
+		pend = pending{}
+		ps.oldest.Store(0)
+		return nil
+	}
+	for {
+		wait := t.o.Outputs.Notify()
+		end := t.o.Outputs.NextSeq(p) - 1
+		if read := ps.readPos.Load(); read < end {
+			err := t.scan(p, read+1, end, func(seq uint64, o *sessionize.Output) error {
+				if pend.rows > 0 && o.LogTime-pend.firstTime >= int64(t.o.Flush.MaxAge) {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+				if o.Org == t.o.Org && o.Kind != sessionize.KindWatermark {
+					if pend.rows == 0 {
+						pend.first, pend.firstTime = seq, o.LogTime
+						ps.oldest.Store(o.LogTime)
+					}
+					pend.last = seq
+					pend.rows++
+					pend.bytes += rowBytes(o)
+					if pend.rows >= t.o.Flush.MaxEvents || pend.bytes >= t.o.Flush.MaxBytes {
+						if err := flush(); err != nil {
+							return err
+						}
+					}
+				}
+				ps.readPos.Store(seq)
+				return nil
+			})
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("transport %s/%s partition %d: %w", t.o.Org, t.o.Name, p, err)
+			}
+			// With nothing pending, everything read is delivered or not ours.
+			if read := ps.readPos.Load(); pend.rows == 0 && read > saved {
+				if err := t.saveProgress(p, read); err != nil {
+					return err
+				}
+				saved = read
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wait:
+		}
+	}
+}
+
+func rowBytes(o *sessionize.Output) int64 {
+	if o.Kind == sessionize.KindEvent {
+		return o.Size
+	}
+	return 256
+}
+
+// start reconciles local progress with the destination and cleans up.
+func (t *Transport) start(ctx context.Context, p int) (uint64, error) {
+	var pos uint64
+	err := t.retry(ctx, p, "read committed progress", func() error {
+		local, err := t.Progress(p)
+		if err != nil {
+			return err
+		}
+		remote, _, err := t.o.Dest.Committed(ctx, p)
+		if err != nil {
+			return err
+		}
+		pos = max(local, remote)
+		if err := t.o.Dest.Cleanup(ctx, p, pos); err != nil {
+			return err
+		}
+		if pos > local {
+			return t.saveProgress(p, pos)
+		}
+		return nil
+	})
+	return pos, err
+}
+
+func (t *Transport) scan(p int, from, to uint64, fn func(seq uint64, o *sessionize.Output) error) error {
+	it, err := t.o.Log.DB().NewIter(&pebble.IterOptions{LowerBound: pipeline.OutputKey(p, from), UpperBound: pipeline.OutputKey(p, to+1)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		seq := binary.BigEndian.Uint64(it.Key()[3:])
+		o, err := sessionize.UnmarshalOutput(it.Value())
+		if err != nil {
+			return fmt.Errorf("output %d: %w", seq, err)
+		}
+		if err := fn(seq, &o); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// flush builds the pending batch, writes it until it commits, and records progress.
+func (t *Transport) flush(ctx context.Context, p int, pend *pending) error {
+	b, err := t.build(p, pend)
+	if err != nil {
+		return err
+	}
+	select {
+	case t.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	err = t.retry(ctx, p, "write batch", func() error { return t.o.Dest.Write(ctx, b) })
+	<-t.sem
+	if err != nil {
+		return err
+	}
+	if err := t.saveProgress(p, b.LastSeq); err != nil {
+		return err
+	}
+	t.lastOK.Store(t.o.Now().UnixNano())
+	t.o.Metrics.delivered(t, len(b.Events), len(b.Pages), len(b.Sessions))
+	return nil
+}
+
+// build reads the batch's items again and materialises the rows.
+func (t *Transport) build(p int, pend *pending) (*destination.Batch, error) {
+	b := &destination.Batch{ID: destination.BatchID(p, pend.first, pend.last), Org: t.o.Org, Partition: p,
+		FirstSeq: pend.first, LastSeq: pend.last}
+	r, err := t.o.Log.NewReader(p)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	err = t.scan(p, pend.first, pend.last, func(seq uint64, o *sessionize.Output) error {
+		if o.Org != t.o.Org {
+			return nil
+		}
+		switch o.Kind {
+		case sessionize.KindEvent:
+			val, err := r.Get(o.Offset)
+			if err != nil {
+				return err
+			}
+			rec, err := event.Decode(val)
+			if err != nil {
+				return fmt.Errorf("log offset %d: %w", o.Offset, err)
+			}
+			b.Events = append(b.Events, EventRow(p, o, &rec.Event))
+		case sessionize.KindPage:
+			b.Pages = append(b.Pages, PageRow(o))
+		case sessionize.KindSession:
+			b.Sessions = append(b.Sessions, SessionRow(o))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("build batch %s: %w", b.ID, err)
+	}
+	return b, nil
+}
+
+// retry calls fn until it succeeds or ctx ends, with capped exponential
+// backoff and jitter, honouring errors that carry a RetryAfter.
+func (t *Transport) retry(ctx context.Context, p int, what string, fn func() error) error {
+	delay := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil {
+			if !t.up.Swap(true) {
+				t.o.Logger.Info("destination recovered", "org", t.o.Org, "destination", t.o.Name, "partition", p)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		t.o.Metrics.failed(t)
+		if t.up.Swap(false) || attempt%20 == 0 {
+			t.o.Logger.Error("destination failing; holding its events and retrying", "org", t.o.Org, "destination", t.o.Name,
+				"partition", p, "op", what, "attempt", attempt, "err", err)
+		}
+		wait := delay/2 + rand.N(delay/2+1)
+		var ra interface{ RetryAfter() time.Duration }
+		if errors.As(err, &ra) && ra.RetryAfter() > wait {
+			wait = ra.RetryAfter()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		delay = min(delay*2, 60*time.Second)
+	}
+}
+
+// OldestPending returns the log time (Unix ns) of the oldest item this
+// destination has read but not delivered, or of the first unread output, or
+// of the first unsessionized log record; 0 when nothing is pending.
+func (t *Transport) OldestPending() int64 {
+	var oldest int64
+	keep := func(v int64) {
+		if v > 0 && (oldest == 0 || v < oldest) {
+			oldest = v
+		}
+	}
+	for p := range t.parts {
+		ps := &t.parts[p]
+		if v := ps.oldest.Load(); v > 0 {
+			keep(v)
+			continue
+		}
+		if read := ps.readPos.Load(); read+1 < t.o.Outputs.NextSeq(p) {
+			keep(t.outputTime(p, read+1))
+		}
+	}
+	keep(t.o.Outputs.OldestUnprocessed())
+	return oldest
+}
+
+func (t *Transport) outputTime(p int, seq uint64) int64 {
+	v, c, err := t.o.Log.DB().Get(pipeline.OutputKey(p, seq))
+	if err != nil {
+		return 0
+	}
+	defer c.Close()
+	o, err := sessionize.UnmarshalOutput(v)
+	if err != nil {
+		return 0
+	}
+	return o.LogTime
+}
