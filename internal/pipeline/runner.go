@@ -25,6 +25,7 @@ type Sessionizers struct {
 	log    *eventlog.Log
 	cfg    sessionize.Config
 	logger *slog.Logger
+	perChunk uint64 // records per commit; ChunkRecords unless a test changes it
 
 	mu     sync.Mutex
 	notify chan struct{}
@@ -39,7 +40,7 @@ type Sessionizers struct {
 
 // NewSessionizers prepares the sessionizers; Run starts them.
 func NewSessionizers(l *eventlog.Log, cfg sessionize.Config, reg prometheus.Registerer, logger *slog.Logger) (*Sessionizers, error) {
-	s := &Sessionizers{log: l, cfg: cfg, logger: logger, notify: make(chan struct{}),
+	s := &Sessionizers{log: l, cfg: cfg, logger: logger, notify: make(chan struct{}), perChunk: ChunkRecords,
 		next: make([]atomic.Uint64, l.Partitions()), cursor: make([]atomic.Uint64, l.Partitions()), wm: make([]atomic.Int64, l.Partitions())}
 	for p := range l.Partitions() {
 		h, err := readHeader(l.DB(), p)
@@ -143,7 +144,7 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer) (int,
 	sz.SetStore(st)
 	dupes := sz.Dupes
 	var events, ticks int
-	err := s.log.Scan(p, h.Cursor+1, h.Cursor+ChunkRecords, func(off uint64, val []byte) error {
+	err := s.log.Scan(p, h.Cursor+1, h.Cursor+s.perChunk, func(off uint64, val []byte) error {
 		rec, err := event.Decode(val)
 		if err != nil {
 			return fmt.Errorf("log offset %d: %w", off, err)

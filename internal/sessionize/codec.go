@@ -13,10 +13,10 @@ const codecVersion = 1
 
 type enc struct{ b []byte }
 
-func (e *enc) int(v int64)     { e.b = binary.AppendVarint(e.b, v) }
-func (e *enc) uint(v uint64)   { e.b = binary.AppendUvarint(e.b, v) }
-func (e *enc) str(s string)    { e.b = binary.AppendUvarint(e.b, uint64(len(s))); e.b = append(e.b, s...) }
-func (e *enc) byte(v byte)     { e.b = append(e.b, v) }
+func (e *enc) int(v int64)   { e.b = binary.AppendVarint(e.b, v) }
+func (e *enc) uint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *enc) str(s string)  { e.b = binary.AppendUvarint(e.b, uint64(len(s))); e.b = append(e.b, s...) }
+func (e *enc) byte(v byte)   { e.b = append(e.b, v) }
 func (e *enc) bool(v bool) {
 	if v {
 		e.byte(1)
@@ -24,7 +24,7 @@ func (e *enc) bool(v bool) {
 		e.byte(0)
 	}
 }
-func (d *dec) bool() bool      { return d.byte() == 1 }
+func (d *dec) bool() bool       { return d.byte() == 1 }
 func (d *dec) fail(what string) { d.err = fmt.Errorf("%w: bad %s", ErrCorrupt, what) }
 
 type dec struct {

@@ -1,0 +1,76 @@
+package sessionize_test
+
+import (
+	"sort"
+
+	. "github.com/tidemark/tidemark/internal/sessionize"
+)
+
+// memStore is an in-memory Store for tests of the pure logic; the Pebble-backed
+// store in package pipeline runs the same golden files.
+type memStore struct {
+	devices map[string]*Device
+	index   map[IndexEntry]bool
+	seen    map[string]int64
+	out     []Output
+}
+
+func newMemStore() *memStore {
+	return &memStore{devices: map[string]*Device{}, index: map[IndexEntry]bool{}, seen: map[string]int64{}}
+}
+
+func (m *memStore) Device(key string) (*Device, error) {
+	d := m.devices[key]
+	if d == nil {
+		return nil, nil
+	}
+	c := *d
+	if d.Page != nil {
+		p := *d.Page
+		c.Page = &p
+	}
+	return &c, nil
+}
+func (m *memStore) PutDevice(key string, d *Device) { m.devices[key] = d }
+func (m *memStore) DeleteDevice(key string)         { delete(m.devices, key) }
+func (m *memStore) Index(b int64, key string)       { m.index[IndexEntry{b, key}] = true }
+func (m *memStore) Unindex(b int64, key string)     { delete(m.index, IndexEntry{b, key}) }
+func (m *memStore) sorted() []IndexEntry {
+	var es []IndexEntry
+	for e := range m.index {
+		es = append(es, e)
+	}
+	sort.Slice(es, func(i, j int) bool {
+		if es[i].Bucket != es[j].Bucket {
+			return es[i].Bucket < es[j].Bucket
+		}
+		return es[i].Key < es[j].Key
+	})
+	return es
+}
+func (m *memStore) Due(wm int64, limit int) ([]IndexEntry, error) {
+	var out []IndexEntry
+	for _, e := range m.sorted() {
+		if e.Bucket > wm || len(out) == limit {
+			break
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+func (m *memStore) FirstDue() (int64, bool, error) {
+	es := m.sorted()
+	if len(es) == 0 {
+		return 0, false, nil
+	}
+	return es[0].Bucket, true, nil
+}
+func (m *memStore) Seen(org, id string) (int64, bool, error) {
+	at, ok := m.seen[org+"\x00"+id]
+	return at, ok, nil
+}
+func (m *memStore) Remember(org, id string, at int64) { m.seen[org+"\x00"+id] = at }
+func (m *memStore) Emit(o *Output) error {
+	m.out = append(m.out, *o)
+	return nil
+}
