@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# scripts/test.sh: THE test command for tidemark (CI runs it through .ci/run).
+#
+# Usage (from any directory):
+#   ./scripts/test.sh                          # everything: go vet ./... + go test ./...
+#   ./scripts/test.sh ./internal/testenv/...   # only these packages (vet + test)
+#   ./scripts/test.sh -run TestE2E ./internal/...
+#   ./scripts/test.sh -v -run 'TestSend$'      # flags only: packages default to ./...
+#   ./scripts/test.sh ./internal/x -args -custom-flag   # -args and the rest go last
+#
+# Arguments: every argument is passed to `go test`, after the defaults
+# `-count=1 -timeout 25m` (a later flag wins, so `-timeout 5m` or `-count=3`
+# override them). An argument that is a package pattern (it starts with ".",
+# "./", "../" or "github.com/tidemark/tidemark") selects packages, for both
+# `go vet` and `go test`; when none is given, `./...` is used. Do not put a
+# package-looking word as a flag's value in a separate argument (write
+# `-run=./x` rather than `-run ./x`, which nobody needs anyway).
+#
+# What it does, printing each phase with a timestamp:
+#   1. installs what is missing, reusing what is there (idempotent; safe to run
+#      concurrently in one tree: installs are serialized with flock):
+#        - testenv/node/node_modules via `npm ci` (only when missing or stale:
+#          package.json, package-lock.json or the node version changed)
+#        - the Debian/Go/npm packages of each test server (install_<name>)
+#   2. starts each test server on 127.0.0.1 (start_<name>), data in a temp dir,
+#      waits until its port answers (clear error + log tail on timeout), and
+#      stops it by PID on exit (trap), then removes the temp dir;
+#   3. exports the env vars the Go tests read (see internal/testenv):
+#        TIDEMARK_TEST_NODE_DIR      absolute path of testenv/node (node_modules installed)
+#        TIDEMARK_TEST_POSTGRES_URL  postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable
+#      and CGO_ENABLED=0;
+#   4. runs `go vet` and `go test`; exits non-zero if either failed.
+#
+# Knobs (environment):
+#   TIDEMARK_TEST_SERVERS="postgres"  servers to start (space/comma separated;
+#                                     default: all in SERVERS below; "none" = none)
+#   TIDEMARK_TEST_POSTGRES_URL=...    already set: reuse that server, start none
+#   TIDEMARK_TEST_VET=0               skip go vet (quick local iteration)
+#   TIDEMARK_TEST_KEEP=1              keep the temp dir (server data and logs)
+#
+# Adding a server (versitygw, fake-gcs-server, Azurite, ...): write
+# install_<name> (idempotent; use need_apt / need_go_tool / npm in testenv/node)
+# and start_<name> (start it in the background with start_bg, wait_port, export
+# its env var), then add <name> to SERVERS. Nothing else changes.
+
+# shellcheck disable=SC2317 # functions are also called indirectly (trap, install_$name, start_$name)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+SERVERS=(postgres)
+
+export CGO_ENABLED=0
+export TIDEMARK_TEST_NODE_DIR="$ROOT/testenv/node"
+
+START_SECONDS=$SECONDS
+log() { printf '[test.sh %s +%ss] %s\n' "$(date +%H:%M:%S)" "$((SECONDS - START_SECONDS))" "$*"; }
+phase() { printf '\n'; log "=== $* ==="; }
+die() { log "ERROR: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------
+# Cleanup: stop every server we started (by PID), remove the temp dir.
+
+TMP_ROOT=""
+SERVER_PIDS=()    # PIDs to stop, in start order
+SERVER_NAMES=()   # matching names
+SERVER_SIGNALS=() # matching first signal (TERM; QUIT for postgres)
+
+# alive PID: true while PID runs. A daemon (postgres) is not our child, so it
+# stays a zombie until PID 1 reaps it: a zombie counts as stopped.
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local st
+  st="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" || return 1
+  [[ -n "$st" && "$st" != Z ]]
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  local i pid name
+  for ((i = ${#SERVER_PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${SERVER_PIDS[$i]} name=${SERVER_NAMES[$i]}
+    if alive "$pid"; then
+      kill "-${SERVER_SIGNALS[$i]}" "$pid" 2>/dev/null
+      local waited=0
+      while alive "$pid" && ((waited < 200)); do sleep 0.05; waited=$((waited + 1)); done
+      if alive "$pid"; then
+        log "$name (pid $pid) did not stop in 10s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null
+      else
+        log "stopped $name (pid $pid)"
+      fi
+    fi
+  done
+  if [[ -n "$TMP_ROOT" && -d "$TMP_ROOT" ]]; then
+    if [[ "${TIDEMARK_TEST_KEEP:-0}" == 1 ]]; then
+      log "kept $TMP_ROOT (TIDEMARK_TEST_KEEP=1)"
+    else
+      rm -rf "$TMP_ROOT"
+    fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+tmp_root() {
+  if [[ -z "$TMP_ROOT" ]]; then
+    TMP_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/tidemark-test.XXXXXX")"
+    chmod 755 "$TMP_ROOT" # servers that run as another user (postgres) must reach their subdir
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# Install helpers (idempotent; reuse what is there).
+
+APT_UPDATED=0
+# need_apt PKG...: install the Debian packages that are not installed yet.
+need_apt() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  [[ $(id -u) == 0 ]] || die "need Debian packages ${missing[*]} (run as root, or install them)"
+  log "apt-get install ${missing[*]}"
+  if ((APT_UPDATED == 0)); then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# need_go_tool BIN MODULE/PATH@VERSION: go install unless $(go env GOPATH)/bin/BIN
+# is already built from that module version. Prints nothing; BIN's path is
+# "$(go env GOPATH)/bin/BIN".
+need_go_tool() {
+  local bin=$1 spec=$2 gobin
+  gobin="$(go env GOPATH)/bin"
+  local want_ver=${spec##*@}
+  if [[ -x "$gobin/$bin" ]] && go version -m "$gobin/$bin" 2>/dev/null | awk '$1=="mod"{print $3}' | grep -qx "$want_ver"; then
+    return 0
+  fi
+  log "go install $spec (cold: several minutes)"
+  go install "$spec"
+}
+
+# ensure_node_modules: npm ci in testenv/node when node_modules is missing or
+# stale. The stamp hashes package.json, package-lock.json and `node --version`.
+ensure_node_modules() {
+  local dir="$TIDEMARK_TEST_NODE_DIR"
+  command -v node >/dev/null || die "node is not installed (Node.js >= 20 is required; the machine image ships it)"
+  command -v npm >/dev/null || die "npm is not installed (it comes with Node.js)"
+  local want
+  want="$( (cat "$dir/package.json" "$dir/package-lock.json"; node --version) | sha256sum | cut -d' ' -f1)"
+  if [[ -f "$dir/node_modules/.tidemark-stamp" && "$(cat "$dir/node_modules/.tidemark-stamp")" == "$want" ]]; then
+    log "testenv/node/node_modules is up to date (node $(node --version))"
+    return 0
+  fi
+  log "npm ci in testenv/node (node $(node --version), npm $(npm --version))"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" >"$dir/node_modules/.tidemark-stamp"
+}
+
+# ---------------------------------------------------------------------------
+# Server helpers.
+
+# port_open HOST PORT: true when something accepts TCP connections there.
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# free_port: print a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() {
+  local p i
+  for ((i = 0; i < 200; i++)); do
+    p=$((20000 + RANDOM % 30000))
+    port_open 127.0.0.1 "$p" || { echo "$p"; return 0; }
+  done
+  die "no free port found on 127.0.0.1"
+}
+
+# register_pid NAME PID [SIGNAL]: stop PID with SIGNAL (default TERM) on exit.
+register_pid() {
+  SERVER_NAMES+=("$1")
+  SERVER_PIDS+=("$2")
+  SERVER_SIGNALS+=("${3:-TERM}")
+}
+
+# start_bg NAME LOGFILE CMD...: start CMD in the background (its own PID, not
+# a subshell's), output to LOGFILE, stopped by PID on exit.
+start_bg() {
+  local name=$1 logfile=$2
+  shift 2
+  "$@" >"$logfile" 2>&1 </dev/null &
+  register_pid "$name" "$!"
+}
+
+# wait_port NAME PORT TIMEOUT_S [LOGFILE] [PID]: wait until 127.0.0.1:PORT
+# accepts connections; fail with the log's tail on timeout or if PID died.
+wait_port() {
+  local name=$1 port=$2 timeout=$3 logfile=${4:-} pid=${5:-}
+  local deadline=$((SECONDS + timeout)) delay=0.02
+  until port_open 127.0.0.1 "$port"; do
+    if [[ -n "$pid" ]] && ! alive "$pid"; then
+      [[ -n "$logfile" ]] && tail -n 30 "$logfile" >&2
+      die "$name exited before listening on 127.0.0.1:$port (log: $logfile)"
+    fi
+    if ((SECONDS >= deadline)); then
+      [[ -n "$logfile" ]] && tail -n 30 "$logfile" >&2
+      die "$name did not listen on 127.0.0.1:$port within ${timeout}s (log: $logfile)"
+    fi
+    sleep "$delay"
+    [[ $delay == 0.02 ]] && delay=0.1 || delay=0.25
+  done
+  log "$name ready on 127.0.0.1:$port"
+}
+
+# ---------------------------------------------------------------------------
+# Servers. Each NAME in SERVERS has install_NAME and start_NAME.
+
+pg_bindir() {
+  local d
+  d="$(printf "%s\n" /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+  [[ -n "$d" && -x "$d/initdb" ]] && echo "$d"
+}
+
+install_postgres() {
+  [[ -n "${TIDEMARK_TEST_POSTGRES_URL:-}" ]] && return 0
+  pg_bindir >/dev/null && id postgres >/dev/null 2>&1 && return 0
+  need_apt postgresql
+  pg_bindir >/dev/null || die "postgresql installed but no /usr/lib/postgresql/*/bin/initdb"
+}
+
+start_postgres() {
+  if [[ -n "${TIDEMARK_TEST_POSTGRES_URL:-}" ]]; then
+    log "postgres: reusing TIDEMARK_TEST_POSTGRES_URL from the environment"
+    return 0
+  fi
+  local bin dir port
+  bin="$(pg_bindir)"
+  tmp_root
+  dir="$TMP_ROOT/postgres"
+  mkdir -p "$dir"
+  port="$(free_port)"
+  # PostgreSQL refuses to run as root: run it as the postgres user.
+  local as=()
+  if [[ $(id -u) == 0 ]]; then
+    as=(runuser -u postgres --)
+    chown postgres:postgres "$dir"
+  fi
+  "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$TMP_ROOT/postgres-initdb.log" 2>&1 ||
+    { tail -n 30 "$TMP_ROOT/postgres-initdb.log" >&2; die "initdb failed"; }
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    start >/dev/null ||
+    { tail -n 30 "$dir/postgres.log" >&2; die "postgres did not start (log: $dir/postgres.log)"; }
+  local pid
+  pid="$(head -n 1 "$dir/data/postmaster.pid")"
+  register_pid postgres "$pid" QUIT # SIGQUIT = immediate shutdown: the data is thrown away
+  wait_port postgres "$port" 30 "$dir/postgres.log" "$pid"
+  export TIDEMARK_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+}
+
+# ---------------------------------------------------------------------------
+# Arguments.
+
+PKGS=()
+GOTEST_ARGS=()
+BINARY_ARGS=() # `-args` and everything after it: go test wants them last
+for a in "$@"; do
+  if ((${#BINARY_ARGS[@]} > 0)) || [[ "$a" == -args || "$a" == --args ]]; then
+    BINARY_ARGS+=("$a")
+    continue
+  fi
+  case "$a" in
+    . | ./* | ../* | github.com/tidemark/tidemark | github.com/tidemark/tidemark/*) PKGS+=("$a") ;;
+    *) GOTEST_ARGS+=("$a") ;;
+  esac
+done
+((${#PKGS[@]} > 0)) || PKGS=(./...)
+
+selected_servers() {
+  local s=${TIDEMARK_TEST_SERVERS:-all}
+  if [[ "$s" == all ]]; then
+    echo "${SERVERS[@]}"
+  elif [[ "$s" != none ]]; then
+    echo "${s//,/ }"
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# Main.
+
+log "tidemark tests in $ROOT ($(go version | cut -d' ' -f3), CI=${CI:-false})"
+log "packages: ${PKGS[*]}; go test flags: -count=1 -timeout 25m ${GOTEST_ARGS[*]}"
+
+read -r -a RUN_SERVERS <<<"$(selected_servers)"
+for s in ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
+  declare -F "start_$s" >/dev/null || die "unknown server '$s' in TIDEMARK_TEST_SERVERS (known: ${SERVERS[*]})"
+done
+
+phase "install"
+t0=$SECONDS
+mkdir -p "$ROOT/.testenv"
+(
+  # Serialize installs across concurrent runs in this tree.
+  flock 9
+  ensure_node_modules
+  for s in ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
+    if declare -F "install_$s" >/dev/null; then "install_$s"; fi
+  done
+) 9>"$ROOT/.testenv/install.lock"
+log "go mod download"
+go mod download || log "go mod download failed: go vet/go test below will show why"
+log "install done in $((SECONDS - t0))s"
+
+phase "start servers: ${RUN_SERVERS[*]:-none}"
+t0=$SECONDS
+for s in ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do "start_$s"; done
+log "servers up in $((SECONDS - t0))s"
+log "TIDEMARK_TEST_NODE_DIR=$TIDEMARK_TEST_NODE_DIR"
+[[ -n "${TIDEMARK_TEST_POSTGRES_URL:-}" ]] && log "TIDEMARK_TEST_POSTGRES_URL=$TIDEMARK_TEST_POSTGRES_URL"
+
+vet_rc=0 vet_note="exit 0"
+if [[ "${TIDEMARK_TEST_VET:-1}" == 0 ]]; then
+  vet_note="skipped (TIDEMARK_TEST_VET=0)"
+else
+  phase "go vet ${PKGS[*]}"
+  t0=$SECONDS
+  go vet "${PKGS[@]}" || vet_rc=$?
+  vet_note="exit $vet_rc"
+  log "go vet: exit $vet_rc in $((SECONDS - t0))s"
+fi
+
+phase "go test ${PKGS[*]}"
+t0=$SECONDS
+test_rc=0
+go test -count=1 -timeout 25m ${GOTEST_ARGS[@]+"${GOTEST_ARGS[@]}"} "${PKGS[@]}" ${BINARY_ARGS[@]+"${BINARY_ARGS[@]}"} || test_rc=$?
+log "go test: exit $test_rc in $((SECONDS - t0))s"
+
+phase "done in $((SECONDS - START_SECONDS))s: go vet $vet_note, go test exit $test_rc"
+if ((test_rc != 0)); then exit "$test_rc"; fi
+exit "$vet_rc"
