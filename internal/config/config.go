@@ -1,6 +1,9 @@
 package config
 
 import (
+	"crypto/rand"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -60,16 +63,94 @@ type Flush struct {
 	MaxAge    Duration `yaml:"max_age"`    // default 1m
 }
 
-// Duration is a time.Duration written as "30m", "1s".
-type Duration time.Duration
+// Names used when the configuration has no orgs; see WithDefaultOrg.
+const (
+	DefaultOrgID           = "default"
+	DefaultDestinationName = "lake"
+)
 
-// D returns d as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
+// Output formats a destination accepts.
+const (
+	FormatParquet = "parquet"
+	FormatNDJSON  = "ndjson" // newline-delimited JSON, always gzip-compressed
+)
 
-// ByteSize is a size written as a number of bytes or with a unit: "4MiB", "32KiB".
-type ByteSize int64
+// Default returns the embedded defaults: what `tidemark serve` runs with when
+// no file is given. It has no orgs; see WithDefaultOrg.
+func Default() *Config {
+	return &Config{
+		Listen:  "127.0.0.1:8080",
+		DataDir: "./tidemark-data",
+		Log: Log{
+			Partitions:   8,
+			Retention:    Duration(168 * time.Hour),
+			TickInterval: Duration(time.Second),
+			MinFreeBytes: 512 * MiB,
+			DedupeWindow: Duration(24 * time.Hour),
+			CacheBytes:   64 * MiB,
+		},
+		Ingest: Ingest{
+			MaxBodyBytes:  4 * MiB,
+			MaxEventBytes: 32 * KiB,
+			MaxPending:    100000,
+		},
+		Sessions: Sessions{
+			PageIdle:    Duration(30 * time.Minute),
+			SessionIdle: Duration(30 * time.Minute),
+		},
+	}
+}
 
-// Secret is a credential (write key). It prints as "[redacted]".
-type Secret string
+// NewDestination returns a destination with the default format (parquet),
+// compression (zstd) and flush rules.
+func NewDestination(name, url string) Destination {
+	return Destination{
+		Name:        name,
+		URL:         url,
+		Format:      FormatParquet,
+		Compression: "zstd",
+		Flush: Flush{
+			MaxEvents: 10000,
+			MaxBytes:  64 * MiB,
+			MaxAge:    Duration(time.Minute),
+		},
+	}
+}
 
-func (s Secret) String() string { return "[redacted]" }
+// WithDefaultOrg makes c usable without any org configured: when c has no
+// orgs, it adds org "default" with writeKey as its only write key and one
+// destination "lake" at file://<data_dir>/lake (parquet, default flush rules).
+// When c already has orgs it does nothing. Call it after Load (which accepts
+// a config without orgs); writeKey must pass Validate (16 characters or more,
+// see NewWriteKey).
+func (c *Config) WithDefaultOrg(writeKey string) {
+	if len(c.Orgs) > 0 {
+		return
+	}
+	c.Orgs = []Org{{
+		ID:           DefaultOrgID,
+		WriteKeys:    []Secret{Secret(writeKey)},
+		Destinations: []Destination{NewDestination(DefaultDestinationName, FileURL(filepath.Join(c.DataDir, "lake")))},
+	}}
+}
+
+// FileURL returns the file destination URL of a local directory: an absolute
+// path becomes file:///abs/path, a relative one file://./rel/path (the form
+// gocloud.dev/blob/fileblob reads as relative to the working directory).
+func FileURL(dir string) string {
+	dir = filepath.ToSlash(filepath.Clean(dir))
+	if filepath.IsAbs(filepath.FromSlash(dir)) || strings.HasPrefix(dir, "/") {
+		if !strings.HasPrefix(dir, "/") {
+			dir = "/" + dir // Windows: C:/x -> file:///C:/x
+		}
+		return "file://" + dir
+	}
+	if dir == "." {
+		return "file://./"
+	}
+	return "file://./" + dir
+}
+
+// NewWriteKey returns a fresh random write key (26 characters of base32,
+// 130 bits), for example for the dev key `tidemark serve` prints at start.
+func NewWriteKey() string { return rand.Text() }

@@ -1,0 +1,227 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Limits enforced by Validate.
+const (
+	MaxPartitions   = 256
+	MinRetention    = time.Hour
+	MinTickInterval = 10 * time.Millisecond
+	MaxTickInterval = time.Minute
+	MinWriteKeyLen  = 16
+)
+
+// idPattern is the charset of org ids and destination names: they appear in
+// object keys, metric labels and URLs, so they are kept boring.
+var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+const idHelp = `must be 1 to 63 lowercase letters, digits, "_" or "-", starting with a letter or digit`
+
+// Destination URL schemes. Only file is implemented so far; the others are
+// valid configuration for the blob destinations to come (gocloud.dev URLs).
+var schemes = []string{"file", "s3", "gs", "azblob"}
+
+var compressions = []string{"zstd", "snappy", "gzip", "none"}
+
+// Validate checks c and returns every problem found, joined (errors.Join of
+// *FieldError, each naming its key path). A config without orgs is valid.
+func (c *Config) Validate() error { return joinErrs(c.validate()) }
+
+type problems []*FieldError
+
+func (p *problems) add(path, format string, args ...any) {
+	*p = append(*p, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *problems) positive(path string, v int64, show string) {
+	if v <= 0 {
+		p.add(path, "must be greater than 0, got %s", show)
+	}
+}
+
+func (c *Config) validate() []*FieldError {
+	var p problems
+
+	if host, port, err := net.SplitHostPort(c.Listen); err != nil {
+		p.add("listen", "want host:port, e.g. \"127.0.0.1:8080\" or \":8080\", got %q", c.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		p.add("listen", "port must be a number from 0 to 65535, got %q", port)
+	} else if strings.ContainsAny(host, " /") {
+		p.add("listen", "invalid host %q", host)
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		p.add("data_dir", "must not be empty")
+	}
+
+	l := c.Log
+	if l.Partitions < 1 || l.Partitions > MaxPartitions {
+		p.add("log.partitions", "must be between 1 and %d, got %d", MaxPartitions, l.Partitions)
+	}
+	if l.Retention.D() < MinRetention {
+		p.add("log.retention", "must be at least %s, got %s", Duration(MinRetention), l.Retention)
+	}
+	if l.TickInterval.D() < MinTickInterval || l.TickInterval.D() > MaxTickInterval {
+		p.add("log.tick_interval", "must be between %s and %s, got %s",
+			Duration(MinTickInterval), Duration(MaxTickInterval), l.TickInterval)
+	}
+	p.positive("log.min_free_bytes", int64(l.MinFreeBytes), l.MinFreeBytes.String())
+	p.positive("log.dedupe_window", int64(l.DedupeWindow), l.DedupeWindow.String())
+	p.positive("log.cache_bytes", int64(l.CacheBytes), l.CacheBytes.String())
+
+	in := c.Ingest
+	p.positive("ingest.max_body_bytes", int64(in.MaxBodyBytes), in.MaxBodyBytes.String())
+	p.positive("ingest.max_event_bytes", int64(in.MaxEventBytes), in.MaxEventBytes.String())
+	if in.MaxBodyBytes > 0 && in.MaxEventBytes > in.MaxBodyBytes {
+		p.add("ingest.max_event_bytes", "must not exceed ingest.max_body_bytes (%s), got %s", in.MaxBodyBytes, in.MaxEventBytes)
+	}
+	p.positive("ingest.max_pending", int64(in.MaxPending), strconv.Itoa(in.MaxPending))
+
+	s := c.Sessions
+	p.positive("sessions.page_idle", int64(s.PageIdle), s.PageIdle.String())
+	p.positive("sessions.session_idle", int64(s.SessionIdle), s.SessionIdle.String())
+	if s.SessionIdle > 0 && s.PageIdle > s.SessionIdle {
+		p.add("sessions.page_idle", "must not exceed sessions.session_idle (%s): a page cannot outlive its session, got %s",
+			s.SessionIdle, s.PageIdle)
+	}
+
+	orgIDs := map[string]string{} // id -> path
+	keys := map[string]string{}   // write key -> path
+	urls := map[string]string{}   // normalized destination URL -> path
+	for i, o := range c.Orgs {
+		op := fmt.Sprintf("orgs[%d]", i)
+		switch {
+		case o.ID == "":
+			p.add(op+".id", "must not be empty")
+		case !idPattern.MatchString(o.ID):
+			p.add(op+".id", "%s, got %q", idHelp, o.ID)
+		case orgIDs[o.ID] != "":
+			p.add(op+".id", "duplicate org id %q (also %s)", o.ID, orgIDs[o.ID])
+		default:
+			orgIDs[o.ID] = op + ".id"
+		}
+
+		if len(o.WriteKeys) == 0 {
+			p.add(op+".write_keys", "an org needs at least one write key")
+		}
+		for j, k := range o.WriteKeys {
+			kp := fmt.Sprintf("%s.write_keys[%d]", op, j)
+			if msg := checkWriteKey(k.Reveal()); msg != "" {
+				p.add(kp, "%s", msg)
+				continue
+			}
+			if prev := keys[k.Reveal()]; prev != "" {
+				p.add(kp, "duplicate write key (also %s): a key must identify one org", prev)
+				continue
+			}
+			keys[k.Reveal()] = kp
+		}
+
+		if len(o.Destinations) == 0 {
+			p.add(op+".destinations", "an org needs at least one destination")
+		}
+		names := map[string]string{}
+		for j, d := range o.Destinations {
+			dp := fmt.Sprintf("%s.destinations[%d]", op, j)
+			switch {
+			case d.Name == "":
+				p.add(dp+".name", "must not be empty")
+			case !idPattern.MatchString(d.Name):
+				p.add(dp+".name", "%s, got %q", idHelp, d.Name)
+			case names[d.Name] != "":
+				p.add(dp+".name", "duplicate destination name %q in this org (also %s)", d.Name, names[d.Name])
+			default:
+				names[d.Name] = dp + ".name"
+			}
+			if key, msg := checkURL(d.URL); msg != "" {
+				p.add(dp+".url", "%s", msg)
+			} else if prev := urls[key]; prev != "" {
+				p.add(dp+".url", "same location as %s: two destinations writing one place would overwrite each other's batches", prev)
+			} else {
+				urls[key] = dp + ".url"
+			}
+			switch d.Format {
+			case FormatParquet:
+				if !slices.Contains(compressions, d.Compression) {
+					p.add(dp+".compression", "must be one of %s, got %q", strings.Join(compressions, ", "), d.Compression)
+				}
+			case FormatNDJSON:
+				if d.Compression != "gzip" {
+					p.add(dp+".compression", "ndjson files are always gzip-compressed: remove compression or set it to gzip, got %q", d.Compression)
+				}
+			default:
+				p.add(dp+".format", "must be parquet or ndjson, got %q", d.Format)
+			}
+			f := d.Flush
+			p.positive(dp+".flush.max_events", int64(f.MaxEvents), strconv.Itoa(f.MaxEvents))
+			p.positive(dp+".flush.max_bytes", int64(f.MaxBytes), f.MaxBytes.String())
+			p.positive(dp+".flush.max_age", int64(f.MaxAge), f.MaxAge.String())
+		}
+	}
+	return p
+}
+
+// checkWriteKey returns what is wrong with k, never k itself.
+func checkWriteKey(k string) string {
+	switch {
+	case k == "":
+		return "must not be empty"
+	case len(k) < MinWriteKeyLen:
+		return fmt.Sprintf("must be at least %d characters, got %d", MinWriteKeyLen, len(k))
+	case strings.ContainsFunc(k, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+		// Typically a trailing newline from `export KEY=$(cat keyfile)`.
+		return "must not contain spaces, newlines or control characters"
+	case strings.Contains(k, ":"):
+		return `must not contain ":" (the key is sent as the HTTP Basic user name)`
+	}
+	return ""
+}
+
+// checkURL validates a destination URL and returns a key identifying the
+// location it writes to, or a problem.
+func checkURL(raw string) (key, problem string) {
+	if raw == "" {
+		return "", "must not be empty"
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "not a valid URL: want scheme://location, e.g. file:///var/lib/tidemark/lake or s3://bucket/prefix"
+	}
+	if u.User != nil {
+		return "", "must not contain credentials: use the environment or the instance's credentials"
+	}
+	if !slices.Contains(schemes, u.Scheme) {
+		return "", fmt.Sprintf("unsupported scheme %q: want one of %s", u.Scheme, strings.Join(schemes, ", "))
+	}
+	if u.Opaque != "" {
+		return "", fmt.Sprintf("want %s://location, got %s:%s", u.Scheme, u.Scheme, u.Opaque)
+	}
+	p := strings.TrimRight(u.Path, "/")
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "." {
+			return "", fmt.Sprintf("file URL host must be empty (file:///absolute/path) or \".\" (file://./relative/path), got %q", u.Host)
+		}
+		if p == "" {
+			return "", "file URL needs a directory: file:///absolute/path or file://./relative/path"
+		}
+	default:
+		if u.Host == "" {
+			what := "bucket"
+			if u.Scheme == "azblob" {
+				what = "container"
+			}
+			return "", fmt.Sprintf("%s URL needs a %s: %s://%s/optional/prefix", u.Scheme, what, u.Scheme, what)
+		}
+	}
+	return u.Scheme + "://" + u.Host + p, ""
+}
