@@ -38,7 +38,7 @@ type Backpressure struct {
 	After  time.Duration
 }
 
-func (e *Backpressure) Error() string              { return "log backpressure: " + e.Reason }
+func (e *Backpressure) Error() string             { return "log backpressure: " + e.Reason }
 func (e *Backpressure) RetryAfter() time.Duration { return e.After }
 
 // ErrClosed is returned by Append after Close.
@@ -46,13 +46,13 @@ var ErrClosed = errors.New("event log closed")
 
 // Log is the partitioned durable log. Safe for concurrent use.
 type Log struct {
-	db     *pebble.DB
-	dir    string
-	parts  int
-	opts   Options
-	reqs   chan *appendReq
-	quit   chan struct{}
-	done   chan struct{}
+	db    *pebble.DB
+	dir   string
+	parts int
+	opts  Options
+	reqs  chan *appendReq
+	quit  chan struct{}
+	done  chan struct{}
 
 	closeMu sync.RWMutex // held shared while enqueueing, exclusively by Close
 	closed  bool
@@ -437,8 +437,10 @@ func (l *Log) Close() error {
 
 type quietLogger struct{ l *slog.Logger }
 
-func (q quietLogger) Infof(format string, args ...any)  {}
-func (q quietLogger) Errorf(format string, args ...any) { q.l.Error("pebble", "msg", fmt.Sprintf(format, args...)) }
+func (q quietLogger) Infof(format string, args ...any) {}
+func (q quietLogger) Errorf(format string, args ...any) {
+	q.l.Error("pebble", "msg", fmt.Sprintf(format, args...))
+}
 func (q quietLogger) Fatalf(format string, args ...any) {
 	q.l.Error("pebble fatal", "msg", fmt.Sprintf(format, args...))
 	panic(fmt.Sprintf(format, args...))

@@ -22,9 +22,9 @@ const ChunkRecords = 2048
 // Sessionizers runs one sessionizer per log partition and tells the transports
 // when new outputs exist.
 type Sessionizers struct {
-	log    *eventlog.Log
-	cfg    sessionize.Config
-	logger *slog.Logger
+	log      *eventlog.Log
+	cfg      sessionize.Config
+	logger   *slog.Logger
 	perChunk uint64 // records per commit; ChunkRecords unless a test changes it
 
 	mu     sync.Mutex
@@ -211,4 +211,27 @@ func (s *Sessionizers) OldestUnprocessed() int64 {
 		}
 	}
 	return oldest
+}
+
+// FirstEventOffset returns the log offset of the first event output with a
+// sequence number in from..to, or 0 when there is none.
+func FirstEventOffset(db *pebble.DB, p int, from, to uint64) (uint64, error) {
+	if from > to {
+		return 0, nil
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: OutputKey(p, from), UpperBound: OutputKey(p, to+1)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		o, err := sessionize.UnmarshalOutput(it.Value())
+		if err != nil {
+			return 0, err
+		}
+		if o.Kind == sessionize.KindEvent {
+			return o.Offset, nil
+		}
+	}
+	return 0, it.Error()
 }

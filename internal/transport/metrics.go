@@ -8,11 +8,11 @@ import (
 
 // Metrics are the transports' metrics, shared by every destination.
 type Metrics struct {
-	mu         sync.Mutex
-	transports []*Transport
+	mu            sync.Mutex
+	transports    []*Transport
 	deliveredRows *prometheus.CounterVec
-	batches    *prometheus.CounterVec
-	failures   *prometheus.CounterVec
+	batches       *prometheus.CounterVec
+	failures      *prometheus.CounterVec
 }
 
 // NewMetrics registers the transport metrics on reg.
