@@ -1,0 +1,262 @@
+package blob
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/destination"
+	"github.com/tidemark/tidemark/internal/format"
+)
+
+// ManifestVersion is the version of the manifest format written by Write.
+const ManifestVersion = 1
+
+// maxManifestSize bounds what Manifests reads; a real manifest lists at most
+// a few files per table and hour of its batch.
+const maxManifestSize = 1 << 20
+
+// Manifest is the commit record of one batch, stored as JSON at
+// <prefix>/_manifests/<batch id>.json after the batch's data files.
+type Manifest struct {
+	Version   int    `json:"version"`
+	BatchID   string `json:"batch_id"`
+	Org       string `json:"org"`
+	Partition int    `json:"partition"`
+	FirstSeq  uint64 `json:"first_seq"`
+	LastSeq   uint64 `json:"last_seq"`
+	Backfill  bool   `json:"backfill"`
+	// Files are sorted by Path.
+	Files []File `json:"files"`
+	// EventCount is the number of rows in the events files; MinLogOffset and
+	// MaxLogOffset bound their log_offset (both 0 when there are none).
+	EventCount   int64 `json:"event_count"`
+	MinLogOffset int64 `json:"min_log_offset"`
+	MaxLogOffset int64 `json:"max_log_offset"`
+	// EventIDsSHA256 is the hex SHA-256 of the batch's event ids, sorted
+	// bytewise and joined with "\n" (of the empty string when there are none).
+	EventIDsSHA256 string `json:"event_ids_sha256"`
+}
+
+// File is one data file of a batch.
+type File struct {
+	Path   string `json:"path"` // relative to the destination's prefix
+	Table  string `json:"table"`
+	Rows   int64  `json:"rows"`
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"` // hex, of the file's bytes
+}
+
+// Encode returns the manifest's JSON. The bytes are a function of m alone.
+func (m *Manifest) Encode() ([]byte, error) {
+	files := m.Files
+	if files == nil {
+		files = []File{} // "files": [] rather than null
+	}
+	mm := *m
+	mm.Files = files
+	b, err := json.MarshalIndent(&mm, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// DecodeManifest parses and validates a manifest. It rejects unknown fields,
+// trailing data, an unknown version and any inconsistency between the batch
+// id, sequence numbers, file paths and counts.
+func DecodeManifest(data []byte) (Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return Manifest{}, fmt.Errorf("decode manifest: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Manifest{}, errors.New("decode manifest: data after the JSON object")
+	}
+	if m.Files == nil {
+		m.Files = []File{}
+	}
+	if err := m.validate(); err != nil {
+		return Manifest{}, fmt.Errorf("invalid manifest %q: %w", m.BatchID, err)
+	}
+	return m, nil
+}
+
+func (m *Manifest) validate() error {
+	if m.Version != ManifestVersion {
+		return fmt.Errorf("unsupported version %d (want %d)", m.Version, ManifestVersion)
+	}
+	if m.Partition < 0 {
+		return fmt.Errorf("negative partition %d", m.Partition)
+	}
+	if m.FirstSeq > m.LastSeq {
+		return fmt.Errorf("first_seq %d > last_seq %d", m.FirstSeq, m.LastSeq)
+	}
+	if want := destination.BatchID(m.Partition, m.FirstSeq, m.LastSeq); m.BatchID != want {
+		return fmt.Errorf("batch_id does not match partition and sequence numbers (want %q)", want)
+	}
+	if m.Org == "" {
+		return errors.New("empty org")
+	}
+	var events int64
+	for i, f := range m.Files {
+		if err := f.validate(m.BatchID); err != nil {
+			return fmt.Errorf("file %d: %w", i, err)
+		}
+		if i > 0 && m.Files[i-1].Path >= f.Path {
+			return fmt.Errorf("file %d: path %q not after %q", i, f.Path, m.Files[i-1].Path)
+		}
+		if i > 0 && extOf(f.Path) != extOf(m.Files[0].Path) {
+			return fmt.Errorf("file %d: files of one batch in two formats", i)
+		}
+		if f.Table == format.Events {
+			events += f.Rows
+		}
+	}
+	if m.EventCount != events {
+		return fmt.Errorf("event_count %d, but the events files hold %d rows", m.EventCount, events)
+	}
+	if m.EventCount == 0 {
+		if m.MinLogOffset != 0 || m.MaxLogOffset != 0 {
+			return errors.New("log offsets set without events")
+		}
+		if m.EventIDsSHA256 != emptySHA256 {
+			return errors.New("event_ids_sha256 of no events is not the digest of the empty string")
+		}
+		return nil
+	}
+	if m.MinLogOffset < 0 || m.MinLogOffset > m.MaxLogOffset {
+		return fmt.Errorf("bad log offset range %d..%d", m.MinLogOffset, m.MaxLogOffset)
+	}
+	if !isSHA256(m.EventIDsSHA256) {
+		return fmt.Errorf("event_ids_sha256 %q is not a lowercase hex SHA-256", m.EventIDsSHA256)
+	}
+	return nil
+}
+
+func (f *File) validate(batchID string) error {
+	table, hour, name, ok := splitDataPath(f.Path)
+	if !ok {
+		return fmt.Errorf("path %q is not <table>/dt=YYYY-MM-DD/hr=HH/<batch id><ext>", f.Path)
+	}
+	if table != f.Table {
+		return fmt.Errorf("path %q is not in table %q", f.Path, f.Table)
+	}
+	ext := extOf(name)
+	if ext == "" || name != batchID+ext || f.Path != dataPath(table, hour, batchID, ext) {
+		return fmt.Errorf("path %q is not a data file of batch %s", f.Path, batchID)
+	}
+	if f.Rows < 1 || f.Bytes < 1 {
+		return fmt.Errorf("%s: %d rows, %d bytes", f.Path, f.Rows, f.Bytes)
+	}
+	if !isSHA256(f.SHA256) {
+		return fmt.Errorf("%s: sha256 %q is not a lowercase hex SHA-256", f.Path, f.SHA256)
+	}
+	return nil
+}
+
+var emptySHA256 = hex.EncodeToString(sha256.New().Sum(nil))
+
+func isSHA256(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	for i := range len(s) {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// eventIDsDigest returns the hex SHA-256 of ids sorted bytewise and joined
+// with "\n". ids is not modified.
+func eventIDsDigest(ids []string) string {
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	h := sha256.New()
+	for i, id := range sorted {
+		if i > 0 {
+			h.Write([]byte{'\n'})
+		}
+		io.WriteString(h, id)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Object key layout, relative to the destination's prefix.
+
+const manifestDir = "_manifests/"
+
+var tables = []string{format.Events, format.Pages, format.Sessions}
+
+func manifestKey(batchID string) string { return manifestDir + batchID + ".json" }
+
+// partitionPrefix is how every batch id of a partition starts: "p03-".
+// BatchID pads to at least two digits, so "p03-" never matches "p030-...".
+func partitionPrefix(partition int) string { return fmt.Sprintf("p%02d-", partition) }
+
+// dataPath is <table>/dt=YYYY-MM-DD/hr=HH/<batch id><ext>.
+func dataPath(table string, hour time.Time, batchID, ext string) string {
+	return table + "/dt=" + hour.Format("2006-01-02") + "/hr=" + hour.Format("15") + "/" + batchID + ext
+}
+
+// splitDataPath parses a path made by dataPath.
+func splitDataPath(p string) (table string, hour time.Time, name string, ok bool) {
+	parts := strings.Split(p, "/")
+	if len(parts) != 4 || !slices.Contains(tables, parts[0]) {
+		return "", time.Time{}, "", false
+	}
+	dt, ok1 := strings.CutPrefix(parts[1], "dt=")
+	hr, ok2 := strings.CutPrefix(parts[2], "hr=")
+	if !ok1 || !ok2 || len(hr) != 2 {
+		return "", time.Time{}, "", false
+	}
+	day, err := time.Parse("2006-01-02", dt)
+	if err != nil {
+		return "", time.Time{}, "", false
+	}
+	h, err := strconv.Atoi(hr)
+	if err != nil || h < 0 || h > 23 {
+		return "", time.Time{}, "", false
+	}
+	return parts[0], day.Add(time.Duration(h) * time.Hour), parts[3], true
+}
+
+// extOf returns the data file extension name ends with, or "".
+func extOf(name string) string {
+	for _, ext := range format.Exts() {
+		if strings.HasSuffix(name, ext) {
+			return ext
+		}
+	}
+	return ""
+}
+
+// parseBatchID is the inverse of destination.BatchID; it accepts only the
+// canonical form.
+func parseBatchID(id string) (partition int, first, last uint64, ok bool) {
+	p, rest, ok1 := strings.Cut(id, "-")
+	f, l, ok2 := strings.Cut(rest, "-")
+	if !ok1 || !ok2 || len(p) < 3 || p[0] != 'p' {
+		return 0, 0, 0, false
+	}
+	pn, err1 := strconv.Atoi(p[1:])
+	fn, err2 := strconv.ParseUint(f, 10, 64)
+	ln, err3 := strconv.ParseUint(l, 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || pn < 0 || fn > ln ||
+		destination.BatchID(pn, fn, ln) != id {
+		return 0, 0, 0, false
+	}
+	return pn, fn, ln, true
+}
