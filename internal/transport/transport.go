@@ -72,13 +72,26 @@ func New(o Options) *Transport {
 // Run delivers every partition until ctx ends. It returns nil on cancel; a
 // destination error is retried forever and never ends Run.
 func (t *Transport) Run(ctx context.Context) error {
+	// Reconcile and clean up every partition before any writes: a cleanup
+	// lists the destination, and must not race with this destination's uploads.
+	starts := make([]uint64, t.o.Log.Partitions())
+	for p := range starts {
+		pos, err := t.start(ctx, p)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		starts[p] = pos
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, t.o.Log.Partitions())
 	for p := range t.o.Log.Partitions() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[p] = t.runPartition(ctx, p)
+			errs[p] = t.runPartition(ctx, p, starts[p])
 		}()
 	}
 	wg.Wait()
@@ -117,11 +130,7 @@ type pending struct {
 	bytes       int64
 }
 
-func (t *Transport) runPartition(ctx context.Context, p int) error {
-	saved, err := t.start(ctx, p)
-	if err != nil || ctx.Err() != nil {
-		return err
-	}
+func (t *Transport) runPartition(ctx context.Context, p int, saved uint64) error {
 	ps := &t.parts[p]
 	ps.readPos.Store(saved)
 	var pend pending

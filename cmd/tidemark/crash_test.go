@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+)
+
+// TestCrashExactlyOnce SIGKILLs the real process at random moments, over and
+// over, while a client sends batches and retries every batch that was not
+// acknowledged (same messageIds). At the end every event is in the lake
+// exactly once: acknowledged events are never lost, and events that were
+// appended but whose acknowledgement died with the process are not duplicated
+// by the retry.
+func TestCrashExactlyOnce(t *testing.T) {
+	const kills = 20
+	dir := t.TempDir()
+	port := testenv.FreePort(t)
+	p := startProc(t, testConfig(t, dir, port, ""), port)
+
+	var (
+		mu    sync.Mutex
+		acked = map[string]bool{}
+		next  atomic.Int64
+		stop  atomic.Bool
+		wg    sync.WaitGroup
+	)
+	client := &http.Client{Timeout: 10 * time.Second}
+	send := func(worker int) {
+		defer wg.Done()
+		for !stop.Load() {
+			n := next.Add(1)
+			var batch []map[string]any
+			var ids []string
+			for i := range 50 {
+				dev := fmt.Sprintf("w%d-dev-%d", worker, (int(n)*7+i)%40)
+				id := fmt.Sprintf("crash-%06d-%02d", n, i)
+				typ := "track"
+				if i%10 == 0 {
+					typ = "page"
+				}
+				batch = append(batch, map[string]any{"type": typ, "messageId": id, "anonymousId": dev, "event": "Tick",
+					"properties": map[string]any{"url": "https://x.test/" + dev, "n": n}})
+				ids = append(ids, id)
+			}
+			body, _ := json.Marshal(map[string]any{"batch": batch})
+			// Retry this exact batch until it is acknowledged, across kills.
+			for {
+				req, _ := http.NewRequest("POST", p.addr+"/v1/batch", bytes.NewReader(body))
+				req.SetBasicAuth(testKey, "")
+				resp, err := client.Do(req)
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						break
+					}
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			mu.Lock()
+			for _, id := range ids {
+				acked[id] = true
+			}
+			mu.Unlock()
+		}
+	}
+	for w := range 4 {
+		wg.Add(1)
+		go send(w)
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	for k := range kills {
+		time.Sleep(time.Duration(100+rng.IntN(1400)) * time.Millisecond)
+		p.kill()
+		t.Logf("kill %d: %d events acknowledged so far", k+1, len(snapshot(&mu, acked)))
+		p.start()
+	}
+	stop.Store(true)
+	wg.Wait()
+	want := snapshot(&mu, acked)
+	if len(want) < 1000 {
+		t.Fatalf("only %d events acknowledged; the test did not exercise much", len(want))
+	}
+
+	root := filepath.Join(dir, "lake")
+	var l lake
+	waitFor(t, 2*time.Minute, "every acknowledged event in the lake", func() (bool, string) {
+		l = readLake(t, root)
+		c := l.eventCounts()
+		missing := 0
+		for id := range want {
+			if c[id] == 0 {
+				missing++
+			}
+		}
+		return missing == 0, fmt.Sprintf("%d of %d acknowledged events missing", missing, len(want))
+	})
+	for id, n := range l.eventCounts() {
+		if n != 1 {
+			t.Errorf("event %s is in the lake %d times", id, n)
+		}
+		if !want[id] {
+			t.Errorf("event %s in the lake was never sent", id)
+		}
+	}
+	// Sessions and pages are exactly once too: no id twice.
+	seen := map[string]bool{}
+	for _, s := range l.Sessions {
+		if seen[s.SessionID] {
+			t.Errorf("session %s twice", s.SessionID)
+		}
+		seen[s.SessionID] = true
+	}
+	for _, pg := range l.Pages {
+		if seen[pg.PageID] {
+			t.Errorf("page %s twice", pg.PageID)
+		}
+		seen[pg.PageID] = true
+	}
+	t.Logf("%d kills, %d events, %d pages, %d sessions, %d batches", kills, len(want), len(l.Pages), len(l.Sessions), l.Manifests)
+	p.stop()
+}
+
+func snapshot(mu *sync.Mutex, m map[string]bool) map[string]bool {
+	mu.Lock()
+	defer mu.Unlock()
+	c := make(map[string]bool, len(m))
+	for k := range m {
+		c[k] = true
+	}
+	return c
+}

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/format"
+	"github.com/tidemark/tidemark/internal/testenv"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// binary builds the real tidemark binary once per test run.
+func binary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tidemark-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "tidemark")
+		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// proc is a running `tidemark serve`.
+type proc struct {
+	t      testing.TB
+	cfg    string
+	addr   string
+	cmd    *exec.Cmd
+	out    *syncBuf
+	starts int
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testConfig writes a config with short timeouts for tests and returns its path.
+func testConfig(t testing.TB, dir string, port int, extra string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+data_dir: %s
+log:
+  partitions: 4
+  tick_interval: 100ms
+  min_free_bytes: 1MiB
+sessions:
+  page_idle: 2s
+  session_idle: 3s
+orgs:
+  - id: acme
+    write_keys: ["acme-test-write-key-0001"]
+    destinations:
+      - name: lake
+        url: file://%s
+        flush: {max_events: 300, max_age: 1s}
+%s`, port, filepath.Join(dir, "data"), filepath.Join(dir, "lake"), extra)
+	p := filepath.Join(dir, "tidemark.yaml")
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func startProc(t testing.TB, cfg string, port int) *proc {
+	t.Helper()
+	p := &proc{t: t, cfg: cfg, addr: fmt.Sprintf("http://127.0.0.1:%d", port), out: &syncBuf{}}
+	p.start()
+	t.Cleanup(func() {
+		if p.cmd != nil && p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("tidemark output:\n%s", tail(p.out.String(), 4000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	p.starts++
+	p.cmd = exec.Command(binary(p.t), "serve", "--config", p.cfg)
+	p.cmd.Stdout = p.out
+	p.cmd.Stderr = p.out
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func(c *exec.Cmd) { c.Wait(); close(exited) }(p.cmd)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(p.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		select {
+		case <-exited:
+			p.t.Fatalf("tidemark exited during start %d:\n%s", p.starts, tail(p.out.String(), 4000))
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("tidemark not ready after 60s:\n%s", tail(p.out.String(), 4000))
+		}
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	for p.cmd.ProcessState == nil {
+		runtime.Gosched()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop() {
+	p.t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(30 * time.Second)
+	for p.cmd.ProcessState == nil {
+		if time.Now().After(deadline) {
+			p.t.Fatal("tidemark did not stop within 30s of SIGTERM")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		p.t.Fatalf("tidemark exited with %d after SIGTERM:\n%s", code, tail(p.out.String(), 4000))
+	}
+}
+
+// metric returns the value of one sample line of /metrics, e.g.
+// `tidemark_delivered_events_total{destination="lake",org="acme",table="events"}`.
+func (p *proc) metric(sample string) (float64, bool) {
+	resp, err := http.Get(p.addr + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	buf.ReadFrom(resp.Body)
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f, true
+		}
+	}
+	return 0, false
+}
+
+// lake is what a reader of the destination sees: only files named by a manifest.
+type lake struct {
+	Events    []format.EventRow
+	Pages     []format.PageRow
+	Sessions  []format.SessionRow
+	Manifests int
+	Files     map[string]bool // committed data files, relative to the root
+}
+
+type manifestFiles struct {
+	Files []struct {
+		Path  string `json:"path"`
+		Table string `json:"table"`
+	} `json:"files"`
+}
+
+func readLake(t testing.TB, root string) lake {
+	t.Helper()
+	l := lake{Files: map[string]bool{}}
+	ms, _ := filepath.Glob(filepath.Join(root, "_manifests", "*.json"))
+	for _, m := range ms {
+		raw, err := os.ReadFile(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mf manifestFiles
+		if err := json.Unmarshal(raw, &mf); err != nil {
+			t.Fatalf("manifest %s: %v", m, err)
+		}
+		l.Manifests++
+		for _, f := range mf.Files {
+			l.Files[f.Path] = true
+			data, err := os.ReadFile(filepath.Join(root, f.Path))
+			if err != nil {
+				t.Fatalf("manifest %s names %s: %v", m, f.Path, err)
+			}
+			switch f.Table {
+			case "events":
+				rows, err := format.ReadEvents(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				l.Events = append(l.Events, rows...)
+			case "pages":
+				rows, err := format.ReadPages(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				l.Pages = append(l.Pages, rows...)
+			case "sessions":
+				rows, err := format.ReadSessions(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				l.Sessions = append(l.Sessions, rows...)
+			default:
+				t.Fatalf("manifest %s: unknown table %q", m, f.Table)
+			}
+		}
+	}
+	return l
+}
+
+// eventCounts maps event id to how many times the lake holds it.
+func (l lake) eventCounts() map[string]int {
+	c := make(map[string]int, len(l.Events))
+	for _, e := range l.Events {
+		c[e.EventID]++
+	}
+	return c
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s; last state: %s", timeout, what, state)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+var _ = testenv.FreePort

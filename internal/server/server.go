@@ -1,0 +1,191 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tidemark/tidemark/internal/collector"
+	"github.com/tidemark/tidemark/internal/config"
+	"github.com/tidemark/tidemark/internal/destination"
+	"github.com/tidemark/tidemark/internal/destination/blob"
+	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/format"
+	"github.com/tidemark/tidemark/internal/pipeline"
+	"github.com/tidemark/tidemark/internal/sessionize"
+	"github.com/tidemark/tidemark/internal/transport"
+)
+
+// Options are the parts of serving that are not configuration.
+type Options struct {
+	Logger *slog.Logger
+	Out    io.Writer // the start banner (dev write key, address)
+	Now    func() time.Time
+}
+
+const devKeyMeta = "dev-write-key"
+
+// Run serves until ctx ends, then shuts down within a bounded time.
+func Run(ctx context.Context, cfg *config.Config, o Options) error {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	logger := o.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data_dir: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	lg, err := eventlog.Open(cfg.DataDir, eventlog.Options{
+		Partitions: cfg.Log.Partitions, CacheBytes: int64(cfg.Log.CacheBytes), MaxPending: cfg.Ingest.MaxPending,
+		MinFreeBytes: int64(cfg.Log.MinFreeBytes), Registerer: reg, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer lg.Close()
+
+	if len(cfg.Orgs) == 0 {
+		key, err := devKey(lg)
+		if err != nil {
+			return err
+		}
+		cfg.WithDefaultOrg(key)
+		fmt.Fprintf(o.Out, "tidemark: no orgs configured; org %q accepts the dev write key %s\n", config.DefaultOrgID, key)
+		fmt.Fprintf(o.Out, "tidemark: lake at %s\n", cfg.Orgs[0].Destinations[0].URL)
+	}
+	keys := map[string]string{}
+	for _, org := range cfg.Orgs {
+		for _, k := range org.WriteKeys {
+			keys[k.Reveal()] = org.ID
+		}
+	}
+
+	sz, err := pipeline.NewSessionizers(lg, sessionize.Config{
+		PageIdle: cfg.Sessions.PageIdle.D(), SessionIdle: cfg.Sessions.SessionIdle.D(), DedupeWindow: cfg.Log.DedupeWindow.D(),
+	}, reg, logger)
+	if err != nil {
+		return err
+	}
+	tm, err := transport.NewMetrics(reg, func() int64 { return o.Now().UnixNano() })
+	if err != nil {
+		return err
+	}
+	var transports []*transport.Transport
+	var dests []destination.Destination
+	defer func() {
+		for _, d := range dests {
+			d.Close()
+		}
+	}()
+	for _, org := range cfg.Orgs {
+		for _, dc := range org.Destinations {
+			codec, err := format.ParseCodec(dc.Format, dc.Compression)
+			if err != nil {
+				return fmt.Errorf("org %s destination %s: %w", org.ID, dc.Name, err)
+			}
+			d, err := blob.Open(ctx, dc.URL, codec)
+			if err != nil {
+				return fmt.Errorf("org %s destination %s: %w", org.ID, dc.Name, err)
+			}
+			dests = append(dests, d)
+			transports = append(transports, transport.New(transport.Options{
+				Org: org.ID, Name: dc.Name, Dest: d, Log: lg, Outputs: sz, Metrics: tm, Logger: logger, Now: o.Now,
+				Flush: transport.Flush{MaxEvents: dc.Flush.MaxEvents, MaxBytes: int64(dc.Flush.MaxBytes), MaxAge: dc.Flush.MaxAge.D()},
+			}))
+		}
+	}
+
+	coll := collector.New(collector.Options{
+		Log:          lg,
+		Org:          func(k string) (string, bool) { org, ok := keys[k]; return org, ok },
+		MaxBodyBytes: int64(cfg.Ingest.MaxBodyBytes), MaxEventBytes: int64(cfg.Ingest.MaxEventBytes),
+		Now: o.Now, Registerer: reg, Logger: logger,
+	})
+	var ready atomic.Bool
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", coll)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	fmt.Fprintf(o.Out, "tidemark: listening on http://%s\n", ln.Addr())
+	logger.Info("serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "partitions", cfg.Log.Partitions, "destinations", len(transports))
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	stages, stagesCtx := errgroup.WithContext(runCtx)
+	stages.Go(func() error { return lg.RunTicker(stagesCtx, cfg.Log.TickInterval.D(), o.Now) })
+	stages.Go(func() error { return sz.Run(stagesCtx) })
+	for _, t := range transports {
+		stages.Go(func() error { return t.Run(stagesCtx) })
+	}
+	stages.Go(func() error {
+		return runRetention(stagesCtx, lg, sz, transports, cfg.Log.Retention.D(), o.Now, logger)
+	})
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	ready.Store(true)
+
+	var runErr error
+	select {
+	case <-stagesCtx.Done():
+		// ctx cancelled, or a stage failed.
+	case err := <-serveErr:
+		runErr = fmt.Errorf("http server: %w", err)
+	}
+	stop()
+	ready.Store(false)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Warn("http shutdown", "err", err)
+	}
+	stageErr := stages.Wait()
+	return errors.Join(runErr, stageErr)
+}
+
+// devKey returns the stored dev write key, creating it on first start.
+func devKey(lg *eventlog.Log) (string, error) {
+	v, ok, err := lg.Meta(devKeyMeta)
+	if err != nil {
+		return "", fmt.Errorf("read dev write key: %w", err)
+	}
+	if ok {
+		return string(v), nil
+	}
+	k := config.NewWriteKey()
+	if err := lg.SetMeta(devKeyMeta, []byte(k)); err != nil {
+		return "", fmt.Errorf("store dev write key: %w", err)
+	}
+	return k, nil
+}
