@@ -18,7 +18,7 @@ type Metrics struct {
 // NewMetrics registers the transport metrics on reg.
 func NewMetrics(reg prometheus.Registerer, now func() int64) (*Metrics, error) {
 	m := &Metrics{
-		deliveredRows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_deliveredRowsevents_total",
+		deliveredRows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_delivered_events_total",
 			Help: "Rows committed to a destination, by table (events, pages, sessions)."}, []string{"org", "destination", "table"}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_destination_batches_total",
 			Help: "Batches committed to a destination."}, []string{"org", "destination"}),
@@ -60,7 +60,7 @@ type gauges struct {
 }
 
 var (
-	descOldest = prometheus.NewDesc("tidemark_oldest_undeliveredRowsevent_age_seconds",
+	descOldest = prometheus.NewDesc("tidemark_oldest_undelivered_event_age_seconds",
 		"Age of the oldest accepted event or row not yet committed to the destination (0 when nothing is pending).", []string{"org", "destination"}, nil)
 	descUp = prometheus.NewDesc("tidemark_destination_up",
 		"1 when the destination's last operation succeeded, 0 while it is failing (events are held and retried).", []string{"org", "destination"}, nil)
