@@ -84,6 +84,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "YAML config file (default: embedded defaults; see tidemark.example.yaml)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	pprof := fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ on the listen address")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	logger.Info("starting", "version", versionString())
-	return server.Run(ctx, cfg, server.Options{Logger: logger, Out: stdout})
+	return server.Run(ctx, cfg, server.Options{Logger: logger, Out: stdout, Pprof: *pprof})
 }
 
 func loadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {

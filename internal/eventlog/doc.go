@@ -11,12 +11,14 @@
 // A ticker appends tick records (wall time) to every partition so quiet
 // partitions' watermarks advance (DESIGN.md).
 //
-// The same Pebble instance holds the other stages' small state, each under its
-// own key prefix, so that a stage's output and its progress commit in one atomic
-// batch:
+// The log lives in its own Pebble instance (store/log). A second one
+// (store/state, returned by DB) holds the other stages' small state, each under
+// its own key prefix, so that a stage's output and its progress commit in one
+// atomic batch; keeping it apart keeps the log's volume from evicting its
+// blocks from the shared cache or piling L0 files in front of its lookups:
 //
-//	'L' log records            (this package)
-//	'M' metadata               (this package: partition count, dev write key)
+//	'L' log records            (this package, store/log)
+//	'M' metadata               (this package, store/log: partition count, dev write key)
 //	'S' sessionizer state      (package pipeline)
 //	'O' sessionizer output     (package pipeline)
 //	'T' transport progress     (package transport)

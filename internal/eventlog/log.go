@@ -46,7 +46,8 @@ var ErrClosed = errors.New("event log closed")
 
 // Log is the partitioned durable log. Safe for concurrent use.
 type Log struct {
-	db    *pebble.DB
+	db    *pebble.DB // log records and metadata
+	state *pebble.DB // the other stages' state
 	dir   string
 	parts int
 	opts  Options
@@ -91,25 +92,35 @@ func Open(dir string, o Options) (*Log, error) {
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}
+	// Separate caches: the log's scans would otherwise evict the state's
+	// index and filter blocks, which every point lookup needs.
 	cache := pebble.NewCache(max(o.CacheBytes, 8<<20))
 	defer cache.Unref()
-	po := &pebble.Options{
-		Cache:        cache,
-		MemTableSize: 32 << 20,
-		Logger:       quietLogger{o.Logger},
+	logCache := pebble.NewCache(16 << 20)
+	defer logCache.Unref()
+	// The log is written sequentially and read by scans: no filters. The state
+	// is read by point lookups (devices, dedupe): bloom filters, and a store of
+	// its own so that the log's volume does not evict its blocks from the cache
+	// or pile up L0 files in front of its lookups.
+	logOpts := &pebble.Options{Cache: logCache, MemTableSize: 16 << 20, Logger: quietLogger{o.Logger}}
+	stateOpts := &pebble.Options{Cache: cache, MemTableSize: 16 << 20, Logger: quietLogger{o.Logger}}
+	for i := range stateOpts.Levels {
+		stateOpts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
-	for i := range po.Levels {
-		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-	}
-	db, err := pebble.Open(filepath.Join(dir, "store"), po)
+	db, err := pebble.Open(filepath.Join(dir, "store", "log"), logOpts)
 	if err != nil {
 		return nil, fmt.Errorf("open log store: %w", err)
 	}
-	l := &Log{db: db, dir: dir, parts: o.Partitions, opts: o,
+	state, err := pebble.Open(filepath.Join(dir, "store", "state"), stateOpts)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open state store: %w", err)
+	}
+	l := &Log{db: db, state: state, dir: dir, parts: o.Partitions, opts: o,
 		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{}),
 		notify: make(chan struct{})}
 	if err := l.checkPartitions(); err != nil {
-		db.Close()
+		l.closeStores()
 		return nil, err
 	}
 	l.next = make([]uint64, l.parts)
@@ -117,7 +128,7 @@ func Open(dir string, o Options) (*Log, error) {
 	for p := range l.parts {
 		last, err := l.lastOffset(p)
 		if err != nil {
-			db.Close()
+			l.closeStores()
 			return nil, err
 		}
 		l.next[p] = last + 1
@@ -137,7 +148,7 @@ func Open(dir string, o Options) (*Log, error) {
 	})
 	for _, c := range []prometheus.Collector{l.mAppended, l.mBytes, l.mCommits, l.mGroup, l.mSync, pendingGauge, diskGauge} {
 		if err := o.Registerer.Register(c); err != nil {
-			db.Close()
+			l.closeStores()
 			return nil, fmt.Errorf("register log metrics: %w", err)
 		}
 	}
@@ -147,7 +158,11 @@ func Open(dir string, o Options) (*Log, error) {
 }
 
 // DB is the embedded store, for the stages that keep their state beside the log.
-func (l *Log) DB() *pebble.DB { return l.db }
+func (l *Log) DB() *pebble.DB { return l.state }
+
+func (l *Log) closeStores() error {
+	return errors.Join(l.db.Close(), l.state.Close())
+}
 
 // Partitions is the number of log partitions.
 func (l *Log) Partitions() int { return l.parts }
@@ -432,7 +447,7 @@ func (l *Log) Close() error {
 	}
 	close(l.quit)
 	<-l.done
-	return l.db.Close()
+	return l.closeStores()
 }
 
 type quietLogger struct{ l *slog.Logger }

@@ -11,7 +11,6 @@
 //	'S' p 'h'                  header: cursor (last processed offset), watermark, next output seq
 //	'S' p 'd' org 0 device     open device state (sessionize.MarshalDevice)
 //	'S' p 'x' bucket org 0 dev expiry index
-//	'S' p 'm' org 0 messageId  dedupe: log time first seen
-//	'S' p 'n' time org 0 id    dedupe expiry index
+//	'S' p 'm' org 0 messageId  dedupe: log time first seen (swept when older than the window)
 //	'O' p seq                  output item (sessionize.MarshalOutput); seq starts at 1
 package pipeline

@@ -114,9 +114,10 @@ func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
 		return err
 	}
 	sz := sessionize.New(s.cfg, nil, h.Watermark)
+	var sweep []byte
 	for {
 		wait := s.log.Notify()
-		n, err := s.chunk(p, &h, sz)
+		n, err := s.chunk(p, &h, sz, &sweep)
 		if err != nil {
 			return fmt.Errorf("sessionize partition %d: %w", p, err)
 		}
@@ -132,7 +133,7 @@ func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
 }
 
 // chunk processes up to ChunkRecords records after the cursor in one atomic batch.
-func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer) (int, error) {
+func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, sweep *[]byte) (int, error) {
 	if s.log.LastOffset(p) <= h.Cursor {
 		return 0, nil
 	}
@@ -165,7 +166,11 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer) (int,
 		return 0, err
 	}
 	next.Watermark = sz.Watermark()
-	if err := st.gcDedupe(next.Watermark-int64(s.cfg.DedupeWindow), 4096); err != nil {
+	// Sweep twice as many dedupe entries as records processed, so the sweep
+	// outpaces the inserts and each entry is forgotten within about a window
+	// and a sweep after it expires.
+	nextSweep, err := st.sweepDedupe(*sweep, next.Watermark-int64(s.cfg.DedupeWindow), 2*(events+ticks)+64)
+	if err != nil {
 		sz.Reset(h.Watermark)
 		return 0, err
 	}
@@ -175,6 +180,7 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer) (int,
 		return 0, fmt.Errorf("commit sessionizer chunk: %w", err)
 	}
 	*h = next
+	*sweep = nextSweep
 	s.cursor[p].Store(h.Cursor)
 	s.wm[p].Store(h.Watermark)
 	s.mRecords.WithLabelValues("event").Add(float64(events))

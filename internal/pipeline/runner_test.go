@@ -69,7 +69,8 @@ func TestGoldenOnPebble(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					n, err := s.chunk(0, &h, sessionize.New(g.Config, nil, h.Watermark))
+					var sweep []byte
+					n, err := s.chunk(0, &h, sessionize.New(g.Config, nil, h.Watermark), &sweep)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -173,9 +172,7 @@ func (s *store) Seen(org, id string) (int64, bool, error) {
 }
 
 func (s *store) Remember(org, id string, at int64) {
-	mk := msgKey(org, id)
-	s.b.Set(stateKey(s.p, 'm', mk), u64(uint64(at)), nil)
-	s.b.Set(stateKey(s.p, 'n', u64(uint64(at)), mk), nil, nil)
+	s.b.Set(stateKey(s.p, 'm', msgKey(org, id)), u64(uint64(at)), nil)
 }
 
 func (s *store) Emit(o *sessionize.Output) error {
@@ -210,28 +207,30 @@ func (s *store) flush() {
 	s.b.Set(stateKey(s.p, 'h'), s.hdr.marshal(), nil)
 }
 
-// gcDedupe forgets up to limit messageIds first seen before cutoff.
-func (s *store) gcDedupe(cutoff int64, limit int) error {
-	lo := stateKey(s.p, 'n')
-	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: stateKey(s.p, 'n', u64(uint64(max(cutoff, 0))))})
+// sweepDedupe visits up to limit dedupe entries after the key from and
+// deletes those first seen before cutoff. It returns where to continue (nil:
+// start over). Forgetting an entry older than the window changes nothing a
+// later Seen decides, so when and how fast the sweep runs does not affect
+// determinism.
+func (s *store) sweepDedupe(from []byte, cutoff int64, limit int) ([]byte, error) {
+	lo := stateKey(s.p, 'm')
+	if from == nil {
+		from = lo
+	}
+	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: prefixEnd(lo)})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer it.Close()
 	n := 0
-	for it.First(); it.Valid() && n < limit; it.Next() {
-		k := it.Key()
-		at := k[4:12]
-		mk := stateKey(s.p, 'm', k[12:])
-		if v, c, err := s.b.Get(mk); err == nil {
-			same := bytes.Equal(v, at)
-			c.Close()
-			if same {
-				s.b.Delete(mk, nil)
-			}
+	for it.First(); it.Valid(); it.Next() {
+		if n == limit {
+			return append([]byte(nil), it.Key()...), nil
 		}
-		s.b.Delete(append([]byte(nil), k...), nil)
 		n++
+		if v := it.Value(); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) < cutoff {
+			s.b.Delete(append([]byte(nil), it.Key()...), nil)
+		}
 	}
-	return it.Error()
+	return nil, it.Error()
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,9 @@ type Options struct {
 	Logger *slog.Logger
 	Out    io.Writer // the start banner (dev write key, address)
 	Now    func() time.Time
+	// Pprof serves net/http/pprof under /debug/pprof/ (off by default: the
+	// ingest listener may face the internet).
+	Pprof bool
 }
 
 const devKeyMeta = "dev-write-key"
@@ -133,6 +137,10 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 		io.WriteString(w, "ready\n")
 	})
+	if o.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)

@@ -15,8 +15,11 @@
 //   - An entity closes when the watermark reaches its expiry (last activity +
 //     timeout). The closure is emitted when the watermark passes the expiry
 //     rounded up to a 250 ms bucket, or at the device's next event, whichever
-//     comes first; the bucket keeps a burst of events from rewriting the expiry
-//     index for every event.
+//     comes first. The expiry index is lazy: a device is filed once, and
+//     re-filed under its later expiry only when its bucket comes due, so an
+//     active device costs one index rewrite per timeout, not one per event.
+//     Closures due at the same watermark are emitted in (bucket, org, device)
+//     order.
 //   - A messageId seen for the same org within DedupeWindow of log time is a
 //     duplicate: it produces no output.
 //

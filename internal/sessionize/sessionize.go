@@ -206,15 +206,17 @@ func (s *Sessionizer) Process(off uint64, size int, rec *event.Record) error {
 
 // file stores d and files it in the expiry index under its current expiry.
 func (s *Sessionizer) file(key string, d *Device) {
-	exp := d.Session.Last + int64(s.cfg.SessionIdle)
-	if d.Page != nil {
-		exp = min(exp, d.Page.Last+int64(s.cfg.PageIdle))
-	}
-	b := (exp + Bucket - 1) / Bucket * Bucket
-	if b != d.Bucket {
-		if d.Bucket >= 0 {
-			s.st.Unindex(d.Bucket, key)
+	// A device stays filed under the bucket it was first filed in. Its expiry
+	// only grows with activity, so that bucket is never later than the real
+	// expiry (beyond rounding); when it comes due, expire closes what has
+	// timed out and files the device again under its new expiry. An active
+	// device thus rewrites its index entry once per timeout, not per event.
+	if d.Bucket < 0 {
+		exp := d.Session.Last + int64(s.cfg.SessionIdle)
+		if d.Page != nil {
+			exp = min(exp, d.Page.Last+int64(s.cfg.PageIdle))
 		}
+		b := (exp + Bucket - 1) / Bucket * Bucket
 		s.st.Index(b, key)
 		d.Bucket = b
 		if s.dueKnown && (!s.hasDue || b < s.nextDue) {

@@ -245,18 +245,18 @@ func (t *Transport) scan(p int, from, to uint64, fn func(seq uint64, o *sessioni
 
 // flush builds the pending batch, writes it until it commits, and records progress.
 func (t *Transport) flush(ctx context.Context, p int, pend *pending) error {
-	b, err := t.build(p, pend)
-	if err != nil {
-		return err
-	}
+	// The semaphore bounds how many batches are in memory at once.
 	select {
 	case t.sem <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	err = t.retry(ctx, p, "write batch", func() error { return t.o.Dest.Write(ctx, b) })
-	<-t.sem
+	defer func() { <-t.sem }()
+	b, err := t.build(p, pend)
 	if err != nil {
+		return err
+	}
+	if err := t.retry(ctx, p, "write batch", func() error { return t.o.Dest.Write(ctx, b) }); err != nil {
 		return err
 	}
 	if err := t.saveProgress(p, b.LastSeq); err != nil {
