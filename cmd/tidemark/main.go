@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/tidemark/tidemark/internal/config"
 	lg "github.com/tidemark/tidemark/internal/loadgen"
@@ -124,12 +125,18 @@ func loadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.Float64Var(&o.Rate, "rate", 0, "events per second (0: as fast as possible)")
 	fs.StringVar(&o.RunID, "run-id", "", "messageId prefix (default: random); reuse it to resend the same ids")
 	fs.StringVar(&o.AckedFile, "acked-file", "", "write the messageIds of acknowledged events here, one per line")
+	lake := fs.String("lake", "", "after sending, wait for the acknowledged events in this local lake directory and report end-to-end latency and duplicates")
+	lakeWait := fs.Duration("lake-timeout", 10*time.Minute, "how long -lake waits for the events")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if o.WriteKey == "" {
 		return errors.New("a write key is required: -write-key or $TIDEMARK_WRITE_KEY")
 	}
-	_, err := lg.Run(ctx, o, stdout)
+	res, err := lg.Run(ctx, o, stdout)
+	if err != nil || *lake == "" {
+		return err
+	}
+	_, err = lg.MeasureLake(ctx, *lake, res.RunID, res.Acked, *lakeWait, stdout)
 	return err
 }

@@ -29,7 +29,7 @@ func parquetCodec(c Compression) compress.Codec {
 	case None:
 		return &parquet.Uncompressed
 	default:
-		return &parquet.Zstd // SpeedDefault, single-threaded, no checksum
+		return zstdPages // SpeedDefault, 1 MiB window, no checksum
 	}
 }
 
