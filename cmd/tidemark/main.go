@@ -21,6 +21,10 @@ import (
 	"github.com/tidemark/tidemark/internal/server"
 )
 
+// defaultMemHeadroom is the soft memory limit above log.cache_bytes when
+// GOMEMLIMIT is not set: memtables, request and batch buffers.
+const defaultMemHeadroom = 192 << 20
+
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
@@ -103,6 +107,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if cfg, err = config.Load(*cfgPath); err != nil {
 			return err
 		}
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Without cgo, Pebble's cache and memtables live in the Go heap, so
+		// the GC's default headroom (GOGC=100) would double them in RSS. A
+		// soft limit makes the GC collect before that; GOMEMLIMIT overrides.
+		debug.SetMemoryLimit(int64(cfg.Log.CacheBytes) + defaultMemHeadroom)
 	}
 	logger.Info("starting", "version", versionString())
 	return server.Run(ctx, cfg, server.Options{Logger: logger, Out: stdout, Pprof: *pprof})

@@ -92,18 +92,22 @@ func Open(dir string, o Options) (*Log, error) {
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}
-	// Separate caches: the log's scans would otherwise evict the state's
-	// index and filter blocks, which every point lookup needs.
-	cache := pebble.NewCache(max(o.CacheBytes, 8<<20))
+	// Pebble reserves its memtables (two per store at most, the active one
+	// and one being flushed) from the store's block cache, so each cache is
+	// sized as the blocks it should hold plus 2 memtables. Separate caches:
+	// the log's scans would otherwise evict the state's index and filter
+	// blocks, which every point lookup needs.
+	const memtable = 8 << 20
+	cache := pebble.NewCache(max(o.CacheBytes, 8<<20) + 2*memtable)
 	defer cache.Unref()
-	logCache := pebble.NewCache(16 << 20)
+	logCache := pebble.NewCache(4<<20 + 2*memtable)
 	defer logCache.Unref()
 	// The log is written sequentially and read by scans: no filters. The state
 	// is read by point lookups (devices, dedupe): bloom filters, and a store of
-	// its own so that the log's volume does not evict its blocks from the cache
-	// or pile up L0 files in front of its lookups.
-	logOpts := &pebble.Options{Cache: logCache, MemTableSize: 16 << 20, Logger: quietLogger{o.Logger}}
-	stateOpts := &pebble.Options{Cache: cache, MemTableSize: 16 << 20, Logger: quietLogger{o.Logger}}
+	// its own so that the log's volume does not pile up L0 files in front of
+	// its lookups.
+	logOpts := &pebble.Options{Cache: logCache, MemTableSize: memtable, Logger: quietLogger{o.Logger}}
+	stateOpts := &pebble.Options{Cache: cache, MemTableSize: memtable, Logger: quietLogger{o.Logger}}
 	for i := range stateOpts.Levels {
 		stateOpts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
@@ -395,6 +399,7 @@ func (l *Log) writer() {
 			l.pending.Add(-int64(len(r.recs)))
 			r.done <- err
 		}
+		clear(group) // release the answered requests' records
 		if time.Since(lastDisk) > time.Second {
 			l.checkDisk()
 			lastDisk = time.Now()

@@ -121,8 +121,8 @@ func (s *store) Unindex(bucket int64, key string) {
 	s.b.Delete(stateKey(s.p, 'x', u64(uint64(bucket)), []byte(key)), nil)
 }
 
-func (s *store) Due(wm int64, limit int) ([]sessionize.IndexEntry, error) {
-	lo := stateKey(s.p, 'x')
+func (s *store) Due(from, wm int64, limit int) ([]sessionize.IndexEntry, error) {
+	lo := stateKey(s.p, 'x', u64(uint64(max(from, 0))))
 	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: stateKey(s.p, 'x', u64(uint64(wm)+1))})
 	if err != nil {
 		return nil, err
@@ -136,9 +136,9 @@ func (s *store) Due(wm int64, limit int) ([]sessionize.IndexEntry, error) {
 	return out, it.Error()
 }
 
-func (s *store) FirstDue() (int64, bool, error) {
+func (s *store) FirstDue(from int64) (int64, bool, error) {
 	lo := stateKey(s.p, 'x')
-	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: stateKey(s.p, 'x', u64(uint64(max(from, 0)))), UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return 0, false, err
 	}

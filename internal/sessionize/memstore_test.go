@@ -48,9 +48,12 @@ func (m *memStore) sorted() []IndexEntry {
 	})
 	return es
 }
-func (m *memStore) Due(wm int64, limit int) ([]IndexEntry, error) {
+func (m *memStore) Due(from, wm int64, limit int) ([]IndexEntry, error) {
 	var out []IndexEntry
 	for _, e := range m.sorted() {
+		if e.Bucket < from {
+			continue
+		}
 		if e.Bucket > wm || len(out) == limit {
 			break
 		}
@@ -58,12 +61,13 @@ func (m *memStore) Due(wm int64, limit int) ([]IndexEntry, error) {
 	}
 	return out, nil
 }
-func (m *memStore) FirstDue() (int64, bool, error) {
-	es := m.sorted()
-	if len(es) == 0 {
-		return 0, false, nil
+func (m *memStore) FirstDue(from int64) (int64, bool, error) {
+	for _, e := range m.sorted() {
+		if e.Bucket >= from {
+			return e.Bucket, true, nil
+		}
 	}
-	return es[0].Bucket, true, nil
+	return 0, false, nil
 }
 func (m *memStore) Seen(org, id string) (int64, bool, error) {
 	at, ok := m.seen[org+"\x00"+id]

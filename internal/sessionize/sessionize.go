@@ -84,10 +84,11 @@ type Store interface {
 	DeleteDevice(key string)
 	Index(bucket int64, key string)
 	Unindex(bucket int64, key string)
-	// Due returns up to limit index entries with bucket <= wm, in (bucket, key) order.
-	Due(wm int64, limit int) ([]IndexEntry, error)
-	// FirstDue returns the smallest bucket in the index.
-	FirstDue() (bucket int64, ok bool, err error)
+	// Due returns up to limit index entries with from <= bucket <= wm, in
+	// (bucket, key) order.
+	Due(from, wm int64, limit int) ([]IndexEntry, error)
+	// FirstDue returns the smallest bucket >= from in the index.
+	FirstDue(from int64) (bucket int64, ok bool, err error)
 	Seen(org, id string) (at int64, ok bool, err error)
 	Remember(org, id string, at int64)
 	Emit(o *Output) error
@@ -104,6 +105,7 @@ type Sessionizer struct {
 	cfg       Config
 	st        Store
 	wm        int64
+	drained   int64 // every index entry at or below this bucket is closed (see closeDue)
 	nextDue   int64 // smallest indexed bucket; valid when dueKnown
 	dueKnown  bool
 	hasDue    bool
@@ -113,7 +115,7 @@ type Sessionizer struct {
 
 // New returns a sessionizer continuing from watermark wm over st.
 func New(cfg Config, st Store, wm int64) *Sessionizer {
-	return &Sessionizer{cfg: cfg, st: st, wm: wm}
+	return &Sessionizer{cfg: cfg, st: st, wm: wm, drained: wm}
 }
 
 // SetStore points the sessionizer at the store of the next chunk.
@@ -121,7 +123,7 @@ func (s *Sessionizer) SetStore(st Store) { s.st = st }
 
 // Reset forgets cached index knowledge and rewinds the watermark, after a chunk
 // failed to commit.
-func (s *Sessionizer) Reset(wm int64) { s.wm, s.dueKnown = wm, false }
+func (s *Sessionizer) Reset(wm int64) { s.wm, s.drained, s.dueKnown = wm, wm, false }
 
 // Watermark is the largest record time seen.
 func (s *Sessionizer) Watermark() int64 { return s.wm }
@@ -233,7 +235,7 @@ func (s *Sessionizer) expired(d *Device) bool {
 
 func (s *Sessionizer) closeDue() error {
 	if !s.dueKnown {
-		b, ok, err := s.st.FirstDue()
+		b, ok, err := s.st.FirstDue(s.drained + 1)
 		if err != nil {
 			return err
 		}
@@ -243,7 +245,7 @@ func (s *Sessionizer) closeDue() error {
 		return nil
 	}
 	for {
-		due, err := s.st.Due(s.wm, 1024)
+		due, err := s.st.Due(s.drained+1, s.wm, 1024)
 		if err != nil {
 			return err
 		}
@@ -256,7 +258,11 @@ func (s *Sessionizer) closeDue() error {
 			}
 		}
 	}
-	b, ok, err := s.st.FirstDue()
+	// Devices are always filed above the watermark at the time, so nothing
+	// live is at or below it now: later scans start above it and step over
+	// none of the entries just deleted.
+	s.drained = s.wm
+	b, ok, err := s.st.FirstDue(s.drained + 1)
 	if err != nil {
 		return err
 	}
