@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# scripts/bench.sh — the end-to-end throughput benchmark behind BENCHMARKS.md.
+#
+#   ./scripts/bench.sh [SECONDS]      (default 20 s of load per configuration)
+#
+# For each configuration it starts a fresh `tidemark serve` on loopback, runs
+# `tidemark loadgen` (64 connections, Segment batches of ~300-byte events) for
+# SECONDS, waits until every acknowledged event is committed in the local lake
+# (`loadgen -lake`: counts duplicates and end-to-end latency from sending to the
+# batch's manifest), samples the server's RSS every second, and prints one
+# table row. Destinations use flush.max_age 5s so end-to-end latency shows the
+# pipeline, not the batching wait. The machine is shared and noisy: compare rows
+# of one run as ratios, not across runs.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+secs=${1:-20}
+work=$(mktemp -d)
+trap 'pkill -f "$work/tidemark serve" 2>/dev/null || true; rm -rf "$work"' EXIT
+CGO_ENABLED=0 go build -o "$work/tidemark" ./cmd/tidemark
+port=18181
+
+run() { # name partitions batch gzip
+  local name=$1 parts=$2 batch=$3 gz=$4 dir="$work/$1"
+  mkdir -p "$dir"
+  cat > "$dir/cfg.yaml" <<CFG
+listen: 127.0.0.1:$port
+data_dir: $dir/data
+log: {partitions: $parts}
+orgs:
+  - id: bench
+    write_keys: ["bench-write-key-000001"]
+    destinations:
+      - name: lake
+        url: file://$dir/lake
+        flush: {max_age: 5s}
+CFG
+  "$work/tidemark" serve --config "$dir/cfg.yaml" > "$dir/serve.log" 2>&1 &
+  local pid=$! maxrss=0
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+  ( while kill -0 $pid 2>/dev/null; do ps -o rss= -p $pid; sleep 1; done ) > "$dir/rss" &
+  local gzflag=()
+  [ "$gz" = yes ] && gzflag=(-gzip)
+  "$work/tidemark" loadgen -url "http://127.0.0.1:$port" -write-key bench-write-key-000001 \
+    -duration "${secs}s" -connections 64 -batch "$batch" "${gzflag[@]}" -lake "$dir/lake" > "$dir/lg.out" 2>&1 || true
+  kill $pid; wait $pid 2>/dev/null || true
+  maxrss=$(sort -n "$dir/rss" | tail -1)
+  local acked lat e2e lake
+  acked=$(grep -o '= [0-9]* events/s' "$dir/lg.out" | grep -o '[0-9]*')
+  lat=$(grep '^  latency' "$dir/lg.out" | awk '{print $3" / "$7}')
+  e2e=$(grep '^  end-to-end' "$dir/lg.out" | awk '{print $3" / "$7}')
+  lake=$(grep '^  lake' "$dir/lg.out" | awk '{print $2" of "$4", "$10" dup"}')
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %d |\n' "$name" "$parts" "$batch" "$gz" "$acked" "$lat" "$e2e" "$lake" $((maxrss / 1024))
+}
+
+echo "tidemark end-to-end benchmark: ${secs}s per row, $(nproc) cores, $(go version | awk '{print $3}'), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo '| config | partitions | events/batch | gzip | acked events/s | ack latency p50 / p99 | end-to-end p50 / p99 | in lake | max RSS MiB |'
+echo '|---|---|---|---|---|---|---|---|---|'
+run baseline 8 50 no
+run batch-10 8 10 no
+run batch-200 8 200 no
+run partitions-1 1 50 no
+run partitions-4 4 50 no
+run partitions-16 16 50 no
+run gzip 8 50 yes
+echo
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
