@@ -19,7 +19,7 @@ type zstdCodec struct {
 
 var zstdPages = &zstdCodec{}
 
-func (c *zstdCodec) String() string                            { return "ZSTD" }
+func (c *zstdCodec) String() string                             { return "ZSTD" }
 func (c *zstdCodec) CompressionCodec() pformat.CompressionCodec { return pformat.Zstd }
 
 func (c *zstdCodec) Encode(dst, src []byte) ([]byte, error) {

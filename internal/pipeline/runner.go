@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -186,15 +185,23 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, sweep
 	s.mRecords.WithLabelValues("event").Add(float64(events))
 	s.mRecords.WithLabelValues("tick").Add(float64(ticks))
 	s.mDupes.Add(float64(sz.Dupes - dupes))
-	if st.emitted > 0 {
+	var emitted int
+	for k, n := range st.emitted {
+		if n > 0 {
+			s.mOutputs.WithLabelValues(outputKinds[k]).Add(float64(n))
+			emitted += n
+		}
+	}
+	if emitted > 0 {
 		s.next[p].Store(h.NextSeq)
 		s.signal()
 	}
 	return events + ticks, nil
 }
 
-// PartitionLabel formats a partition number as a metric label.
-func PartitionLabel(p int) string { return strconv.Itoa(p) }
+// outputKinds names sessionize.Kind values for the outputs metric.
+var outputKinds = [...]string{sessionize.KindEvent: "event", sessionize.KindPage: "page",
+	sessionize.KindSession: "session", sessionize.KindWatermark: "watermark", 0: "unknown"}
 
 // OldestUnprocessed is the record time (Unix ns) of the oldest log record not
 // yet processed by the sessionizer, over all partitions; 0 when caught up.

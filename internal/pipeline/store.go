@@ -83,7 +83,7 @@ type store struct {
 	hdr     *header
 	devices map[string]*sessionize.Device // nil value: deleted
 	buf     []byte
-	emitted int
+	emitted [5]int // outputs by sessionize.Kind
 }
 
 func newStore(b *pebble.Batch, p int, hdr *header) *store {
@@ -180,7 +180,7 @@ func (s *store) Emit(o *sessionize.Output) error {
 	s.buf = sessionize.MarshalOutput(s.buf[:0], o)
 	s.b.Set(OutputKey(s.p, s.hdr.NextSeq), s.buf, nil)
 	s.hdr.NextSeq++
-	s.emitted++
+	s.emitted[o.Kind]++
 	return nil
 }
 

@@ -3,23 +3,23 @@ package sessionize_test
 import (
 	"sort"
 
-	. "github.com/tidemark/tidemark/internal/sessionize"
+	"github.com/tidemark/tidemark/internal/sessionize"
 )
 
 // memStore is an in-memory Store for tests of the pure logic; the Pebble-backed
 // store in package pipeline runs the same golden files.
 type memStore struct {
-	devices map[string]*Device
-	index   map[IndexEntry]bool
+	devices map[string]*sessionize.Device
+	index   map[sessionize.IndexEntry]bool
 	seen    map[string]int64
-	out     []Output
+	out     []sessionize.Output
 }
 
 func newMemStore() *memStore {
-	return &memStore{devices: map[string]*Device{}, index: map[IndexEntry]bool{}, seen: map[string]int64{}}
+	return &memStore{devices: map[string]*sessionize.Device{}, index: map[sessionize.IndexEntry]bool{}, seen: map[string]int64{}}
 }
 
-func (m *memStore) Device(key string) (*Device, error) {
+func (m *memStore) Device(key string) (*sessionize.Device, error) {
 	d := m.devices[key]
 	if d == nil {
 		return nil, nil
@@ -31,12 +31,16 @@ func (m *memStore) Device(key string) (*Device, error) {
 	}
 	return &c, nil
 }
-func (m *memStore) PutDevice(key string, d *Device) { m.devices[key] = d }
-func (m *memStore) DeleteDevice(key string)         { delete(m.devices, key) }
-func (m *memStore) Index(b int64, key string)       { m.index[IndexEntry{b, key}] = true }
-func (m *memStore) Unindex(b int64, key string)     { delete(m.index, IndexEntry{b, key}) }
-func (m *memStore) sorted() []IndexEntry {
-	var es []IndexEntry
+func (m *memStore) PutDevice(key string, d *sessionize.Device) { m.devices[key] = d }
+func (m *memStore) DeleteDevice(key string)                    { delete(m.devices, key) }
+func (m *memStore) Index(b int64, key string) {
+	m.index[sessionize.IndexEntry{Bucket: b, Key: key}] = true
+}
+func (m *memStore) Unindex(b int64, key string) {
+	delete(m.index, sessionize.IndexEntry{Bucket: b, Key: key})
+}
+func (m *memStore) sorted() []sessionize.IndexEntry {
+	var es []sessionize.IndexEntry
 	for e := range m.index {
 		es = append(es, e)
 	}
@@ -48,8 +52,8 @@ func (m *memStore) sorted() []IndexEntry {
 	})
 	return es
 }
-func (m *memStore) Due(from, wm int64, limit int) ([]IndexEntry, error) {
-	var out []IndexEntry
+func (m *memStore) Due(from, wm int64, limit int) ([]sessionize.IndexEntry, error) {
+	var out []sessionize.IndexEntry
 	for _, e := range m.sorted() {
 		if e.Bucket < from {
 			continue
@@ -74,7 +78,7 @@ func (m *memStore) Seen(org, id string) (int64, bool, error) {
 	return at, ok, nil
 }
 func (m *memStore) Remember(org, id string, at int64) { m.seen[org+"\x00"+id] = at }
-func (m *memStore) Emit(o *Output) error {
+func (m *memStore) Emit(o *sessionize.Output) error {
 	m.out = append(m.out, *o)
 	return nil
 }
