@@ -21,7 +21,9 @@
 //     Closures due at the same watermark are emitted in (bucket, org, device)
 //     order.
 //   - A messageId seen for the same org within DedupeWindow of log time is a
-//     duplicate: it produces no output.
+//     duplicate: it produces no output. A sessionizer sees one partition, so
+//     the scope is (org, messageId) among the devices of that partition; a
+//     client retry carries the same device and always lands there.
 //
 // Outputs, in order, per partition: one Event per accepted (non-duplicate)
 // event, carrying its session and page; one Page and one Session row per

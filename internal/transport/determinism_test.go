@@ -31,6 +31,7 @@ func recordedLog() map[int][]event.Record {
 	rng := rand.New(rand.NewPCG(1, 2))
 	out := map[int][]event.Record{}
 	t := int64(1_750_000_000) * 1e9
+	var prev event.Event
 	for i := range 4000 {
 		t += int64(rng.IntN(20)) * int64(time.Millisecond)
 		org := []string{"a", "b"}[rng.IntN(2)]
@@ -41,14 +42,19 @@ func recordedLog() map[int][]event.Record {
 		}
 		e := event.Event{ID: fmt.Sprintf("m%05d", i), Org: org, Device: dev, AnonymousID: dev, Type: typ,
 			ReceivedAt: t, EventTime: t, Properties: []byte(fmt.Sprintf(`{"i":%d}`, i))}
-		if rng.IntN(50) == 0 && i > 0 {
-			e.ID = fmt.Sprintf("m%05d", i-1) // a client retry: deduplicated
-		}
 		if typ == "page" {
 			e.URL = fmt.Sprintf("https://x.test/%d", rng.IntN(30))
 		} else {
 			e.Name = "Click"
 		}
+		if rng.IntN(50) == 0 && i > 0 {
+			// A client retry: the previous call again, same messageId and
+			// device, received later. The sessionizer drops it.
+			e = prev
+			e.ReceivedAt, e.EventTime = t, t
+		}
+		prev = e
+		org, dev = e.Org, e.Device
 		p := eventlog.PartitionOf(org, dev, parts)
 		out[p] = append(out[p], event.Record{Kind: event.KindEvent, Time: t, Event: e})
 		if i%10 == 0 {

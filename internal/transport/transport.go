@@ -39,6 +39,16 @@ type Options struct {
 	Now       func() time.Time
 	// Parallel bounds concurrent batch writes of this destination (memory). Default 2.
 	Parallel int
+	// Permanent reports errors that retrying soon will not fix (a missing
+	// bucket, denied access): they are retried at the slowest backoff rather
+	// than hot-looping, and the destination is reported down. Nil: none.
+	Permanent func(error) bool
+}
+
+// Prober is implemented by destinations that can check, before delivering,
+// that they are reachable and writable.
+type Prober interface {
+	Probe(ctx context.Context) error
 }
 
 // Transport delivers one destination.
@@ -72,6 +82,11 @@ func New(o Options) *Transport {
 // Run delivers every partition until ctx ends. It returns nil on cancel; a
 // destination error is retried forever and never ends Run.
 func (t *Transport) Run(ctx context.Context) error {
+	if pr, ok := t.o.Dest.(Prober); ok {
+		if err := t.retry(ctx, -1, "probe destination", func() error { return pr.Probe(ctx) }); err != nil {
+			return nil // only ctx ends retry
+		}
+	}
 	// Reconcile and clean up every partition before any writes: a cleanup
 	// lists the destination, and must not race with this destination's uploads.
 	starts := make([]uint64, t.o.Log.Partitions())
@@ -304,6 +319,9 @@ func (t *Transport) build(p int, pend *pending) (*destination.Batch, error) {
 	return b, nil
 }
 
+// maxBackoff caps the wait between retries of a failing destination.
+const maxBackoff = 60 * time.Second
+
 // retry calls fn until it succeeds or ctx ends, with capped exponential
 // backoff and jitter, honouring errors that carry a RetryAfter.
 func (t *Transport) retry(ctx context.Context, p int, what string, fn func() error) error {
@@ -324,6 +342,9 @@ func (t *Transport) retry(ctx context.Context, p int, what string, fn func() err
 			t.o.Logger.Error("destination failing; holding its events and retrying", "org", t.o.Org, "destination", t.o.Name,
 				"partition", p, "op", what, "attempt", attempt, "err", err)
 		}
+		if t.o.Permanent != nil && t.o.Permanent(err) {
+			delay = maxBackoff
+		}
 		wait := delay/2 + rand.N(delay/2+1)
 		var ra interface{ RetryAfter() time.Duration }
 		if errors.As(err, &ra) && ra.RetryAfter() > wait {
@@ -334,7 +355,7 @@ func (t *Transport) retry(ctx context.Context, p int, what string, fn func() err
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-		delay = min(delay*2, 60*time.Second)
+		delay = min(delay*2, maxBackoff)
 	}
 }
 

@@ -1,0 +1,140 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tidemark/tidemark/internal/destination"
+	"github.com/tidemark/tidemark/internal/destination/blob"
+	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/format"
+	"github.com/tidemark/tidemark/internal/pipeline"
+	"github.com/tidemark/tidemark/internal/transport"
+)
+
+// flaky wraps a real destination and fails its first probes and writes, the
+// way a destination that is down for a while does.
+type flaky struct {
+	destination.Destination
+	failProbes, failWrites atomic.Int32
+	probes, writes         atomic.Int32
+}
+
+var errDown = errors.New("destination down (test)")
+
+func (f *flaky) Probe(ctx context.Context) error {
+	f.probes.Add(1)
+	if f.failProbes.Add(-1) >= 0 {
+		return errDown
+	}
+	return nil
+}
+
+func (f *flaky) Write(ctx context.Context, b *destination.Batch) error {
+	f.writes.Add(1)
+	if f.failWrites.Add(-1) >= 0 {
+		return errDown
+	}
+	return f.Destination.Write(ctx, b)
+}
+
+// TestFailingDestinationIsHeldAndRetried: a destination that fails its probe
+// and its first writes gets every event once it recovers, exactly once, and is
+// reported down meanwhile.
+func TestFailingDestinationIsHeldAndRetried(t *testing.T) {
+	dir := t.TempDir()
+	recs := recordedLog()
+	appendLog(t, dir, recs)
+	reg := prometheus.NewRegistry()
+	l, err := eventlog.Open(filepath.Join(dir, "data"), eventlog.Options{Partitions: parts, Registerer: reg, Logger: slog.Default()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	sz, err := pipeline.NewSessionizers(l, cfg, reg, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := transport.NewMetrics(reg, func() int64 { return 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	bd, err := blob.Open(t.Context(), "file://"+filepath.Join(dir, "lake"), format.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &flaky{Destination: bd}
+	f.failProbes.Store(2)
+	f.failWrites.Store(3)
+	var permanentSeen atomic.Int32
+	tr := transport.New(transport.Options{Org: "a", Name: "lake", Dest: f, Flush: dests[0].flush, Log: l, Outputs: sz, Metrics: m,
+		Logger: slog.Default(), Permanent: func(err error) bool { permanentSeen.Add(1); return false }})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 2)
+	go func() { done <- sz.Run(ctx) }()
+	go func() { done <- tr.Run(ctx) }()
+
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		all := true
+		for p := range parts {
+			if prog, _ := tr.Progress(p); sz.Cursor(p) < l.LastOffset(p) || prog < sz.NextSeq(p)-1 {
+				all = false
+			}
+		}
+		if all {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not delivered after the destination recovered (probes %d, writes %d)", f.probes.Load(), f.writes.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	<-done
+	if f.probes.Load() < 3 || f.writes.Load() < 4 || permanentSeen.Load() < 5 {
+		t.Fatalf("probes %d, writes %d, failures classified %d: the failures were not retried", f.probes.Load(), f.writes.Load(), permanentSeen.Load())
+	}
+	// Exactly once: every org-a event of the recorded log, once.
+	want := map[string]bool{}
+	for _, rs := range recs {
+		for _, r := range rs {
+			if r.Event.Org == "a" {
+				want[r.Event.ID] = true
+			}
+		}
+	}
+	got := map[string]int{}
+	for p := range parts {
+		ms, err := bd.Manifests(t.Context(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range ms {
+			ids, err := bd.ReadEventIDs(t.Context(), mf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range ids {
+				got[id]++
+			}
+		}
+	}
+	for id := range want {
+		if got[id] != 1 {
+			t.Errorf("event %s delivered %d times", id, got[id])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("delivered %d distinct events, want %d", len(got), len(want))
+	}
+}
