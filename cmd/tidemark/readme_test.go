@@ -1,0 +1,96 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+)
+
+// readmeBlock returns the first fenced code block of README.md in language
+// lang that contains marker.
+func readmeBlock(t *testing.T, lang, marker string) string {
+	t.Helper()
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile("(?s)```"+lang+"\n(.*?)```").FindAllStringSubmatch(string(raw), -1) {
+		if strings.Contains(m[1], marker) {
+			return m[1]
+		}
+	}
+	t.Fatalf("README.md has no %s block containing %q", lang, marker)
+	return ""
+}
+
+// TestReadmeQuickstart runs the README's quickstart as a user would: the curl
+// example's body is posted as written, and the README's DuckDB queries run
+// unchanged (DuckDB from npm) in a directory laid out like the defaults.
+func TestReadmeQuickstart(t *testing.T) {
+	dir := t.TempDir()
+	port := testenv.FreePort(t)
+	cfg := filepath.Join(dir, "tidemark.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen: 127.0.0.1:%d
+data_dir: %s
+log: {tick_interval: 100ms}
+sessions: {page_idle: 1s, session_idle: 2s}
+orgs:
+  - id: default
+    write_keys: ["%s"]
+    destinations:
+      - name: lake
+        url: file://%s
+        flush: {max_age: 1s}
+`, port, filepath.Join(dir, "tidemark-data"), testKey, filepath.Join(dir, "tidemark-data", "lake"))), 0o600)
+	p := startProc(t, cfg, port)
+
+	curl := readmeBlock(t, "sh", "curl -u")
+	body := regexp.MustCompile(`(?s)-d '(.*?)'`).FindStringSubmatch(curl)
+	if body == nil {
+		t.Fatalf("no -d '...' body in the README's curl example:\n%s", curl)
+	}
+	if code, resp := post(t, p.addr+"/v1/batch", []byte(body[1]), false); code != 200 || !strings.Contains(resp, `"accepted":3`) {
+		t.Fatalf("README curl body: %d %s", code, resp)
+	}
+	waitFor(t, 60*time.Second, "the README's events, page and session in the lake", func() (bool, string) {
+		l := readLake(t, filepath.Join(dir, "tidemark-data", "lake"))
+		return len(l.Events) == 3 && len(l.Sessions) == 1 && len(l.Pages) == 1, fmt.Sprintf("events=%d pages=%d sessions=%d", len(l.Events), len(l.Pages), len(l.Sessions))
+	})
+	p.stop()
+
+	out := testenv.RunNode(t, "duckdb.mjs", "--cwd", dir, "--sql="+readmeBlock(t, "sql", "read_parquet"))
+	var results []struct {
+		SQL  string           `json:"sql"`
+		Rows []map[string]any `json:"rows"`
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var r struct {
+			SQL  string           `json:"sql"`
+			Rows []map[string]any `json:"rows"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("duckdb output %q: %v", line, err)
+		}
+		results = append(results, r)
+	}
+	if len(results) != 2 {
+		t.Fatalf("README has %d SQL statements, the test expects 2", len(results))
+	}
+	byType := map[string]string{}
+	for _, r := range results[0].Rows {
+		byType[fmt.Sprint(r["type"])] = fmt.Sprint(r["count_star()"])
+	}
+	if len(byType) != 3 || byType["page"] != "1" || byType["track"] != "1" || byType["identify"] != "1" {
+		t.Errorf("README query 1 rows: %v", results[0].Rows)
+	}
+	if s := results[1].Rows; len(s) != 1 || s[0]["entry_url"] != "https://shop.test/" || fmt.Sprint(s[0]["event_count"]) != "3" || fmt.Sprint(s[0]["page_count"]) != "1" {
+		t.Errorf("README query 2 rows: %v", results[1].Rows)
+	}
+}
