@@ -25,13 +25,14 @@ type flaky struct {
 	destination.Destination
 	failProbes, failWrites atomic.Int32
 	probes, writes         atomic.Int32
+	down                   atomic.Bool // fail everything while set
 }
 
 var errDown = errors.New("destination down (test)")
 
 func (f *flaky) Probe(ctx context.Context) error {
 	f.probes.Add(1)
-	if f.failProbes.Add(-1) >= 0 {
+	if f.down.Load() || f.failProbes.Add(-1) >= 0 {
 		return errDown
 	}
 	return nil
@@ -39,7 +40,7 @@ func (f *flaky) Probe(ctx context.Context) error {
 
 func (f *flaky) Write(ctx context.Context, b *destination.Batch) error {
 	f.writes.Add(1)
-	if f.failWrites.Add(-1) >= 0 {
+	if f.down.Load() || f.failWrites.Add(-1) >= 0 {
 		return errDown
 	}
 	return f.Destination.Write(ctx, b)
@@ -73,6 +74,7 @@ func TestFailingDestinationIsHeldAndRetried(t *testing.T) {
 	f := &flaky{Destination: bd}
 	f.failProbes.Store(2)
 	f.failWrites.Store(3)
+	f.down.Store(true) // down from the start, until the age metric shows it
 	var permanentSeen atomic.Int32
 	tr := transport.New(transport.Options{Org: "a", Name: "lake", Dest: f, Flush: dests[0].flush, Log: l, Outputs: sz, Metrics: m,
 		Logger: slog.Default(), Permanent: func(err error) bool { permanentSeen.Add(1); return false }})
@@ -81,6 +83,17 @@ func TestFailingDestinationIsHeldAndRetried(t *testing.T) {
 	done := make(chan error, 2)
 	go func() { done <- sz.Run(ctx) }()
 	go func() { done <- tr.Run(ctx) }()
+
+	// While it is down, the oldest undelivered event ages (the recorded log's
+	// times are in the past, so it is already old).
+	downSince := time.Now()
+	for tr.OldestPending() == 0 {
+		if time.Since(downSince) > time.Minute {
+			t.Fatal("oldest pending stays 0 while the destination is down")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.down.Store(false)
 
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -97,6 +110,9 @@ func TestFailingDestinationIsHeldAndRetried(t *testing.T) {
 			t.Fatalf("not delivered after the destination recovered (probes %d, writes %d)", f.probes.Load(), f.writes.Load())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if o := tr.OldestPending(); o != 0 {
+		t.Errorf("oldest pending after full delivery = %d, want 0", o)
 	}
 	cancel()
 	<-done

@@ -75,6 +75,14 @@ func New(o Options) *Transport {
 	}
 	t := &Transport{o: o, sem: make(chan struct{}, o.Parallel), parts: make([]partState, o.Log.Partitions())}
 	t.up.Store(true)
+	// Until Run has reconciled with the destination, pending work starts
+	// after the local progress: the age metric counts it even if the
+	// destination is unreachable from the start.
+	for p := range t.parts {
+		if prog, err := t.Progress(p); err == nil {
+			t.parts[p].readPos.Store(prog)
+		}
+	}
 	o.Metrics.add(t)
 	return t
 }
