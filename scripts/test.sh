@@ -18,30 +18,56 @@
 #
 # What it does, printing each phase with a timestamp:
 #   1. installs what is missing, reusing what is there (idempotent; safe to run
-#      concurrently in one tree: installs are serialized with flock):
+#      concurrently in one tree: installs are serialized with flock). The
+#      installs run in parallel, each logging to .testenv/install-<name>.log:
 #        - testenv/node/node_modules via `npm ci` (only when missing or stale:
 #          package.json, package-lock.json or the node version changed)
-#        - the Debian/Go/npm packages of each test server (install_<name>)
-#   2. starts each test server on 127.0.0.1 (start_<name>), data in a temp dir,
-#      waits until its port answers (clear error + log tail on timeout), and
-#      stops it by PID on exit (trap), then removes the temp dir;
+#        - the Debian/Go/npm packages of each test server (install_<name>):
+#            postgres         Debian postgresql
+#            versitygw        go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 (S3)
+#            fake-gcs-server  go install github.com/fsouza/fake-gcs-server@v1.56.1 (GCS)
+#            azurite          npm ci in testenv/azurite (azurite 3.35.0, Azure Blob)
+#          Go tools land in $(go env GOBIN) or $(go env GOPATH)/bin and are
+#          reused when built from the pinned version. Cold, the two go installs
+#          take ~3 min (in parallel, on 2 cores); azurite ~40 s.
+#        A server whose install fails is a failure with CI=true; otherwise a
+#        warning, and the tests that need it fail naming it.
+#   2. starts each test server on 127.0.0.1 (start_<name>), on a free port,
+#      data in a temp dir, waits until its port answers (clear error + log
+#      tail on timeout), and stops it by PID on exit (trap), then removes the
+#      temp dir;
 #   3. exports the env vars the Go tests read (see internal/testenv):
-#        TIDEMARK_TEST_NODE_DIR      absolute path of testenv/node (node_modules installed)
-#        TIDEMARK_TEST_POSTGRES_URL  postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable
-#      and CGO_ENABLED=0;
+#        TIDEMARK_TEST_NODE_DIR        absolute path of testenv/node (node_modules installed)
+#        TIDEMARK_TEST_POSTGRES_URL    postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable
+#        TIDEMARK_TEST_S3_ENDPOINT     http://127.0.0.1:PORT (versitygw, region us-east-1, path style)
+#        TIDEMARK_TEST_S3_ACCESS_KEY   its root access key (random per run)
+#        TIDEMARK_TEST_S3_SECRET_KEY   its root secret key (random per run)
+#        TIDEMARK_TEST_GCS_HOST        127.0.0.1:PORT (fake-gcs-server, plain HTTP; the
+#                                      value for STORAGE_EMULATOR_HOST)
+#        TIDEMARK_TEST_AZURE_ENDPOINT  http://127.0.0.1:PORT/devstoreaccount1 (Azurite's blob
+#                                      service; account devstoreaccount1 with the well-known key)
+#        TIDEMARK_TEST_VERSITYGW_BIN, TIDEMARK_TEST_FAKE_GCS_BIN, TIDEMARK_TEST_AZURITE_BIN
+#                                      absolute paths of the server binaries, for
+#                                      tests that run (and stop) a server of their own
+#      and CGO_ENABLED=0. Credentials are not logged.
 #   4. runs `go vet` and `go test`; exits non-zero if either failed.
 #
 # Knobs (environment):
 #   TIDEMARK_TEST_SERVERS="postgres"  servers to start (space/comma separated;
 #                                     default: all in SERVERS below; "none" = none)
 #   TIDEMARK_TEST_POSTGRES_URL=...    already set: reuse that server, start none
+#   TIDEMARK_TEST_S3_ENDPOINT=...     already set (with the two keys): reuse that S3 server
+#   TIDEMARK_TEST_GCS_HOST=...        already set: reuse that GCS emulator
+#   TIDEMARK_TEST_AZURE_ENDPOINT=...  already set: reuse that Azurite
 #   TIDEMARK_TEST_VET=0               skip go vet (quick local iteration)
 #   TIDEMARK_TEST_KEEP=1              keep the temp dir (server data and logs)
 #
 # Adding a server (versitygw, fake-gcs-server, Azurite, ...): write
-# install_<name> (idempotent; use need_apt / need_go_tool / npm in testenv/node)
-# and start_<name> (start it in the background with start_bg, wait_port, export
-# its env var), then add <name> to SERVERS. Nothing else changes.
+# install_<name> (idempotent; use need_apt / need_go_tool / ensure_node_modules
+# DIR; it runs in a subshell in parallel with the other installs, so it must
+# not set variables) and start_<name> (start it in the background with
+# start_bg, wait_port, export its env var), then add <name> to SERVERS.
+# Nothing else changes.
 
 # shellcheck disable=SC2317 # functions are also called indirectly (trap, install_$name, start_$name)
 set -euo pipefail
@@ -49,7 +75,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-SERVERS=(postgres)
+SERVERS=(postgres versitygw fake-gcs-server azurite)
 
 export CGO_ENABLED=0
 export TIDEMARK_TEST_NODE_DIR="$ROOT/testenv/node"
@@ -134,33 +160,47 @@ need_apt() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# need_go_tool BIN MODULE/PATH@VERSION: go install unless $(go env GOPATH)/bin/BIN
-# is already built from that module version. Prints nothing; BIN's path is
-# "$(go env GOPATH)/bin/BIN".
+# go_bin_dir: where `go install` puts binaries: $(go env GOBIN), else the
+# first entry of $(go env GOPATH) + /bin.
+go_bin_dir() {
+  local d
+  d="$(go env GOBIN)"
+  if [[ -z "$d" ]]; then
+    d="$(go env GOPATH)"
+    d="${d%%:*}/bin"
+  fi
+  echo "$d"
+}
+
+# need_go_tool BIN MODULE/PATH@VERSION: go install unless $(go_bin_dir)/BIN
+# is already built from that module version. BIN's path is "$(go_bin_dir)/BIN".
 need_go_tool() {
   local bin=$1 spec=$2 gobin
-  gobin="$(go env GOPATH)/bin"
+  gobin="$(go_bin_dir)"
   local want_ver=${spec##*@}
   if [[ -x "$gobin/$bin" ]] && go version -m "$gobin/$bin" 2>/dev/null | awk '$1=="mod"{print $3}' | grep -qx "$want_ver"; then
+    log "$bin $want_ver is installed ($gobin/$bin)"
     return 0
   fi
   log "go install $spec (cold: several minutes)"
   go install "$spec"
+  [[ -x "$gobin/$bin" ]] || die "go install $spec did not produce $gobin/$bin"
 }
 
-# ensure_node_modules: npm ci in testenv/node when node_modules is missing or
-# stale. The stamp hashes package.json, package-lock.json and `node --version`.
+# ensure_node_modules DIR: npm ci in DIR (an npm project with a committed
+# package-lock.json) when DIR/node_modules is missing or stale. The stamp
+# hashes package.json, package-lock.json and `node --version`.
 ensure_node_modules() {
-  local dir="$TIDEMARK_TEST_NODE_DIR"
+  local dir=$1 rel=${1#"$ROOT"/}
   command -v node >/dev/null || die "node is not installed (Node.js >= 20 is required; the machine image ships it)"
   command -v npm >/dev/null || die "npm is not installed (it comes with Node.js)"
   local want
   want="$( (cat "$dir/package.json" "$dir/package-lock.json"; node --version) | sha256sum | cut -d' ' -f1)"
   if [[ -f "$dir/node_modules/.tidemark-stamp" && "$(cat "$dir/node_modules/.tidemark-stamp")" == "$want" ]]; then
-    log "testenv/node/node_modules is up to date (node $(node --version))"
+    log "$rel/node_modules is up to date (node $(node --version))"
     return 0
   fi
-  log "npm ci in testenv/node (node $(node --version), npm $(npm --version))"
+  log "npm ci in $rel (node $(node --version), npm $(npm --version))"
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   echo "$want" >"$dir/node_modules/.tidemark-stamp"
 }
@@ -263,6 +303,103 @@ start_postgres() {
   export TIDEMARK_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 }
 
+# random_hex N: N random bytes as lowercase hex.
+random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+
+# S3: versitygw (Apache-2.0), posix backend in the temp dir. Its root
+# credentials are random per run, passed in its environment (not on its
+# command line, where ps would show them).
+VERSITYGW_SPEC=github.com/versity/versitygw/cmd/versitygw@v1.8.0
+
+install_versitygw() {
+  [[ -n "${TIDEMARK_TEST_S3_ENDPOINT:-}" ]] && return 0
+  need_go_tool versitygw "$VERSITYGW_SPEC"
+}
+
+start_versitygw() {
+  if [[ -n "${TIDEMARK_TEST_S3_ENDPOINT:-}" ]]; then
+    [[ -n "${TIDEMARK_TEST_S3_ACCESS_KEY:-}" && -n "${TIDEMARK_TEST_S3_SECRET_KEY:-}" ]] ||
+      die "TIDEMARK_TEST_S3_ENDPOINT is set but TIDEMARK_TEST_S3_ACCESS_KEY/TIDEMARK_TEST_S3_SECRET_KEY are not"
+    log "versitygw: reusing TIDEMARK_TEST_S3_ENDPOINT from the environment"
+    return 0
+  fi
+  local bin port dir
+  bin="$(go_bin_dir)/versitygw"
+  tmp_root
+  dir="$TMP_ROOT/versitygw"
+  mkdir -p "$dir/data"
+  port="$(free_port)"
+  TIDEMARK_TEST_S3_ACCESS_KEY="tm$(random_hex 9)"
+  TIDEMARK_TEST_S3_SECRET_KEY="$(random_hex 20)"
+  export TIDEMARK_TEST_S3_ACCESS_KEY TIDEMARK_TEST_S3_SECRET_KEY
+  start_bg versitygw "$dir/versitygw.log" env ROOT_ACCESS_KEY_ID="$TIDEMARK_TEST_S3_ACCESS_KEY" \
+    ROOT_SECRET_ACCESS_KEY="$TIDEMARK_TEST_S3_SECRET_KEY" \
+    "$bin" --port "127.0.0.1:$port" --region us-east-1 --quiet posix "$dir/data"
+  wait_port versitygw "$port" 60 "$dir/versitygw.log" "${SERVER_PIDS[-1]}"
+  export TIDEMARK_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+  export TIDEMARK_TEST_VERSITYGW_BIN="$bin"
+}
+
+# GCS: fake-gcs-server over plain HTTP, filesystem backend in the temp dir.
+# -public-host must be the address clients use, or reads of written objects
+# fail with "object doesn't exist"; -external-url is the Location of
+# resumable uploads.
+FAKE_GCS_SPEC=github.com/fsouza/fake-gcs-server@v1.56.1
+
+install_fake-gcs-server() {
+  [[ -n "${TIDEMARK_TEST_GCS_HOST:-}" ]] && return 0
+  need_go_tool fake-gcs-server "$FAKE_GCS_SPEC"
+}
+
+start_fake-gcs-server() {
+  if [[ -n "${TIDEMARK_TEST_GCS_HOST:-}" ]]; then
+    log "fake-gcs-server: reusing TIDEMARK_TEST_GCS_HOST from the environment"
+    return 0
+  fi
+  local bin port dir
+  bin="$(go_bin_dir)/fake-gcs-server"
+  tmp_root
+  dir="$TMP_ROOT/fake-gcs-server"
+  mkdir -p "$dir/data"
+  port="$(free_port)"
+  start_bg fake-gcs-server "$dir/fake-gcs-server.log" "$bin" -scheme http -host 127.0.0.1 -port "$port" \
+    -public-host "127.0.0.1:$port" -external-url "http://127.0.0.1:$port" \
+    -backend filesystem -filesystem-root "$dir/data" -log-level warn
+  wait_port fake-gcs-server "$port" 60 "$dir/fake-gcs-server.log" "${SERVER_PIDS[-1]}"
+  export TIDEMARK_TEST_GCS_HOST="127.0.0.1:$port"
+  export TIDEMARK_TEST_FAKE_GCS_BIN="$bin"
+}
+
+# Azure Blob: Azurite's blob service, from testenv/azurite (npm ci of the
+# committed package-lock.json). --skipApiVersionCheck: the Go SDK speaks a
+# newer API version than Azurite 3.35 knows, and every call would fail.
+# --disableTelemetry: Azurite otherwise phones home (applicationinsights).
+AZURITE_DIR="$ROOT/testenv/azurite"
+
+install_azurite() {
+  [[ -n "${TIDEMARK_TEST_AZURE_ENDPOINT:-}" ]] && return 0
+  ensure_node_modules "$AZURITE_DIR"
+}
+
+start_azurite() {
+  if [[ -n "${TIDEMARK_TEST_AZURE_ENDPOINT:-}" ]]; then
+    log "azurite: reusing TIDEMARK_TEST_AZURE_ENDPOINT from the environment"
+    return 0
+  fi
+  local bin port dir
+  bin="$AZURITE_DIR/node_modules/.bin/azurite-blob"
+  [[ -x "$bin" ]] || die "$bin is missing (install_azurite failed?)"
+  tmp_root
+  dir="$TMP_ROOT/azurite"
+  mkdir -p "$dir/data"
+  port="$(free_port)"
+  start_bg azurite "$dir/azurite.log" "$bin" --blobHost 127.0.0.1 --blobPort "$port" \
+    --location "$dir/data" --skipApiVersionCheck --disableTelemetry --silent
+  wait_port azurite "$port" 60 "$dir/azurite.log" "${SERVER_PIDS[-1]}"
+  export TIDEMARK_TEST_AZURE_ENDPOINT="http://127.0.0.1:$port/devstoreaccount1"
+  export TIDEMARK_TEST_AZURITE_BIN="$bin"
+}
+
 # ---------------------------------------------------------------------------
 # Arguments.
 
@@ -304,14 +441,49 @@ done
 phase "install"
 t0=$SECONDS
 mkdir -p "$ROOT/.testenv"
-(
-  # Serialize installs across concurrent runs in this tree.
-  flock 9
-  ensure_node_modules
-  for s in ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
-    if declare -F "install_$s" >/dev/null; then "install_$s"; fi
+# install_one NAME FUNC [ARGS]: run FUNC in the background, output to
+# .testenv/install-NAME.log. Sets INSTALL_PIDS[NAME].
+declare -A INSTALL_PIDS=()
+install_one() {
+  local name=$1
+  shift
+  (
+    t=$SECONDS
+    "$@"
+    log "$name: install step done in $((SECONDS - t))s"
+  ) >"$ROOT/.testenv/install-$name.log" 2>&1 </dev/null &
+  INSTALL_PIDS[$name]=$!
+}
+exec 9>"$ROOT/.testenv/install.lock"
+flock 9 # serialize installs across concurrent runs in this tree
+install_one node ensure_node_modules "$TIDEMARK_TEST_NODE_DIR"
+for s in ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
+  if declare -F "install_$s" >/dev/null; then install_one "$s" "install_$s"; fi
+done
+INSTALL_FAILED=()
+for name in node ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
+  [[ -n "${INSTALL_PIDS[$name]:-}" ]] || continue
+  if wait "${INSTALL_PIDS[$name]}"; then
+    log "$(tail -n 1 "$ROOT/.testenv/install-$name.log" | sed 's/^\[test.sh [^]]*\] //')"
+  else
+    tail -n 30 "$ROOT/.testenv/install-$name.log" >&2
+    log "install of $name FAILED (log: .testenv/install-$name.log)"
+    INSTALL_FAILED+=("$name")
+  fi
+done
+flock -u 9
+exec 9>&-
+if ((${#INSTALL_FAILED[@]} > 0)); then
+  for name in "${INSTALL_FAILED[@]}"; do
+    [[ "$name" == node || "${CI:-}" == true ]] && die "could not install ${INSTALL_FAILED[*]} (see the logs above)"
   done
-) 9>"$ROOT/.testenv/install.lock"
+  log "WARNING: not starting ${INSTALL_FAILED[*]}: its install failed; tests that need it will fail"
+  kept=()
+  for s in ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
+    [[ " ${INSTALL_FAILED[*]} " == *" $s "* ]] || kept+=("$s")
+  done
+  RUN_SERVERS=(${kept[@]+"${kept[@]}"})
+fi
 log "go mod download"
 go mod download || log "go mod download failed: go vet/go test below will show why"
 log "install done in $((SECONDS - t0))s"
@@ -322,6 +494,9 @@ for s in ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do "start_$s"; done
 log "servers up in $((SECONDS - t0))s"
 log "TIDEMARK_TEST_NODE_DIR=$TIDEMARK_TEST_NODE_DIR"
 [[ -n "${TIDEMARK_TEST_POSTGRES_URL:-}" ]] && log "TIDEMARK_TEST_POSTGRES_URL=$TIDEMARK_TEST_POSTGRES_URL"
+[[ -n "${TIDEMARK_TEST_S3_ENDPOINT:-}" ]] && log "TIDEMARK_TEST_S3_ENDPOINT=$TIDEMARK_TEST_S3_ENDPOINT (keys in TIDEMARK_TEST_S3_ACCESS_KEY/_SECRET_KEY)"
+[[ -n "${TIDEMARK_TEST_GCS_HOST:-}" ]] && log "TIDEMARK_TEST_GCS_HOST=$TIDEMARK_TEST_GCS_HOST"
+[[ -n "${TIDEMARK_TEST_AZURE_ENDPOINT:-}" ]] && log "TIDEMARK_TEST_AZURE_ENDPOINT=$TIDEMARK_TEST_AZURE_ENDPOINT"
 
 vet_rc=0 vet_note="exit 0"
 if [[ "${TIDEMARK_TEST_VET:-1}" == 0 ]]; then

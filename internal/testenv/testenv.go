@@ -1,7 +1,16 @@
 // Package testenv gives tests access to the real components that
 // ./scripts/test.sh installs and starts: the Node.js harness in testenv/node
 // (the real Segment SDK as a client, an independent Parquet reader) and test
-// servers on 127.0.0.1 (PostgreSQL, later S3/GCS/Azure emulators).
+// servers on 127.0.0.1: PostgreSQL, and object storage emulators for S3
+// (versitygw), GCS (fake-gcs-server) and Azure Blob (Azurite).
+//
+// For object storage, S3, GCS and Azure each create a fresh bucket per call
+// with the cloud's own SDK (gocloud never creates buckets) and return its
+// gocloud URL, setting the credentials the URL needs in the process
+// environment (t.Setenv: such tests cannot be parallel). S3Env, GCSEnv and
+// AzureEnv give the same environment for a child process; S3URL, GCSURL and
+// AzureURL name other prefixes or buckets that need not exist; Objects reads
+// back everything under a URL's prefix with the native SDK.
 //
 // The script exports one environment variable per component. A test that
 // needs a component calls its accessor, which fails the test (never skips it)

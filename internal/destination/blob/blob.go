@@ -6,9 +6,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -24,32 +22,48 @@ import (
 )
 
 // Blob is a Destination that writes files and manifests to an object store
-// bucket (for now a local directory). Its methods may be called concurrently
-// for different partitions; Write and Cleanup of one partition must not
-// overlap.
+// bucket: a local directory, S3 (or an S3-compatible store), Google Cloud
+// Storage or Azure Blob Storage. Its methods may be called concurrently for
+// different partitions; Write and Cleanup of one partition must not overlap.
+//
+// Errors never contain credentials (see Redact and RedactText); Classify
+// and IsPermanent tell what kind of problem an error is.
 type Blob struct {
-	bucket *blob.Bucket
-	codec  format.Codec
-	dir    string // local root to fsync, for file:// buckets
-	url    string // redacted
+	bucket     *blob.Bucket
+	codec      format.Codec
+	dir        string // local root to fsync, for file:// buckets
+	url        string // redacted
+	scheme     string // file, s3, gs or azblob
+	bucketName string // bucket or container; the directory for file://
 }
 
 var _ destination.Destination = (*Blob)(nil)
 
 // Open opens the destination at rawURL, writing files in codec (the zero
-// Codec means format.Default).
+// Codec means format.Default). It checks the URL and builds the client but
+// does not contact the service: Probe does.
 //
-// Supported URLs: file:///absolute/dir and file://./relative/dir (resolved
-// against the working directory); the directory is created if missing.
-// Errors never contain the URL's credentials; see Redact.
+// Supported URLs (see the package documentation for credentials):
+//
+//	file:///absolute/dir, file://./relative/dir   a local directory, created if missing
+//	s3://BUCKET/PREFIX?region=R&endpoint=URL&use_path_style=true
+//	gs://BUCKET/PREFIX
+//	azblob://CONTAINER/PREFIX?domain=D&protocol=http&localemu=true
+//
+// Every key is written under PREFIX/ when the URL has a path. Errors never
+// contain credentials; an invalid URL is a ClassInvalid error.
 func Open(ctx context.Context, rawURL string, codec format.Codec) (*Blob, error) {
 	u, open, err := parseURL(rawURL)
 	if err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
 	bucket, prefix, dir, err := open(ctx, u)
 	if err != nil {
-		return nil, fmt.Errorf("open destination %s: %w", Redact(rawURL), err)
+		err = fmt.Errorf("open destination %s: %w", Redact(rawURL), err)
+		if Classify(err) == ClassUnknown {
+			err = invalid(err)
+		}
+		return nil, redactErr(err)
 	}
 	if prefix = strings.Trim(prefix, "/"); prefix != "" {
 		bucket = blob.PrefixedBucket(bucket, prefix+"/")
@@ -57,7 +71,11 @@ func Open(ctx context.Context, rawURL string, codec format.Codec) (*Blob, error)
 	if codec.Encoding() == "" {
 		codec = format.Default
 	}
-	return &Blob{bucket: bucket, codec: codec, dir: dir, url: Redact(rawURL)}, nil
+	name := u.Host
+	if dir != "" {
+		name = dir
+	}
+	return &Blob{bucket: bucket, codec: codec, dir: dir, url: Redact(rawURL), scheme: u.Scheme, bucketName: name}, nil
 }
 
 // String returns the destination's redacted URL.
@@ -72,7 +90,8 @@ func (d *Blob) Close() error { return d.bucket.Close() }
 // keys with the same bytes. On a file:// destination every file is fsynced,
 // and the data files' directories before the manifest is written, so a
 // power loss cannot leave a manifest whose files are missing.
-func (d *Blob) Write(ctx context.Context, b *destination.Batch) error {
+func (d *Blob) Write(ctx context.Context, b *destination.Batch) (err error) {
+	defer func() { err = redactErr(err) }()
 	m, keys, err := d.writeData(ctx, b)
 	if err != nil {
 		return err
@@ -103,7 +122,7 @@ func (d *Blob) Write(ctx context.Context, b *destination.Batch) error {
 // (destinationtest.UncommittedWriter).
 func (d *Blob) WriteUncommitted(ctx context.Context, b *destination.Batch) error {
 	_, _, err := d.writeData(ctx, b)
-	return err
+	return redactErr(err)
 }
 
 // writeData uploads the batch's data files and returns its manifest and the
@@ -127,7 +146,7 @@ func (d *Blob) writeData(ctx context.Context, b *destination.Batch) (*Manifest, 
 		e := &b.Events[i]
 		ids[i] = e.EventID
 		if e.LogOffset < 0 {
-			return nil, nil, fmt.Errorf("write batch %s: event %s: negative log offset %d", b.ID, e.EventID, e.LogOffset)
+			return nil, nil, invalid(fmt.Errorf("write batch %s: event %s: negative log offset %d", b.ID, e.EventID, e.LogOffset))
 		}
 		if i == 0 || e.LogOffset < m.MinLogOffset {
 			m.MinLogOffset = e.LogOffset
@@ -152,6 +171,13 @@ func (d *Blob) writeData(ctx context.Context, b *destination.Batch) (*Manifest, 
 }
 
 func checkBatch(b *destination.Batch) error {
+	if err := checkBatchFields(b); err != nil {
+		return invalid(err)
+	}
+	return nil
+}
+
+func checkBatchFields(b *destination.Batch) error {
 	switch {
 	case b.Partition < 0:
 		return fmt.Errorf("write batch %s: negative partition %d", b.ID, b.Partition)
@@ -184,7 +210,7 @@ func writeTable[T format.Row](ctx context.Context, w *batchWriter, rows []T, at 
 	for _, g := range byHour(rows, at) {
 		hour := time.UnixMicro(g.hour * hourMicros).UTC()
 		if y := hour.Year(); y < 0 || y > 9999 {
-			w.err = fmt.Errorf("%s: row time %v outside years 0-9999", table, hour)
+			w.err = invalid(fmt.Errorf("%s: row time %v outside years 0-9999", table, hour))
 			return
 		}
 		var buf bytes.Buffer
@@ -259,17 +285,31 @@ func cmpInt(a, b int64) int {
 
 // put writes one object, replacing any previous one. On a file:// bucket the
 // temp file is fsynced before fileblob renames it into place.
+//
+// Cloud buckets get the whole body in one Upload call: the SDKs then know
+// its size (S3 makes one PutObject, or above 16 MiB a multipart upload of
+// 8 MiB parts; Azure stages 8 MiB blocks; GCS makes a resumable upload of
+// 16 MiB chunks), and it avoids azureblob's streaming writer, which in
+// gocloud v0.47 panics (nil pipe) when an upload fails. Only GCS is given
+// the MD5, which it verifies; S3 verifies the SDK's CRC32 checksums
+// instead, and Azure does not verify a whole-blob MD5 of a staged upload.
 func (d *Blob) put(ctx context.Context, key string, data []byte, contentType string) error {
+	if d.dir == "" {
+		opts := &blob.WriterOptions{ContentType: contentType}
+		if d.scheme == "gs" {
+			sum := md5.Sum(data)
+			opts.ContentMD5 = sum[:]
+		}
+		return d.bucket.Upload(ctx, key, bytes.NewReader(data), opts)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sum := md5.Sum(data)
 	opts := &blob.WriterOptions{ContentType: contentType, ContentMD5: sum[:]}
 	var f *os.File
-	if d.dir != "" {
-		opts.BeforeWrite = func(as func(any) bool) error {
-			as(&f)
-			return nil
-		}
+	opts.BeforeWrite = func(as func(any) bool) error {
+		as(&f)
+		return nil
 	}
 	w, err := d.bucket.NewWriter(ctx, key, opts)
 	if err != nil {
@@ -329,6 +369,11 @@ func syncDir(dir string) error {
 // Committed returns the LastSeq of the partition's newest manifest. It lists
 // the partition's manifest keys and parses their names; it reads none.
 func (d *Blob) Committed(ctx context.Context, partition int) (uint64, bool, error) {
+	last, found, err := d.committed(ctx, partition)
+	return last, found, redactErr(err)
+}
+
+func (d *Blob) committed(ctx context.Context, partition int) (uint64, bool, error) {
 	var last uint64
 	found := false
 	err := d.list(ctx, manifestDir+partitionPrefix(partition), func(key string) error {
@@ -353,11 +398,12 @@ func (d *Blob) Committed(ctx context.Context, partition int) (uint64, bool, erro
 // temp files of interrupted writes (fileblob's "<key>.<hex>.tmp"). It lists
 // every table, so its cost grows with the size of the destination; it runs
 // once per partition at start.
-func (d *Blob) Cleanup(ctx context.Context, partition int, after uint64) error {
+func (d *Blob) Cleanup(ctx context.Context, partition int, after uint64) (err error) {
+	defer func() { err = redactErr(err) }()
 	pp := partitionPrefix(partition)
 	committed := map[string]bool{}
 	var doomed []string
-	err := d.list(ctx, manifestDir+pp, func(key string) error {
+	err = d.list(ctx, manifestDir+pp, func(key string) error {
 		name := strings.TrimPrefix(key, manifestDir)
 		if id, ok := strings.CutSuffix(name, ".json"); ok {
 			if p, _, _, ok := parseBatchID(id); ok && p == partition {
@@ -426,20 +472,42 @@ func isTemp(name string, exts ...string) bool {
 
 // list calls fn with every key under prefix, in lexical order.
 func (d *Blob) list(ctx context.Context, prefix string, fn func(key string) error) error {
-	it := d.bucket.List(&blob.ListOptions{Prefix: prefix})
+	opts := &blob.ListOptions{Prefix: prefix}
+	token := blob.FirstPageToken
 	for {
-		obj, err := it.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
+		objs, next, err := d.listPage(ctx, token, listPageSize, opts)
 		if err != nil {
 			return err
 		}
-		if obj.IsDir {
-			continue
+		for _, obj := range objs {
+			if obj.IsDir {
+				continue
+			}
+			if err := fn(obj.Key); err != nil {
+				return err
+			}
 		}
-		if err := fn(obj.Key); err != nil {
-			return err
+		if len(next) == 0 {
+			return nil
+		}
+		token = next
+	}
+}
+
+// listPageSize is the page size of listings (the most S3, GCS and Azure
+// return at once).
+const listPageSize = 1000
+
+// listPage returns one page of a listing. On a file:// bucket it retries a
+// page that fails with NotFound: fileblob walks the directory and stats
+// every file it finds, and a temp file that a concurrent Write (of another
+// partition) renames in between makes the walk fail. A page restarts after
+// the last key of the previous one, so a retry repeats no key.
+func (d *Blob) listPage(ctx context.Context, token []byte, size int, opts *blob.ListOptions) ([]*blob.ListObject, []byte, error) {
+	for attempt := 1; ; attempt++ {
+		objs, next, err := d.bucket.ListPage(ctx, token, size, opts)
+		if err == nil || d.dir == "" || gcerrors.Code(err) != gcerrors.NotFound || attempt == 20 || ctx.Err() != nil {
+			return objs, next, err
 		}
 	}
 }

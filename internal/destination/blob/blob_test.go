@@ -2,6 +2,7 @@ package blob
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/tidemark/tidemark/internal/destination"
@@ -373,7 +375,8 @@ func TestOpenURL(t *testing.T) {
 		}
 	})
 	for _, tc := range []struct{ url, want string }{
-		{"s3://AKIAXXX:s3cr3t@bucket/prefix?sig=t0ps3cret&region=eu", `unsupported scheme "s3"`},
+		{"s3://AKIAXXX:s3cr3t@bucket/prefix?sig=t0ps3cret&region=eu", "no user info"},
+		{"ftp://AKIAXXX:s3cr3t@host/prefix?sig=t0ps3cret", `unsupported scheme "ftp"`},
 		{"file://server/share", `host "server"`},
 		{"file:relative", "file:///absolute/path"},
 		{"file://", "no directory"},
@@ -411,6 +414,8 @@ func TestRedact(t *testing.T) {
 		{"k:s@%zz", "k:<opaque>"},
 		{"%zz:secret", "<unparsable URL>"},
 		{"mailto:secret@example.com", "mailto:<opaque>"},
+		{"s3://b/p?endpoint=https://k:secret@minio:9000&region=x", "s3://b/p?endpoint=https%3A%2F%2Fminio%3A9000&region=x"},
+		{"s3://b/p?profile=a@secret", "s3://b/p?profile=REDACTED"},
 	} {
 		got := Redact(tc.in)
 		if got != tc.want {
@@ -485,4 +490,38 @@ func TestWriteRejects(t *testing.T) {
 	if _, ok, _ := d.Committed(t.Context(), 1); ok {
 		t.Error("rejected batch committed")
 	}
+}
+
+// TestCleanupDuringWrites: Cleanup, Committed and Manifests of one partition
+// run while other partitions write (the transport runs partitions
+// concurrently). fileblob's listing stats each file it walks, and a temp
+// file renamed away in between must not fail the listing.
+func TestCleanupDuringWrites(t *testing.T) {
+	d := openDir(t, t.TempDir(), format.Default)
+	if err := d.Write(t.Context(), destinationtest.Batch(2, 1, 1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var wg sync.WaitGroup
+	for p := range 2 {
+		wg.Go(func() {
+			for i := uint64(1); ctx.Err() == nil; i++ {
+				if err := d.Write(ctx, destinationtest.Batch(10+p, i, i, 2)); err != nil && ctx.Err() == nil {
+					t.Errorf("Write: %v", err)
+					return
+				}
+			}
+		})
+	}
+	for range 300 {
+		if err := d.Cleanup(t.Context(), 2, 1); err != nil {
+			t.Fatalf("Cleanup during writes: %v", err)
+		}
+		if last, ok, err := d.Committed(t.Context(), 2); last != 1 || !ok || err != nil {
+			t.Fatalf("Committed during writes = %d, %v, %v", last, ok, err)
+		}
+	}
+	cancel()
+	wg.Wait()
 }

@@ -1,7 +1,55 @@
 // Package blob is the object storage destination: it writes each batch as
-// Hive-style partitioned data files plus a manifest, through gocloud.dev/blob.
-// For now it opens file:// URLs (a local directory, fileblob); S3, GCS and
-// Azure are one entry each in the scheme table of url.go.
+// Hive-style partitioned data files plus a manifest, through gocloud.dev/blob,
+// to a local directory, S3 (or an S3-compatible store), Google Cloud Storage
+// or Azure Blob Storage. Every backend gets the same keys and the same bytes.
+//
+// # URLs and credentials
+//
+// The URL's path is a key prefix: s3://bucket/some/prefix puts everything
+// under some/prefix/. Credentials never go in the URL (user info and unknown
+// query parameters are rejected); each cloud's standard chain finds them:
+//
+//	file:///abs/dir, file://./rel/dir    the directory is created if missing
+//	s3://BUCKET/PREFIX?region=eu-west-1  AWS SDK default chain: AWS_ACCESS_KEY_ID +
+//	                                     AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN),
+//	                                     AWS_PROFILE / shared config files, web
+//	                                     identity (EKS), ECS and EC2 roles
+//	    S3-compatible (MinIO, R2, versitygw): &endpoint=https://host:port&use_path_style=true
+//	    (R2: region=auto; stores without the new default CRC checksums:
+//	    &request_checksum_calculation=when_required). Other parameters: profile,
+//	    role, ssetype, kmskeyid, disable_https, dualstack, fips, accelerate,
+//	    anonymous, hostname_immutable, rate_limiter_capacity.
+//	gs://BUCKET/PREFIX                   Application Default Credentials
+//	                                     (GOOGLE_APPLICATION_CREDENTIALS, gcloud
+//	                                     auth application-default login, GCP
+//	                                     metadata server); STORAGE_EMULATOR_HOST
+//	                                     selects an emulator, unauthenticated
+//	azblob://CONTAINER/PREFIX            AZURE_STORAGE_ACCOUNT + AZURE_STORAGE_KEY,
+//	                                     or AZURE_STORAGE_SAS_TOKEN, or
+//	                                     AZURE_STORAGE_CONNECTION_STRING, else
+//	                                     azidentity's DefaultAzureCredential
+//	                                     (AZURE_CLIENT_ID/..., managed identity,
+//	                                     az login). Endpoint: ?domain=, protocol=,
+//	                                     localemu=, cdn=, storage_account= (or
+//	                                     AZURE_STORAGE_DOMAIN etc.); with a SAS
+//	                                     token the URL cannot change the endpoint.
+//
+// Open only builds the client; Probe contacts the service: it lists under
+// the prefix and writes and deletes ProbeKey, and returns a *ProbeError
+// naming the destination (redacted URL), the bucket and the class of the
+// problem. Classify sorts any error of this package into a Class (bucket
+// missing, access denied, wrong region, invalid configuration, network,
+// throttled, timeout, ...) from the SDKs' own error codes; IsPermanent is
+// true for the classes that need a human (missing bucket, denied access,
+// wrong region, invalid configuration). Errors are passed through
+// RedactText: URLs in them are redacted (see Redact) and credential-looking
+// values and the cloud SDKs' secret environment variables are masked.
+//
+// Uploads hand each file to the SDK whole: S3 uses a multipart upload of
+// 8 MiB parts above 16 MiB (the SDK's transfer manager), Azure stages 8 MiB
+// blocks, GCS makes a resumable upload in 16 MiB chunks; a failed upload never leaves a partial
+// object at the key. A file's integrity is checked by the SDKs (S3 CRC32
+// checksums, GCS MD5) and by readers against the manifest's SHA-256.
 //
 // # Layout (product contract)
 //

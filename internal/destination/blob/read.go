@@ -9,6 +9,9 @@ import (
 	"io"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"gocloud.dev/blob"
+
 	"github.com/tidemark/tidemark/internal/format"
 )
 
@@ -19,9 +22,10 @@ var ErrCorrupt = errors.New("corrupt batch")
 
 // Manifests reads the partition's committed manifests, oldest batch first.
 // It is for the audit, which must rely on the destination alone.
-func (d *Blob) Manifests(ctx context.Context, partition int) ([]Manifest, error) {
+func (d *Blob) Manifests(ctx context.Context, partition int) (_ []Manifest, err error) {
+	defer func() { err = redactErr(err) }()
 	var ms []Manifest
-	err := d.list(ctx, manifestDir+partitionPrefix(partition), func(key string) error {
+	err = d.list(ctx, manifestDir+partitionPrefix(partition), func(key string) error {
 		id, ok := strings.CutSuffix(strings.TrimPrefix(key, manifestDir), ".json")
 		if !ok {
 			return nil
@@ -42,13 +46,32 @@ func (d *Blob) Manifests(ctx context.Context, partition int) ([]Manifest, error)
 	return ms, nil
 }
 
-func (d *Blob) readManifest(ctx context.Context, key, id string) (Manifest, error) {
-	r, err := d.bucket.NewReader(ctx, key, nil)
+// readerOptions quiets the AWS SDK's warning, printed on every read of an
+// object uploaded in parts, that it cannot validate the object's composite
+// checksum: Manifests and ReadEvents check SHA-256 digests themselves.
+var readerOptions = &blob.ReaderOptions{BeforeRead: func(as func(any) bool) error {
+	var opts *[]func(*s3.Options)
+	if as(&opts) {
+		*opts = append(*opts, func(o *s3.Options) { o.DisableLogOutputChecksumValidationSkipped = true })
+	}
+	return nil
+}}
+
+// readAll reads the object at key, at most limit bytes (-1: no limit).
+func (d *Blob) readAll(ctx context.Context, key string, limit int64) ([]byte, error) {
+	r, err := d.bucket.NewReader(ctx, key, readerOptions)
 	if err != nil {
-		return Manifest{}, err
+		return nil, err
 	}
 	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, maxManifestSize+1))
+	if limit < 0 {
+		return io.ReadAll(r)
+	}
+	return io.ReadAll(io.LimitReader(r, limit))
+}
+
+func (d *Blob) readManifest(ctx context.Context, key, id string) (Manifest, error) {
+	data, err := d.readAll(ctx, key, maxManifestSize+1)
 	if err != nil {
 		return Manifest{}, err
 	}
@@ -68,13 +91,14 @@ func (d *Blob) readManifest(ctx context.Context, key, id string) (Manifest, erro
 // ReadEvents reads back the events of a committed batch from its files,
 // checking each file's size, SHA-256 and row count and the batch's event
 // count, offsets and event id digest against the manifest.
-func (d *Blob) ReadEvents(ctx context.Context, m Manifest) ([]format.EventRow, error) {
+func (d *Blob) ReadEvents(ctx context.Context, m Manifest) (_ []format.EventRow, err error) {
+	defer func() { err = redactErr(err) }()
 	var rows []format.EventRow
 	for _, f := range m.Files {
 		if f.Table != format.Events {
 			continue
 		}
-		data, err := d.bucket.ReadAll(ctx, f.Path)
+		data, err := d.readAll(ctx, f.Path, -1)
 		if err != nil {
 			return nil, fmt.Errorf("read batch %s: %w", m.BatchID, err)
 		}

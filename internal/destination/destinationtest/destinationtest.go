@@ -4,12 +4,23 @@
 // interface, plus optional capabilities found by type assertion:
 // EventIDReader to check exactly-once by reading events back, and
 // UncommittedWriter to simulate a crash between data files and commit.
+//
+// Subtests: EmptyPartition, WriteCommits, Idempotent, CommittedPerPartition,
+// CommittedOutOfOrder, CleanupKeepsCommitted, BadBatch, CrashBeforeCommit,
+// CanceledContext, ConcurrentPartitions (Write, Committed and Cleanup of
+// different partitions at once), ManyBatches (more manifests in one
+// partition than one listing page holds: 1000 on S3, GCS and Azure) and
+// LargeBatch (an events file over LargeBatchBytes, beyond the multipart or
+// resumable upload thresholds of every cloud SDK).
 package destinationtest
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
+	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,6 +171,78 @@ func Run(t *testing.T, open func(t *testing.T) destination.Destination) {
 		wantIDs(t, d, 6, append(ids(b1), ids(b2)...))
 	})
 
+	t.Run("ConcurrentPartitions", func(t *testing.T) {
+		// The transport writes partitions in parallel: their batches, progress
+		// and cleanup must not interfere.
+		d := newDest(t)
+		const partitions, batches = 6, 3
+		var wg sync.WaitGroup
+		errs := make(chan error, partitions*(batches+1))
+		for p := range partitions {
+			wg.Go(func() {
+				if err := d.Cleanup(t.Context(), 20+p, 0); err != nil {
+					errs <- fmt.Errorf("Cleanup(%d): %w", 20+p, err)
+				}
+				for i := range batches {
+					b := Batch(20+p, uint64(10*i+1), uint64(10*i+10), 4)
+					if err := d.Write(t.Context(), b); err != nil {
+						errs <- fmt.Errorf("Write %s: %w", b.ID, err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if t.Failed() {
+			return
+		}
+		for p := range partitions {
+			var want []string
+			for i := range batches {
+				want = append(want, ids(Batch(20+p, uint64(10*i+1), uint64(10*i+10), 4))...)
+			}
+			wantCommitted(t, d, 20+p, 10*batches, true)
+			wantIDs(t, d, 20+p, want)
+		}
+	})
+
+	t.Run("ManyBatches", func(t *testing.T) {
+		// Listings come in pages (1000 keys on S3, GCS and Azure): progress
+		// must see the last page, and cleanup must know the manifests of
+		// every page or it deletes committed files. Batches of one event
+		// and no page or session keep this cheap.
+		d := newDest(t)
+		var want []string
+		for i := range uint64(ManyBatches) {
+			b := Batch(9, i+1, i+1, 1)
+			b.Pages, b.Sessions = nil, nil
+			write(t, d, b)
+			want = append(want, ids(b)...)
+		}
+		wantCommitted(t, d, 9, ManyBatches, true)
+		if err := d.Cleanup(t.Context(), 9, 0); err != nil {
+			t.Fatal(err)
+		}
+		wantCommitted(t, d, 9, ManyBatches, true)
+		wantIDs(t, d, 9, want)
+	})
+
+	t.Run("LargeBatch", func(t *testing.T) {
+		// One events file of more than LargeBatchBytes: S3 (multipart above
+		// 16 MiB), GCS (16 MiB resumable chunks) and Azure (8 MiB blocks) upload it in
+		// parts; it must come back whole, and be rewritten whole.
+		d := newDest(t)
+		b := LargeBatch(8, 1, 1, LargeBatchBytes)
+		write(t, d, b)
+		wantCommitted(t, d, 8, 1, true)
+		wantIDs(t, d, 8, ids(b))
+		write(t, d, LargeBatch(8, 1, 1, LargeBatchBytes))
+		wantIDs(t, d, 8, ids(b))
+	})
+
 	t.Run("CanceledContext", func(t *testing.T) {
 		d := newDest(t)
 		ctx, cancel := context.WithCancel(t.Context())
@@ -214,6 +297,44 @@ func Batch(partition int, first, last uint64, n int) *destination.Batch {
 		StartedAt: start, EndedAt: end, DurationMS: (end - start) / 1000, EventCount: int64(n), EndReason: "idle"}}
 	b.Sessions = []format.SessionRow{{SessionID: session, OrgID: org, DeviceID: "dev-1",
 		StartedAt: start, EndedAt: end, DurationMS: (end - start) / 1000, PageCount: 1, EventCount: int64(n)}}
+	return b
+}
+
+// ManyBatches is the number of batches of the ManyBatches subtest: more
+// than one listing page (1000 keys).
+const ManyBatches = 1003
+
+// LargeBatchBytes is the minimum size of the events file of the LargeBatch
+// subtest: 21 MiB, over every cloud SDK's multipart threshold and part,
+// block or chunk size.
+const LargeBatchBytes = 21 << 20
+
+// largeEventEntropy is the number of random bytes in each event of a
+// LargeBatch: no codec compresses an event below it.
+const largeEventEntropy = 4096
+
+// LargeBatch is Batch(partition, first, last, n) with enough events, all in
+// one UTC hour, whose properties hold incompressible (pseudo-random,
+// base64) data that its events file is at least minBytes long whatever the
+// format and compression. Equal arguments give equal batches.
+func LargeBatch(partition int, first, last uint64, minBytes int) *destination.Batch {
+	n := minBytes/largeEventEntropy + 1
+	b := Batch(partition, first, last, n)
+	rng := rand.New(rand.NewChaCha8([32]byte{byte(partition), byte(first), byte(first >> 8), byte(last), byte(last >> 8)}))
+	raw := make([]byte, largeEventEntropy)
+	at := b.Events[0].ReceivedAt
+	for i := range b.Events {
+		for j := 0; j < len(raw); j += 8 {
+			v := rng.Uint64()
+			for k := range 8 {
+				raw[j+k] = byte(v >> (8 * k))
+			}
+		}
+		props := fmt.Sprintf(`{"i":%d,"blob":%q}`, i, base64.StdEncoding.EncodeToString(raw))
+		e := &b.Events[i]
+		e.Properties = &props
+		e.EventTime, e.ReceivedAt = at+int64(i), at+int64(i) // one hour: one file
+	}
 	return b
 }
 
