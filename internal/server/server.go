@@ -114,7 +114,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			dests = append(dests, d)
 			transports = append(transports, transport.New(transport.Options{
 				Org: org.ID, Name: dc.Name, Dest: d, Log: lg, Outputs: sz, Metrics: tm, Logger: logger, Now: o.Now,
-				Flush: transport.Flush{MaxEvents: dc.Flush.MaxEvents, MaxBytes: int64(dc.Flush.MaxBytes), MaxAge: dc.Flush.MaxAge.D()},
+				Flush:     transport.Flush{MaxEvents: dc.Flush.MaxEvents, MaxBytes: int64(dc.Flush.MaxBytes), MaxAge: dc.Flush.MaxAge.D()},
+				Permanent: blob.IsPermanent,
 			}))
 		}
 	}

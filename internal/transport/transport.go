@@ -91,7 +91,14 @@ func New(o Options) *Transport {
 // destination error is retried forever and never ends Run.
 func (t *Transport) Run(ctx context.Context) error {
 	if pr, ok := t.o.Dest.(Prober); ok {
-		if err := t.retry(ctx, -1, "probe destination", func() error { return pr.Probe(ctx) }); err != nil {
+		probe := func() error {
+			// Some clients retry an unreachable host until their context
+			// ends; bound each attempt so the failure is reported.
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			defer cancel()
+			return pr.Probe(pctx)
+		}
+		if err := t.retry(ctx, -1, "probe destination", probe); err != nil {
 			return nil // only ctx ends retry
 		}
 	}
@@ -326,6 +333,9 @@ func (t *Transport) build(p int, pend *pending) (*destination.Batch, error) {
 	}
 	return b, nil
 }
+
+// probeTimeout bounds one probe of a destination at start.
+const probeTimeout = 30 * time.Second
 
 // maxBackoff caps the wait between retries of a failing destination.
 const maxBackoff = 60 * time.Second
