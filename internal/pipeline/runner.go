@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/eventlog"
@@ -93,17 +94,21 @@ func (s *Sessionizers) Watermark(p int) int64 { return s.wm[p].Load() }
 
 // Run runs every partition until ctx ends or one fails.
 func (s *Sessionizers) Run(ctx context.Context) error {
-	errc := make(chan error, s.log.Partitions())
+	g, gctx := errgroup.WithContext(ctx)
 	for p := range s.log.Partitions() {
-		go func() { errc <- s.runPartition(ctx, p) }()
+		g.Go(func() (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("sessionize partition %d: panic: %v", p, r)
+				}
+			}()
+			return s.runPartition(gctx, p)
+		})
 	}
-	var first error
-	for range s.log.Partitions() {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-		}
+	if err := g.Wait(); ctx.Err() == nil {
+		return err
 	}
-	return first
+	return nil
 }
 
 func (s *Sessionizers) runPartition(ctx context.Context, p int) error {

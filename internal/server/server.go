@@ -150,13 +150,16 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	fmt.Fprintf(o.Out, "tidemark: listening on http://%s\n", ln.Addr())
 	logger.Info("serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "partitions", cfg.Log.Partitions, "destinations", len(transports))
 
+	restarts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_stage_restarts_total",
+		Help: "Stages of the batch pipeline restarted after an error or panic (each is also logged)."}, []string{"stage"})
+	reg.MustRegister(restarts)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	stages, stagesCtx := errgroup.WithContext(runCtx)
 	stages.Go(func() error { return lg.RunTicker(stagesCtx, cfg.Log.TickInterval.D(), o.Now) })
-	stages.Go(func() error { return sz.Run(stagesCtx) })
+	stages.Go(func() error { return supervise(stagesCtx, "sessionizer", sz.Run, restarts, logger) })
 	for _, t := range transports {
-		stages.Go(func() error { return t.Run(stagesCtx) })
+		stages.Go(func() error { return supervise(stagesCtx, "transport", t.Run, restarts, logger) })
 	}
 	stages.Go(func() error {
 		return runRetention(stagesCtx, lg, sz, transports, cfg.Log.Retention.D(), o.Now, logger)
@@ -197,4 +200,38 @@ func devKey(lg *eventlog.Log) (string, error) {
 		return "", fmt.Errorf("store dev write key: %w", err)
 	}
 	return k, nil
+}
+
+// supervise runs a stage until ctx ends. A stage that fails (or panics) is
+// logged, counted and restarted after a capped backoff, so that one failing
+// stage or destination never takes the others (or ingest) down with it. The
+// stages resume from their durable progress, so a restart repeats nothing.
+func supervise(ctx context.Context, stage string, run func(context.Context) error, restarts *prometheus.CounterVec, logger *slog.Logger) error {
+	delay := time.Second
+	for {
+		err := runRecovered(ctx, run)
+		if ctx.Err() != nil {
+			return nil
+		}
+		restarts.WithLabelValues(stage).Inc()
+		logger.Error("stage failed; restarting it", "stage", stage, "err", err, "after", delay)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Minute)
+	}
+}
+
+func runRecovered(ctx context.Context, run func(context.Context) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	if err := run(ctx); err != nil {
+		return err
+	}
+	return errors.New("stage returned before shutdown")
 }

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tidemark/tidemark/internal/destination"
 	"github.com/tidemark/tidemark/internal/event"
@@ -115,17 +115,25 @@ func (t *Transport) Run(ctx context.Context) error {
 		}
 		starts[p] = pos
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, t.o.Log.Partitions())
+	g, gctx := errgroup.WithContext(ctx)
 	for p := range t.o.Log.Partitions() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[p] = t.runPartition(ctx, p, starts[p])
-		}()
+		g.Go(func() (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("transport %s/%s partition %d: panic: %v", t.o.Org, t.o.Name, p, r)
+				}
+			}()
+			return t.runPartition(gctx, p, starts[p])
+		})
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	err := g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		t.up.Store(false)
+	}
+	return err
 }
 
 func (t *Transport) progressKey(p int) []byte {
