@@ -232,14 +232,22 @@ func partitionBounds(partition int) (lo, hi []byte) {
 	return Key(partition, 0), Key(partition+1, 0)[:3]
 }
 
-func (l *Log) lastOffset(p int) (uint64, error) {
+func (l *Log) lastOffset(p int) (uint64, error) { return l.edgeOffset(p, true) }
+
+// edgeOffset is the newest (last) or oldest retained offset of partition p,
+// 0 when it is empty.
+func (l *Log) edgeOffset(p int, last bool) (uint64, error) {
 	lo, hi := partitionBounds(p)
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return 0, err
 	}
 	defer it.Close()
-	if !it.Last() {
+	ok := it.First()
+	if last {
+		ok = it.Last()
+	}
+	if !ok {
 		return 0, it.Error()
 	}
 	return binary.BigEndian.Uint64(it.Key()[3:]), nil
@@ -488,18 +496,7 @@ func (l *Log) Scan(p int, from, to uint64, fn func(off uint64, val []byte) error
 }
 
 // FirstOffset is the oldest retained offset of a partition (0 when empty).
-func (l *Log) FirstOffset(p int) (uint64, error) {
-	lo, hi := partitionBounds(p)
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
-	if !it.First() {
-		return 0, it.Error()
-	}
-	return binary.BigEndian.Uint64(it.Key()[3:]), nil
-}
+func (l *Log) FirstOffset(p int) (uint64, error) { return l.edgeOffset(p, false) }
 
 // DeleteBefore removes the records of partition p with offsets below off.
 func (l *Log) DeleteBefore(p int, off uint64) error {

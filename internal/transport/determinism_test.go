@@ -89,20 +89,8 @@ var cfg = sessionize.Config{PageIdle: 3 * time.Second, SessionIdle: 5 * time.Sec
 // It reports whether it finished.
 func runPipeline(t *testing.T, dir string, stopAfter time.Duration) bool {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	l, err := eventlog.Open(filepath.Join(dir, "data"), eventlog.Options{Partitions: parts, Registerer: reg, Logger: slog.Default()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, sz, m := openPipeline(t, dir)
 	defer l.Close()
-	sz, err := pipeline.NewSessionizers(l, cfg, reg, slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := transport.NewMetrics(reg, func() int64 { return 0 })
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var ts []*transport.Transport
@@ -163,6 +151,27 @@ func runPipeline(t *testing.T, dir string, stopAfter time.Duration) bool {
 		}
 	}
 	return finished
+}
+
+// openPipeline opens dir's log with its sessionizers and transport metrics.
+func openPipeline(t *testing.T, dir string) (*eventlog.Log, *pipeline.Sessionizers, *transport.Metrics) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	l, err := eventlog.Open(filepath.Join(dir, "data"), eventlog.Options{Partitions: parts, Registerer: reg, Logger: slog.Default()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sz, err := pipeline.NewSessionizers(l, cfg, reg, slog.Default())
+	if err != nil {
+		l.Close()
+		t.Fatal(err)
+	}
+	m, err := transport.NewMetrics(reg, func() int64 { return 0 })
+	if err != nil {
+		l.Close()
+		t.Fatal(err)
+	}
+	return l, sz, m
 }
 
 func appendLog(t *testing.T, dir string, recs map[int][]event.Record) {

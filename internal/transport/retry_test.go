@@ -9,13 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/tidemark/tidemark/internal/destination"
 	"github.com/tidemark/tidemark/internal/destination/blob"
-	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/format"
-	"github.com/tidemark/tidemark/internal/pipeline"
 	"github.com/tidemark/tidemark/internal/transport"
 )
 
@@ -53,20 +49,8 @@ func TestFailingDestinationIsHeldAndRetried(t *testing.T) {
 	dir := t.TempDir()
 	recs := recordedLog()
 	appendLog(t, dir, recs)
-	reg := prometheus.NewRegistry()
-	l, err := eventlog.Open(filepath.Join(dir, "data"), eventlog.Options{Partitions: parts, Registerer: reg, Logger: slog.Default()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, sz, m := openPipeline(t, dir)
 	defer l.Close()
-	sz, err := pipeline.NewSessionizers(l, cfg, reg, slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := transport.NewMetrics(reg, func() int64 { return 0 })
-	if err != nil {
-		t.Fatal(err)
-	}
 	bd, err := blob.Open(t.Context(), "file://"+filepath.Join(dir, "lake"), format.Default)
 	if err != nil {
 		t.Fatal(err)
