@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,6 +49,47 @@ func TestDevKeyWithoutOrgs(t *testing.T) {
 		l := readLake(t, filepath.Join(dir, "data", "lake"))
 		return len(l.Events) == 1 && l.Events[0].EventID == "dev-1" && l.Events[0].OrgID == "default", fmt.Sprintf("%d events", len(l.Events))
 	})
+
+	// The status API, with the admin key serve printed.
+	am := regexp.MustCompile(`Authorization: Bearer (\S+)' http://\S+/api/v1/status`).FindStringSubmatch(p.out.String())
+	if am == nil {
+		t.Fatalf("no status API line printed:\n%s", p.out.String())
+	}
+	get := func(auth string) (int, string) {
+		req, _ := http.NewRequest("GET", p.addr+"/api/v1/status", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("Bearer " + key); code != 401 {
+		t.Errorf("status API with a write key: %d, want 401", code)
+	}
+	code, body := get("Bearer " + am[1])
+	var st struct {
+		Destinations []struct {
+			Org, Name, State    string
+			OldestAge           float64                `json:"oldest_undelivered_age_seconds"`
+			LastCommitAt        *time.Time             `json:"last_commit_at"`
+			DeliveredSinceStart struct{ Events int64 } `json:"delivered_since_start"`
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &st); code != 200 || err != nil {
+		t.Fatalf("status API: %d %v\n%s", code, err, body)
+	}
+	if len(st.Destinations) != 1 || st.Destinations[0].State != "up" || st.Destinations[0].Name != "lake" ||
+		st.Destinations[0].DeliveredSinceStart.Events != 1 || st.Destinations[0].LastCommitAt == nil {
+		t.Errorf("status: %s", body)
+	}
+	if strings.Contains(body, key) || strings.Contains(body, am[1]) {
+		t.Errorf("status API shows a key: %s", body)
+	}
 	p.stop()
 }
 

@@ -115,7 +115,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		debug.SetMemoryLimit(int64(cfg.Log.CacheBytes) + defaultMemHeadroom)
 	}
 	logger.Info("starting", "version", versionString())
-	return server.Run(ctx, cfg, server.Options{Logger: logger, Out: stdout, Pprof: *pprof})
+	return server.Run(ctx, cfg, server.Options{Logger: logger, Out: stdout, Pprof: *pprof, Version: versionString()})
 }
 
 func loadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {

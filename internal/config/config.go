@@ -14,7 +14,10 @@ type Config struct {
 	Log      Log      `yaml:"log"`
 	Ingest   Ingest   `yaml:"ingest"`
 	Sessions Sessions `yaml:"sessions"`
-	Orgs     []Org    `yaml:"orgs"`
+	// AdminKeys authenticate the operator API (GET /api/v1/status) as
+	// "Authorization: Bearer KEY". None: the API answers 404.
+	AdminKeys []Secret `yaml:"admin_keys,omitempty" json:",omitempty"`
+	Orgs      []Org    `yaml:"orgs"`
 }
 
 // Log configures the partitioned durable log.

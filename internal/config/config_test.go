@@ -26,6 +26,7 @@ var testEnv = map[string]string{
 	"TIDEMARK_TEST_NOT_A_NUMBER":  "abc",
 	"TIDEMARK_TEST_EMPTY":         "",
 	"TIDEMARK_ACME_WRITE_KEY":     "example-key-00000000001",
+	"TIDEMARK_ADMIN_KEY":          "example-admin-key-000001",
 	"TIDEMARK_ACME_WRITE_KEY_ALT": "unused",
 }
 
@@ -231,9 +232,14 @@ func TestExampleFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The example documents the defaults: apart from its orgs it is Default().
+	// The example documents the defaults: apart from its orgs and admin keys
+	// it is Default().
 	orgs := cfg.Orgs
 	cfg.Orgs = nil
+	if len(cfg.AdminKeys) != 1 || cfg.AdminKeys[0].Reveal() != testEnv["TIDEMARK_ADMIN_KEY"] {
+		t.Errorf("admin key not expanded from the environment: %v", cfg.AdminKeys)
+	}
+	cfg.AdminKeys = nil
 	if !reflect.DeepEqual(cfg, Default()) {
 		t.Errorf("example's values differ from Default():\n%+v\n%+v", cfg, Default())
 	}

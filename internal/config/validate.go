@@ -95,8 +95,20 @@ func (c *Config) validate() []*FieldError {
 	}
 
 	orgIDs := map[string]string{} // id -> path
-	keys := map[string]string{}   // write key -> path
-	urls := map[string]string{}   // normalized destination URL -> path
+	keys := map[string]string{}   // write and admin key -> path
+	for j, k := range c.AdminKeys {
+		kp := fmt.Sprintf("admin_keys[%d]", j)
+		if msg := checkWriteKey(k.Reveal()); msg != "" {
+			p.add(kp, "%s", msg)
+			continue
+		}
+		if prev := keys[k.Reveal()]; prev != "" {
+			p.add(kp, "duplicate key (also %s)", prev)
+			continue
+		}
+		keys[k.Reveal()] = kp
+	}
+	urls := map[string]string{} // normalized destination URL -> path
 	for i, o := range c.Orgs {
 		op := fmt.Sprintf("orgs[%d]", i)
 		switch {
@@ -120,7 +132,7 @@ func (c *Config) validate() []*FieldError {
 				continue
 			}
 			if prev := keys[k.Reveal()]; prev != "" {
-				p.add(kp, "duplicate write key (also %s): a key must identify one org", prev)
+				p.add(kp, "duplicate write key (also %s): a key must identify one org, and no admin key may be a write key", prev)
 				continue
 			}
 			keys[k.Reveal()] = kp

@@ -34,12 +34,17 @@ type Options struct {
 	Logger *slog.Logger
 	Out    io.Writer // the start banner (dev write key, address)
 	Now    func() time.Time
+	// Version is reported by the status API.
+	Version string
 	// Pprof serves net/http/pprof under /debug/pprof/ (off by default: the
 	// ingest listener may face the internet).
 	Pprof bool
 }
 
-const devKeyMeta = "dev-write-key"
+const (
+	devKeyMeta      = "dev-write-key"
+	devAdminKeyMeta = "dev-admin-key"
+)
 
 // Run serves until ctx ends, then shuts down within a bounded time.
 func Run(ctx context.Context, cfg *config.Config, o Options) error {
@@ -69,12 +74,20 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	defer lg.Close()
 
 	if len(cfg.Orgs) == 0 {
-		key, err := devKey(lg)
+		key, err := storedKey(lg, devKeyMeta)
 		if err != nil {
 			return err
 		}
 		cfg.WithDefaultOrg(key)
 		fmt.Fprintf(o.Out, "tidemark: no orgs configured; org %q accepts the dev write key %s\n", config.DefaultOrgID, key)
+		if len(cfg.AdminKeys) == 0 {
+			admin, err := storedKey(lg, devAdminKeyMeta)
+			if err != nil {
+				return err
+			}
+			cfg.AdminKeys = []config.Secret{config.Secret(admin)}
+			fmt.Fprintf(o.Out, "tidemark: status API: curl -H 'Authorization: Bearer %s' http://%s/api/v1/status\n", admin, cfg.Listen)
+		}
 		fmt.Fprintf(o.Out, "tidemark: lake at %s\n", cfg.Orgs[0].Destinations[0].URL)
 	}
 	keys := map[string]string{}
@@ -95,6 +108,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		return err
 	}
 	var transports []*transport.Transport
+	var urls []string // of each transport's destination
 	var dests []destination.Destination
 	defer func() {
 		for _, d := range dests {
@@ -112,6 +126,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 				return fmt.Errorf("org %s destination %s: %w", org.ID, dc.Name, err)
 			}
 			dests = append(dests, d)
+			urls = append(urls, dc.URL)
 			transports = append(transports, transport.New(transport.Options{
 				Org: org.ID, Name: dc.Name, Dest: d, Log: lg, Outputs: sz, Metrics: tm, Logger: logger, Now: o.Now,
 				Flush:     transport.Flush{MaxEvents: dc.Flush.MaxEvents, MaxBytes: int64(dc.Flush.MaxBytes), MaxAge: dc.Flush.MaxAge.D()},
@@ -138,6 +153,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 		io.WriteString(w, "ready\n")
 	})
+	mux.Handle("GET /api/v1/status", statusHandler(cfg.AdminKeys, o.Version, lg, sz, transports, urls, o.Now))
 	if o.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -186,18 +202,18 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	return errors.Join(runErr, stageErr)
 }
 
-// devKey returns the stored dev write key, creating it on first start.
-func devKey(lg *eventlog.Log) (string, error) {
-	v, ok, err := lg.Meta(devKeyMeta)
+// storedKey returns the key stored under name, creating it on first start.
+func storedKey(lg *eventlog.Log, name string) (string, error) {
+	v, ok, err := lg.Meta(name)
 	if err != nil {
-		return "", fmt.Errorf("read dev write key: %w", err)
+		return "", fmt.Errorf("read %s: %w", name, err)
 	}
 	if ok {
 		return string(v), nil
 	}
 	k := config.NewWriteKey()
-	if err := lg.SetMeta(devKeyMeta, []byte(k)); err != nil {
-		return "", fmt.Errorf("store dev write key: %w", err)
+	if err := lg.SetMeta(name, []byte(k)); err != nil {
+		return "", fmt.Errorf("store %s: %w", name, err)
 	}
 	return k, nil
 }

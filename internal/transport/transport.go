@@ -53,11 +53,51 @@ type Prober interface {
 
 // Transport delivers one destination.
 type Transport struct {
-	o      Options
-	sem    chan struct{}
-	parts  []partState
-	up     atomic.Bool
-	lastOK atomic.Int64
+	o       Options
+	sem     chan struct{}
+	parts   []partState
+	up      atomic.Bool
+	lastOK  atomic.Int64
+	lastErr atomic.Pointer[failure]
+	rows    [3]atomic.Int64 // delivered events, pages, sessions since start
+}
+
+type failure struct {
+	msg string
+	at  time.Time
+	op  string
+}
+
+// Status is a destination's delivery state, for the status API.
+type Status struct {
+	Org, Name string
+	Up        bool
+	// LastError is the latest failure (redacted by the destination), kept
+	// after recovery for context; zero if none since start.
+	LastError     string
+	LastErrorOp   string
+	LastErrorAt   time.Time
+	LastCommitAt  time.Time // zero before the first commit since start
+	OldestPending time.Time // zero when nothing is pending
+	Delivered     [3]int64  // events, pages, sessions since start
+}
+
+// Status reports the destination's current state.
+func (t *Transport) Status() Status {
+	st := Status{Org: t.o.Org, Name: t.o.Name, Up: t.up.Load()}
+	if f := t.lastErr.Load(); f != nil {
+		st.LastError, st.LastErrorOp, st.LastErrorAt = f.msg, f.op, f.at
+	}
+	if v := t.lastOK.Load(); v > 0 {
+		st.LastCommitAt = time.Unix(0, v).UTC()
+	}
+	if v := t.OldestPending(); v > 0 {
+		st.OldestPending = time.Unix(0, v).UTC()
+	}
+	for i := range st.Delivered {
+		st.Delivered[i] = t.rows[i].Load()
+	}
+	return st
 }
 
 type partState struct {
@@ -132,6 +172,7 @@ func (t *Transport) Run(ctx context.Context) error {
 	}
 	if err != nil {
 		t.up.Store(false)
+		t.lastErr.Store(&failure{msg: err.Error(), at: t.o.Now().UTC(), op: "deliver"})
 	}
 	return err
 }
@@ -301,6 +342,9 @@ func (t *Transport) flush(ctx context.Context, p int, pend *pending) error {
 		return err
 	}
 	t.lastOK.Store(t.o.Now().UnixNano())
+	t.rows[0].Add(int64(len(b.Events)))
+	t.rows[1].Add(int64(len(b.Pages)))
+	t.rows[2].Add(int64(len(b.Sessions)))
 	t.o.Metrics.delivered(t, len(b.Events), len(b.Pages), len(b.Sessions))
 	return nil
 }
@@ -364,6 +408,7 @@ func (t *Transport) retry(ctx context.Context, p int, what string, fn func() err
 			return ctx.Err()
 		}
 		t.o.Metrics.failed(t)
+		t.lastErr.Store(&failure{msg: err.Error(), at: t.o.Now().UTC(), op: what})
 		if t.up.Swap(false) || attempt%20 == 0 {
 			t.o.Logger.Error("destination failing; holding its events and retrying", "org", t.o.Org, "destination", t.o.Name,
 				"partition", p, "op", what, "attempt", attempt, "err", err)

@@ -1,0 +1,109 @@
+package server
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/config"
+	"github.com/tidemark/tidemark/internal/destination/blob"
+	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/pipeline"
+	"github.com/tidemark/tidemark/internal/transport"
+)
+
+// statusResponse is the body of GET /api/v1/status. Its field names are part
+// of the API; add fields, never rename them.
+type statusResponse struct {
+	Version      string              `json:"version"`
+	Now          time.Time           `json:"now"`
+	Log          logStatus           `json:"log"`
+	Destinations []destinationStatus `json:"destinations"`
+}
+
+type logStatus struct {
+	Partitions            int      `json:"partitions"`
+	LastOffsets           []uint64 `json:"last_offsets"`
+	SessionizerCursors    []uint64 `json:"sessionizer_cursors"`
+	SessionizerLagRecords uint64   `json:"sessionizer_lag_records"`
+}
+
+type destinationStatus struct {
+	Org                         string     `json:"org"`
+	Name                        string     `json:"name"`
+	URL                         string     `json:"url"`   // redacted
+	State                       string     `json:"state"` // "up" or "failing"
+	LastError                   string     `json:"last_error,omitempty"`
+	LastErrorOp                 string     `json:"last_error_op,omitempty"`
+	LastErrorAt                 *time.Time `json:"last_error_at,omitempty"`
+	LastCommitAt                *time.Time `json:"last_commit_at,omitempty"`
+	OldestUndeliveredAgeSeconds float64    `json:"oldest_undelivered_age_seconds"`
+	DeliveredSinceStart         struct {
+		Events   int64 `json:"events"`
+		Pages    int64 `json:"pages"`
+		Sessions int64 `json:"sessions"`
+	} `json:"delivered_since_start"`
+}
+
+// statusHandler serves the operator status API, authenticated by an admin key
+// as "Authorization: Bearer KEY".
+func statusHandler(keys []config.Secret, version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
+	ts []*transport.Transport, urls []string, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if len(keys) == 0 {
+			w.WriteHeader(http.StatusNotFound)
+			json.NewEncoder(w).Encode(map[string]string{"error": "the status API is off: no admin_keys configured"})
+			return
+		}
+		if !adminAuth(keys, r.Header.Get("Authorization")) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tidemark"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			json.NewEncoder(w).Encode(map[string]string{"error": "missing or unknown admin key (Authorization: Bearer KEY)"})
+			return
+		}
+		t := now().UTC()
+		resp := statusResponse{Version: version, Now: t, Log: logStatus{Partitions: lg.Partitions()}}
+		for p := range lg.Partitions() {
+			last, cur := lg.LastOffset(p), sz.Cursor(p)
+			resp.Log.LastOffsets = append(resp.Log.LastOffsets, last)
+			resp.Log.SessionizerCursors = append(resp.Log.SessionizerCursors, cur)
+			resp.Log.SessionizerLagRecords += last - min(cur, last)
+		}
+		for i, tr := range ts {
+			st := tr.Status()
+			d := destinationStatus{Org: st.Org, Name: st.Name, URL: blob.Redact(urls[i]), State: "up"}
+			if !st.Up {
+				d.State = "failing"
+			}
+			if st.LastError != "" {
+				d.LastError, d.LastErrorOp, d.LastErrorAt = st.LastError, st.LastErrorOp, &st.LastErrorAt
+			}
+			if !st.LastCommitAt.IsZero() {
+				d.LastCommitAt = &st.LastCommitAt
+			}
+			if !st.OldestPending.IsZero() && t.After(st.OldestPending) {
+				d.OldestUndeliveredAgeSeconds = t.Sub(st.OldestPending).Seconds()
+			}
+			d.DeliveredSinceStart.Events, d.DeliveredSinceStart.Pages, d.DeliveredSinceStart.Sessions = st.Delivered[0], st.Delivered[1], st.Delivered[2]
+			resp.Destinations = append(resp.Destinations, d)
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(resp)
+	})
+}
+
+func adminAuth(keys []config.Secret, header string) bool {
+	got, ok := strings.CutPrefix(header, "Bearer ")
+	if !ok || got == "" {
+		return false
+	}
+	match := 0
+	for _, k := range keys {
+		match |= subtle.ConstantTimeCompare([]byte(got), []byte(k.Reveal()))
+	}
+	return match == 1
+}
