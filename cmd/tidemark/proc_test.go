@@ -55,6 +55,9 @@ type proc struct {
 	cmd    *exec.Cmd
 	out    *syncBuf
 	starts int
+	// env is added to the child's environment (after os.Environ()), e.g.
+	// testenv.S3Env(t) for a cloud destination.
+	env []string
 }
 
 type syncBuf struct {
@@ -103,7 +106,13 @@ orgs:
 
 func startProc(t testing.TB, cfg string, port int) *proc {
 	t.Helper()
-	p := &proc{t: t, cfg: cfg, addr: fmt.Sprintf("http://127.0.0.1:%d", port), out: &syncBuf{}}
+	return startProcEnv(t, cfg, port, nil)
+}
+
+// startProcEnv is startProc with env added to the child's environment.
+func startProcEnv(t testing.TB, cfg string, port int, env []string) *proc {
+	t.Helper()
+	p := &proc{t: t, cfg: cfg, addr: fmt.Sprintf("http://127.0.0.1:%d", port), out: &syncBuf{}, env: env}
 	p.start()
 	t.Cleanup(func() {
 		if p.cmd != nil && p.cmd.ProcessState == nil {
@@ -128,6 +137,7 @@ func (p *proc) start() {
 	p.t.Helper()
 	p.starts++
 	p.cmd = exec.Command(binary(p.t), "serve", "--config", p.cfg)
+	p.cmd.Env = append(os.Environ(), p.env...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
 	if err := p.cmd.Start(); err != nil {
@@ -286,6 +296,28 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// orgsConfig writes a config like testConfig's but with the given orgs
+// section (YAML, starting with "orgs:") instead of the acme file lake, and
+// returns its path.
+func orgsConfig(t testing.TB, dir string, port int, orgs string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+data_dir: %s
+log:
+  partitions: 4
+  tick_interval: 100ms
+  min_free_bytes: 1MiB
+sessions:
+  page_idle: 2s
+  session_idle: 3s
+%s`, port, filepath.Join(dir, "data"), orgs)
+	p := filepath.Join(dir, "tidemark.yaml")
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 var _ = testenv.FreePort
