@@ -79,7 +79,13 @@ func TestCrashExactlyOnce(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	for k := range kills {
-		time.Sleep(time.Duration(100+rng.IntN(1400)) * time.Millisecond)
+		// Kill at a random point: after a random number of further
+		// acknowledged events, so every run between kills makes progress.
+		target := len(snapshot(&mu, acked)) + 500 + rng.IntN(20000)
+		waitFor(t, time.Minute, "events acknowledged before the next kill", func() (bool, string) {
+			n := len(snapshot(&mu, acked))
+			return n >= target, fmt.Sprintf("%d of %d", n, target)
+		})
 		p.kill()
 		t.Logf("kill %d: %d events acknowledged so far", k+1, len(snapshot(&mu, acked)))
 		p.start()
@@ -102,8 +108,26 @@ func TestCrashExactlyOnce(t *testing.T) {
 				missing++
 			}
 		}
-		return missing == 0, fmt.Sprintf("%d of %d acknowledged events missing", missing, len(want))
+		var inSessions int64
+		for _, s := range l.Sessions {
+			inSessions += s.EventCount
+		}
+		// Once every session has closed, the sessions account for every event.
+		return missing == 0 && inSessions >= int64(len(want)), fmt.Sprintf("%d of %d acknowledged events missing; closed sessions hold %d events", missing, len(want), inSessions)
 	})
+	var inSessions, inPages int64
+	for _, s := range l.Sessions {
+		inSessions += s.EventCount
+	}
+	for _, pg := range l.Pages {
+		inPages += pg.EventCount
+	}
+	if inSessions != int64(len(want)) {
+		t.Errorf("sessions hold %d events, want %d: a session row is missing or duplicated", inSessions, len(want))
+	}
+	if inPages == 0 || inPages > int64(len(want)) {
+		t.Errorf("pages hold %d events of %d", inPages, len(want))
+	}
 	for id, n := range l.eventCounts() {
 		if n != 1 {
 			t.Errorf("event %s is in the lake %d times", id, n)

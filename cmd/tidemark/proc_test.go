@@ -77,31 +77,18 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
-// testConfig writes a config with short timeouts for tests and returns its path.
+// testConfig writes a config with short timeouts for tests, org acme
+// delivering to dir/lake, and returns its path.
 func testConfig(t testing.TB, dir string, port int, extra string) string {
 	t.Helper()
-	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
-data_dir: %s
-log:
-  partitions: 4
-  tick_interval: 100ms
-  min_free_bytes: 1MiB
-sessions:
-  page_idle: 2s
-  session_idle: 3s
-orgs:
+	return orgsConfig(t, dir, port, fmt.Sprintf(`orgs:
   - id: acme
     write_keys: ["acme-test-write-key-0001"]
     destinations:
       - name: lake
         url: file://%s
         flush: {max_events: 300, max_age: 1s}
-%s`, port, filepath.Join(dir, "data"), filepath.Join(dir, "lake"), extra)
-	p := filepath.Join(dir, "tidemark.yaml")
-	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+%s`, filepath.Join(dir, "lake"), extra))
 }
 
 func startProc(t testing.TB, cfg string, port int) *proc {
