@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,6 +88,18 @@ func TestCloudCrashExactlyOnce(t *testing.T) {
 			checkExactlyOnce(t, c.name+" after restart", l2, want)
 			t.Logf("%s: %d kills, %d events, %d batches", c.name, c.kills, len(want), l2.Manifests)
 			p.stop()
+			// Credentials never reach the logs, whatever happened above.
+			out := p.out.String()
+			for _, kv := range c.env(t) {
+				k, v, _ := strings.Cut(kv, "=")
+				if secretEnv[k] && len(v) >= 8 && strings.Contains(out, v) {
+					t.Errorf("tidemark's output contains the value of %s", k)
+				}
+			}
 		})
 	}
 }
+
+// secretEnv names the cloud credentials that must never be printed.
+var secretEnv = map[string]bool{"AWS_SECRET_ACCESS_KEY": true, "AWS_ACCESS_KEY_ID": true,
+	"AZURE_STORAGE_KEY": true, "AZURE_STORAGE_CONNECTION_STRING": true, "AZURE_STORAGE_SAS_TOKEN": true}
