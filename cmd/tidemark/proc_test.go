@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -55,6 +54,7 @@ type proc struct {
 	cmd    *exec.Cmd
 	out    *syncBuf
 	starts int
+	exited chan struct{} // closed when the current process has been waited for
 	// env is added to the child's environment (after os.Environ()), e.g.
 	// testenv.S3Env(t) for a cloud destination.
 	env []string
@@ -102,9 +102,9 @@ func startProcEnv(t testing.TB, cfg string, port int, env []string) *proc {
 	p := &proc{t: t, cfg: cfg, addr: fmt.Sprintf("http://127.0.0.1:%d", port), out: &syncBuf{}, env: env}
 	p.start()
 	t.Cleanup(func() {
-		if p.cmd != nil && p.cmd.ProcessState == nil {
+		if !p.done() {
 			p.cmd.Process.Kill()
-			p.cmd.Wait()
+			<-p.exited
 		}
 		if t.Failed() {
 			t.Logf("tidemark output:\n%s", tail(p.out.String(), 4000))
@@ -131,6 +131,7 @@ func (p *proc) start() {
 		p.t.Fatal(err)
 	}
 	exited := make(chan struct{})
+	p.exited = exited
 	go func(c *exec.Cmd) { c.Wait(); close(exited) }(p.cmd)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -152,25 +153,30 @@ func (p *proc) start() {
 	}
 }
 
+// done reports whether the current process has exited and been waited for.
+func (p *proc) done() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
 // kill sends SIGKILL and waits for the process to be gone.
 func (p *proc) kill() {
 	p.cmd.Process.Signal(syscall.SIGKILL)
-	for p.cmd.ProcessState == nil {
-		runtime.Gosched()
-		time.Sleep(10 * time.Millisecond)
-	}
+	<-p.exited
 }
 
 // stop sends SIGTERM and waits for a clean exit.
 func (p *proc) stop() {
 	p.t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	deadline := time.Now().Add(30 * time.Second)
-	for p.cmd.ProcessState == nil {
-		if time.Now().After(deadline) {
-			p.t.Fatal("tidemark did not stop within 30s of SIGTERM")
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		p.t.Fatal("tidemark did not stop within 30s of SIGTERM")
 	}
 	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
 		p.t.Fatalf("tidemark exited with %d after SIGTERM:\n%s", code, tail(p.out.String(), 4000))
