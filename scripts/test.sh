@@ -27,11 +27,15 @@
 #            versitygw        go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 (S3)
 #            fake-gcs-server  go install github.com/fsouza/fake-gcs-server@v1.56.1 (GCS)
 #            azurite          npm ci in testenv/azurite (azurite 3.35.0, Azure Blob)
+#        - promtool: go install github.com/prometheus/prometheus/cmd/promtool@v0.316.0
+#          (Prometheus 3.16.0; the alert rules check below)
 #          Go tools land in $(go env GOBIN) or $(go env GOPATH)/bin and are
 #          reused when built from the pinned version. Cold, the two go installs
-#          take ~3 min (in parallel, on 2 cores); azurite ~40 s.
+#          take ~3 min (in parallel, on 2 cores); azurite ~40 s; promtool
+#          ~3.5 min alone (it compiles all of Prometheus's service discovery).
 #        A server whose install fails is a failure with CI=true; otherwise a
-#        warning, and the tests that need it fail naming it.
+#        warning, and the tests that need it fail naming it. Same for
+#        promtool: without CI, the rules check is skipped with a warning.
 #   2. starts each test server on 127.0.0.1 (start_<name>), on a free port,
 #      data in a temp dir, waits until its port answers (clear error + log
 #      tail on timeout), and stops it by PID on exit (trap), then removes the
@@ -50,7 +54,10 @@
 #                                      absolute paths of the server binaries, for
 #                                      tests that run (and stop) a server of their own
 #      and CGO_ENABLED=0. Credentials are not logged.
-#   4. runs `go vet` and `go test`; exits non-zero if either failed.
+#   4. checks the Prometheus alert rules: `promtool check rules
+#      deploy/prometheus/alerts.yml` and `promtool test rules
+#      deploy/prometheus/alerts_test.yml` (README "Operations" > "Alerts");
+#   5. runs `go vet` and `go test`; exits non-zero if any of them failed.
 #
 # Knobs (environment):
 #   TIDEMARK_TEST_SERVERS="postgres"  servers to start (space/comma separated;
@@ -401,6 +408,18 @@ start_azurite() {
 }
 
 # ---------------------------------------------------------------------------
+# Tools (not servers): installed in parallel with the servers.
+
+# promtool checks and unit-tests deploy/prometheus/alerts.yml. Prometheus
+# v0.316.0 (= 3.16.0): the earlier 3.x modules carry replace directives,
+# which `go install pkg@version` refuses; its go.mod wants go >= 1.26.7.
+PROMTOOL_SPEC=github.com/prometheus/prometheus/cmd/promtool@v0.316.0
+
+install_promtool() {
+  need_go_tool promtool "$PROMTOOL_SPEC"
+}
+
+# ---------------------------------------------------------------------------
 # Arguments.
 
 PKGS=()
@@ -457,11 +476,12 @@ install_one() {
 exec 9>"$ROOT/.testenv/install.lock"
 flock 9 # serialize installs across concurrent runs in this tree
 install_one node ensure_node_modules "$TIDEMARK_TEST_NODE_DIR"
+install_one promtool install_promtool
 for s in ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
   if declare -F "install_$s" >/dev/null; then install_one "$s" "install_$s"; fi
 done
 INSTALL_FAILED=()
-for name in node ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
+for name in node promtool ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
   [[ -n "${INSTALL_PIDS[$name]:-}" ]] || continue
   if wait "${INSTALL_PIDS[$name]}"; then
     log "$(tail -n 1 "$ROOT/.testenv/install-$name.log" | sed 's/^\[test.sh [^]]*\] //')"
@@ -477,7 +497,7 @@ if ((${#INSTALL_FAILED[@]} > 0)); then
   for name in "${INSTALL_FAILED[@]}"; do
     [[ "$name" == node || "${CI:-}" == true ]] && die "could not install ${INSTALL_FAILED[*]} (see the logs above)"
   done
-  log "WARNING: not starting ${INSTALL_FAILED[*]}: its install failed; tests that need it will fail"
+  log "WARNING: ${INSTALL_FAILED[*]}: install failed; not starting it (tests that need it will fail; without promtool the rules check is skipped)"
   kept=()
   for s in ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
     [[ " ${INSTALL_FAILED[*]} " == *" $s "* ]] || kept+=("$s")
@@ -498,6 +518,27 @@ log "TIDEMARK_TEST_NODE_DIR=$TIDEMARK_TEST_NODE_DIR"
 [[ -n "${TIDEMARK_TEST_GCS_HOST:-}" ]] && log "TIDEMARK_TEST_GCS_HOST=$TIDEMARK_TEST_GCS_HOST"
 [[ -n "${TIDEMARK_TEST_AZURE_ENDPOINT:-}" ]] && log "TIDEMARK_TEST_AZURE_ENDPOINT=$TIDEMARK_TEST_AZURE_ENDPOINT"
 
+phase "prometheus rules: deploy/prometheus"
+t0=$SECONDS
+rules_rc=0 rules_note="exit 0"
+PROMTOOL="$(go_bin_dir)/promtool"
+if [[ " ${INSTALL_FAILED[*]-} " == *" promtool "* || ! -x "$PROMTOOL" ]]; then
+  if [[ "${CI:-}" == true ]]; then
+    rules_rc=1 rules_note="FAILED: promtool is not installed (CI=true)"
+    log "ERROR: rules check $rules_note" >&2
+  else
+    rules_note="skipped (promtool is not installed)"
+    log "WARNING: rules check $rules_note"
+  fi
+else
+  "$PROMTOOL" check rules deploy/prometheus/alerts.yml || rules_rc=$?
+  if ((rules_rc == 0)); then
+    "$PROMTOOL" test rules deploy/prometheus/alerts_test.yml || rules_rc=$?
+  fi
+  rules_note="exit $rules_rc"
+  log "promtool check/test rules: exit $rules_rc in $((SECONDS - t0))s"
+fi
+
 vet_rc=0 vet_note="exit 0"
 if [[ "${TIDEMARK_TEST_VET:-1}" == 0 ]]; then
   vet_note="skipped (TIDEMARK_TEST_VET=0)"
@@ -515,6 +556,7 @@ test_rc=0
 go test -count=1 -timeout 25m ${GOTEST_ARGS[@]+"${GOTEST_ARGS[@]}"} "${PKGS[@]}" ${BINARY_ARGS[@]+"${BINARY_ARGS[@]}"} || test_rc=$?
 log "go test: exit $test_rc in $((SECONDS - t0))s"
 
-phase "done in $((SECONDS - START_SECONDS))s: go vet $vet_note, go test exit $test_rc"
+phase "done in $((SECONDS - START_SECONDS))s: rules $rules_note, go vet $vet_note, go test exit $test_rc"
 if ((test_rc != 0)); then exit "$test_rc"; fi
-exit "$vet_rc"
+if ((vet_rc != 0)); then exit "$vet_rc"; fi
+exit "$rules_rc"
