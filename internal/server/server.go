@@ -169,6 +169,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	restarts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_stage_restarts_total",
 		Help: "Stages of the batch pipeline restarted after an error or panic (each is also logged)."}, []string{"stage"})
 	reg.MustRegister(restarts)
+	for _, stage := range []string{"sessionizer", "transport"} {
+		restarts.WithLabelValues(stage) // export 0 from the start, so increase() sees the first restart
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	stages, stagesCtx := errgroup.WithContext(runCtx)
