@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,72 +23,22 @@ func TestCrashExactlyOnce(t *testing.T) {
 	port := testenv.FreePort(t)
 	p := startProc(t, testConfig(t, dir, port, ""), port)
 
-	var (
-		mu    sync.Mutex
-		acked = map[string]bool{}
-		next  atomic.Int64
-		stop  atomic.Bool
-		wg    sync.WaitGroup
-	)
-	client := &http.Client{Timeout: 10 * time.Second}
-	send := func(worker int) {
-		defer wg.Done()
-		for !stop.Load() {
-			n := next.Add(1)
-			var batch []map[string]any
-			var ids []string
-			for i := range 50 {
-				dev := fmt.Sprintf("w%d-dev-%d", worker, (int(n)*7+i)%40)
-				id := fmt.Sprintf("crash-%06d-%02d", n, i)
-				typ := "track"
-				if i%10 == 0 {
-					typ = "page"
-				}
-				batch = append(batch, map[string]any{"type": typ, "messageId": id, "anonymousId": dev, "event": "Tick",
-					"properties": map[string]any{"url": "https://x.test/" + dev, "n": n}})
-				ids = append(ids, id)
-			}
-			body, _ := json.Marshal(map[string]any{"batch": batch})
-			// Retry this exact batch until it is acknowledged, across kills.
-			for {
-				req, _ := http.NewRequest("POST", p.addr+"/v1/batch", bytes.NewReader(body))
-				req.SetBasicAuth(testKey, "")
-				resp, err := client.Do(req)
-				if err == nil {
-					resp.Body.Close()
-					if resp.StatusCode == 200 {
-						break
-					}
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-			mu.Lock()
-			for _, id := range ids {
-				acked[id] = true
-			}
-			mu.Unlock()
-		}
-	}
-	for w := range 4 {
-		wg.Add(1)
-		go send(w)
-	}
+	// 4 clients, each retrying its batch of 50 until acknowledged, unpaced.
+	ld := startLoad(t, p.addr, testKey, "crash-", 4, 50, time.Millisecond)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	for k := range kills {
 		// Kill at a random point: after a random number of further
 		// acknowledged events, so every run between kills makes progress.
-		target := len(snapshot(&mu, acked)) + 500 + rng.IntN(20000)
+		target := len(ld.Acked()) + 500 + rng.IntN(20000)
 		waitFor(t, time.Minute, "events acknowledged before the next kill", func() (bool, string) {
-			n := len(snapshot(&mu, acked))
+			n := len(ld.Acked())
 			return n >= target, fmt.Sprintf("%d of %d", n, target)
 		})
 		p.kill()
-		t.Logf("kill %d: %d events acknowledged so far", k+1, len(snapshot(&mu, acked)))
+		t.Logf("kill %d: %d events acknowledged so far", k+1, len(ld.Acked()))
 		p.start()
 	}
-	stop.Store(true)
-	wg.Wait()
-	want := snapshot(&mu, acked)
+	want := ld.Stop()
 	if len(want) < 1000 {
 		t.Fatalf("only %d events acknowledged; the test did not exercise much", len(want))
 	}

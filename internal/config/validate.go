@@ -96,17 +96,18 @@ func (c *Config) validate() []*FieldError {
 
 	orgIDs := map[string]string{} // id -> path
 	keys := map[string]string{}   // write and admin key -> path
-	for j, k := range c.AdminKeys {
-		kp := fmt.Sprintf("admin_keys[%d]", j)
+	// addKey checks a key's form and that no other key (write or admin) is equal.
+	addKey := func(kp string, k Secret, dup string) {
 		if msg := checkWriteKey(k.Reveal()); msg != "" {
 			p.add(kp, "%s", msg)
-			continue
+		} else if prev := keys[k.Reveal()]; prev != "" {
+			p.add(kp, dup, prev)
+		} else {
+			keys[k.Reveal()] = kp
 		}
-		if prev := keys[k.Reveal()]; prev != "" {
-			p.add(kp, "duplicate key (also %s)", prev)
-			continue
-		}
-		keys[k.Reveal()] = kp
+	}
+	for j, k := range c.AdminKeys {
+		addKey(fmt.Sprintf("admin_keys[%d]", j), k, "duplicate key (also %s)")
 	}
 	urls := map[string]string{} // normalized destination URL -> path
 	for i, o := range c.Orgs {
@@ -126,16 +127,8 @@ func (c *Config) validate() []*FieldError {
 			p.add(op+".write_keys", "an org needs at least one write key")
 		}
 		for j, k := range o.WriteKeys {
-			kp := fmt.Sprintf("%s.write_keys[%d]", op, j)
-			if msg := checkWriteKey(k.Reveal()); msg != "" {
-				p.add(kp, "%s", msg)
-				continue
-			}
-			if prev := keys[k.Reveal()]; prev != "" {
-				p.add(kp, "duplicate write key (also %s): a key must identify one org, and no admin key may be a write key", prev)
-				continue
-			}
-			keys[k.Reveal()] = kp
+			addKey(fmt.Sprintf("%s.write_keys[%d]", op, j), k,
+				"duplicate write key (also %s): a key must identify one org, and no admin key may be a write key")
 		}
 
 		if len(o.Destinations) == 0 {
