@@ -257,7 +257,14 @@ func (p *parser) value() {
 
 // objectBegin consumes the '{' at p.i and reports whether a member follows
 // (if not, it consumes the closing '}' too).
-func (p *parser) objectBegin() bool {
+func (p *parser) objectBegin() bool { return p.begin('}') }
+
+// arrayBegin is objectBegin for '[' ... ']'.
+func (p *parser) arrayBegin() bool { return p.begin(']') }
+
+// begin consumes a container's opening byte and reports whether an element
+// follows; if the container is empty it consumes closing too.
+func (p *parser) begin(closing byte) bool {
 	if p.err != nil {
 		return false
 	}
@@ -267,7 +274,7 @@ func (p *parser) objectBegin() bool {
 		return false
 	}
 	p.i++
-	if p.peek() == '}' {
+	if p.peek() == closing {
 		p.i++
 		p.depth--
 		return false
@@ -275,20 +282,24 @@ func (p *parser) objectBegin() bool {
 	return p.err == nil
 }
 
-// objectNext consumes a ',' (true) or the closing '}' (false).
-func (p *parser) objectNext() bool {
+// next consumes a ',' (true) or the container's closing byte (false);
+// anything else is an error described as coming after what.
+func (p *parser) next(closing byte, what string) bool {
 	switch p.peek() {
 	case ',':
 		p.i++
 		return p.err == nil
-	case '}':
+	case closing:
 		p.i++
 		p.depth--
 		return false
 	}
-	p.failChar("after object key:value pair")
+	p.failChar(what)
 	return false
 }
+
+// objectNext consumes a ',' (true) or the closing '}' (false).
+func (p *parser) objectNext() bool { return p.next('}', "after object key:value pair") }
 
 // key scans a member name and the ':' after it, and returns the name's bytes,
 // unescaped (the result is only valid until the next call).
@@ -311,37 +322,8 @@ func (p *parser) key() []byte {
 	return p.keyBuf
 }
 
-func (p *parser) arrayBegin() bool {
-	if p.err != nil {
-		return false
-	}
-	p.depth++
-	if p.depth > maxDepth {
-		p.fail(p.i, "exceeded max depth %d", maxDepth)
-		return false
-	}
-	p.i++
-	if p.peek() == ']' {
-		p.i++
-		p.depth--
-		return false
-	}
-	return p.err == nil
-}
-
-func (p *parser) arrayNext() bool {
-	switch p.peek() {
-	case ',':
-		p.i++
-		return p.err == nil
-	case ']':
-		p.i++
-		p.depth--
-		return false
-	}
-	p.failChar("after array element")
-	return false
-}
+// arrayNext consumes a ',' (true) or the closing ']' (false).
+func (p *parser) arrayNext() bool { return p.next(']', "after array element") }
 
 // pageKey maps the fields tidemark extracts from a page object (or page
 // properties) to their index.
