@@ -14,6 +14,7 @@ type Config struct {
 	Log      Log      `yaml:"log"`
 	Ingest   Ingest   `yaml:"ingest"`
 	Sessions Sessions `yaml:"sessions"`
+	Audit    Audit    `yaml:"audit"`
 	// AdminKeys authenticate the operator API (GET /api/v1/status) as
 	// "Authorization: Bearer KEY". None: the API answers 404.
 	AdminKeys []Secret `yaml:"admin_keys,omitempty" json:",omitempty"`
@@ -43,6 +44,13 @@ type Sessions struct {
 	SessionIdle Duration `yaml:"session_idle"` // default 30m
 }
 
+// Audit configures the background auditor of `tidemark serve`, which compares
+// the log with what each destination holds (see package audit).
+type Audit struct {
+	Interval Duration `yaml:"interval"` // between runs; default 5m
+	Lookback Duration `yaml:"lookback"` // hours audited by each run; default 6h
+}
+
 // Org is one tenant: its write keys and destinations.
 type Org struct {
 	ID           string        `yaml:"id"`
@@ -57,6 +65,16 @@ type Destination struct {
 	Format      string `yaml:"format"`      // parquet (default) or ndjson
 	Compression string `yaml:"compression"` // parquet: zstd (default), snappy, gzip, none
 	Flush       Flush  `yaml:"flush"`
+	// FreshnessGrace is added to sessions.session_idle and flush.max_age to
+	// make the destination's freshness SLA: an event not delivered that long
+	// after it was accepted is stale (alerts) and, if absent, missing (audit).
+	FreshnessGrace Duration `yaml:"freshness_grace"` // default 5m
+}
+
+// FreshnessSLA is how long after acceptance an event of destination d must be
+// in it: session_idle + flush.max_age + freshness_grace.
+func (c *Config) FreshnessSLA(d *Destination) time.Duration {
+	return c.Sessions.SessionIdle.D() + d.Flush.MaxAge.D() + d.FreshnessGrace.D()
 }
 
 // Flush says when a destination cuts a batch, evaluated in log time.
@@ -101,6 +119,10 @@ func Default() *Config {
 			PageIdle:    Duration(30 * time.Minute),
 			SessionIdle: Duration(30 * time.Minute),
 		},
+		Audit: Audit{
+			Interval: Duration(5 * time.Minute),
+			Lookback: Duration(6 * time.Hour),
+		},
 	}
 }
 
@@ -117,6 +139,7 @@ func NewDestination(name, url string) Destination {
 			MaxBytes:  64 * MiB,
 			MaxAge:    Duration(time.Minute),
 		},
+		FreshnessGrace: Duration(5 * time.Minute),
 	}
 }
 

@@ -123,15 +123,16 @@ func TestGood(t *testing.T) {
 		},
 		Ingest:   Ingest{MaxBodyBytes: 8 * MiB, MaxEventBytes: 64 * KiB, MaxPending: 5000},
 		Sessions: Sessions{PageIdle: Duration(10 * time.Minute), SessionIdle: Duration(90 * time.Minute)},
+		Audit:    Audit{Interval: Duration(2 * time.Minute), Lookback: Duration(3 * time.Hour)},
 		Orgs: []Org{
 			{
 				ID:        "acme",
 				WriteKeys: []Secret{"env-key-000000000001", "literal-${NOT_EXPANDED}-key", "$dollar-but-no-brace"},
 				Destinations: []Destination{
 					{Name: "lake", URL: "file:///var/lib/tidemark/lake/acme", Format: "parquet", Compression: "zstd",
-						Flush: Flush{MaxEvents: 100, MaxBytes: MiB, MaxAge: Duration(10 * time.Second)}},
+						Flush: Flush{MaxEvents: 100, MaxBytes: MiB, MaxAge: Duration(10 * time.Second)}, FreshnessGrace: Duration(90 * time.Second)},
 					{Name: "json", URL: "file://./export/acme", Format: "ndjson", Compression: "gzip",
-						Flush: Flush{MaxEvents: 100, MaxBytes: MiB, MaxAge: Duration(1500 * time.Millisecond)}},
+						Flush: Flush{MaxEvents: 100, MaxBytes: MiB, MaxAge: Duration(1500 * time.Millisecond)}, FreshnessGrace: Duration(5 * time.Minute)},
 				},
 			},
 			{

@@ -94,6 +94,12 @@ func (c *Config) validate() []*FieldError {
 			s.SessionIdle, s.PageIdle)
 	}
 
+	a := c.Audit
+	p.positive("audit.interval", int64(a.Interval), a.Interval.String())
+	if a.Lookback.D() < time.Hour {
+		p.add("audit.lookback", "must be at least 1h (the audit works in whole hours), got %s", a.Lookback)
+	}
+
 	orgIDs := map[string]string{} // id -> path
 	keys := map[string]string{}   // write and admin key -> path
 	// addKey checks a key's form and that no other key (write or admin) is equal.
@@ -170,6 +176,9 @@ func (c *Config) validate() []*FieldError {
 			p.positive(dp+".flush.max_events", int64(f.MaxEvents), strconv.Itoa(f.MaxEvents))
 			p.positive(dp+".flush.max_bytes", int64(f.MaxBytes), f.MaxBytes.String())
 			p.positive(dp+".flush.max_age", int64(f.MaxAge), f.MaxAge.String())
+			if d.FreshnessGrace < 0 {
+				p.add(dp+".freshness_grace", "must not be negative, got %s", d.FreshnessGrace)
+			}
 		}
 	}
 	return p

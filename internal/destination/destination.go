@@ -2,7 +2,11 @@ package destination
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"slices"
 
 	"github.com/tidemark/tidemark/internal/format"
 )
@@ -11,7 +15,7 @@ import (
 // partition with sequence numbers FirstSeq..LastSeq that belong to one org.
 // Replaying the log produces the same batches with the same IDs and rows.
 type Batch struct {
-	ID        string // BatchID(Partition, FirstSeq, LastSeq)
+	ID        string // BatchID(Partition, FirstSeq, LastSeq); backfill: BackfillBatchID
 	Org       string
 	Partition int
 	FirstSeq  uint64
@@ -19,13 +23,38 @@ type Batch struct {
 	Events    []format.EventRow
 	Pages     []format.PageRow
 	Sessions  []format.SessionRow
-	Backfill  bool // written by `tidemark backfill`, not by the pipeline
+	Backfill  bool // written by `tidemark backfill`, not by the pipeline; FirstSeq = LastSeq = 0
 }
 
 // BatchID names a batch: p03-000000000120-000000000187. Zero padding makes IDs
 // of one partition sort by sequence.
 func BatchID(partition int, first, last uint64) string {
 	return fmt.Sprintf("p%02d-%012d-%012d", partition, first, last)
+}
+
+// BackfillBatchID names a batch written by `tidemark backfill`:
+// bf-p03-000000000120-000000000187-0123456789abcdef, from the partition, the
+// smallest and largest log offset of its events and the first 16 hex digits
+// of their EventIDsDigest. Backfill batches have no pipeline sequence numbers;
+// the digest keeps two backfills of different events over the same offset
+// range apart, and makes a rerun of the same backfill rewrite the same keys.
+func BackfillBatchID(partition int, minOffset, maxOffset int64, idsDigest string) string {
+	return fmt.Sprintf("bf-p%02d-%012d-%012d-%.16s", partition, minOffset, maxOffset, idsDigest)
+}
+
+// EventIDsDigest returns the hex SHA-256 of ids sorted bytewise and joined
+// with "\n" (of the empty string when there are none). ids is not modified.
+func EventIDsDigest(ids []string) string {
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	h := sha256.New()
+	for i, id := range sorted {
+		if i > 0 {
+			h.Write([]byte{'\n'})
+		}
+		io.WriteString(h, id)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Destination stores committed batches.

@@ -186,3 +186,46 @@ func Decode(b []byte) (Record, error) {
 	}
 	return r, nil
 }
+
+// Head is the part of a record that audits need: its kind and time and, for
+// an event, its ids. Peek reads it without decoding the rest.
+type Head struct {
+	Kind   Kind
+	Time   int64 // tick: wall time; event: ReceivedAt
+	ID     string
+	Org    string
+	Device string
+}
+
+// Peek decodes the head of record b. It checks only what it reads: a record
+// that Decode accepts always peeks to the same values, but Peek does not
+// validate the fields after Device.
+func Peek(b []byte) (Head, error) {
+	var h Head
+	if len(b) < 2 {
+		return h, fmt.Errorf("%w: %d bytes", ErrCorrupt, len(b))
+	}
+	if b[0] == 0 || b[0] > Version {
+		return h, fmt.Errorf("%w: unknown version %d", ErrCorrupt, b[0])
+	}
+	h.Kind = Kind(b[1])
+	d := decoder{b: b[2:]}
+	switch h.Kind {
+	case KindTick:
+		h.Time = d.varint()
+	case KindEvent:
+		h.Time = d.varint()
+		for range 3 { // Timestamp, SentAt, EventTime
+			d.varint()
+		}
+		h.ID = d.string()
+		h.Org = d.string()
+		h.Device = d.string()
+	default:
+		return h, fmt.Errorf("%w: unknown kind %d", ErrCorrupt, b[1])
+	}
+	if d.err != nil {
+		return Head{}, d.err
+	}
+	return h, nil
+}

@@ -56,3 +56,25 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPeek checks that Peek never panics and agrees with Decode on every
+// record Decode accepts.
+func FuzzPeek(f *testing.F) {
+	f.Add(Append(nil, &Record{Kind: KindTick, Time: 42}))
+	f.Add(Append(nil, &Record{Kind: KindEvent, Event: Event{ID: "m", Org: "o", Device: "d", Type: "track", ReceivedAt: 7}}))
+	f.Add([]byte{1, 1, 2})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, perr := Peek(b)
+		r, err := Decode(b)
+		if err != nil {
+			return
+		}
+		want := Head{Kind: r.Kind, Time: r.Time}
+		if r.Kind == KindEvent {
+			want.ID, want.Org, want.Device = r.Event.ID, r.Event.Org, r.Event.Device
+		}
+		if perr != nil || h != want {
+			t.Fatalf("Peek = %+v, %v; Decode gives %+v", h, perr, want)
+		}
+	})
+}

@@ -43,6 +43,11 @@ type Options struct {
 	// bucket, denied access): they are retried at the slowest backoff rather
 	// than hot-looping, and the destination is reported down. Nil: none.
 	Permanent func(error) bool
+	// DropPage is a fault for tests only (see server.faultsFromEnv): when it
+	// returns true for a page, the transport silently leaves out the page's
+	// row and its events, as the seed incident's pipeline lost pages whose
+	// "inactive" notification never fired. Nil in production.
+	DropPage func(pageID string) bool
 }
 
 // Prober is implemented by destinations that can check, before delivering,
@@ -362,6 +367,10 @@ func (t *Transport) build(p int, pend *pending) (*destination.Batch, error) {
 		if o.Org != t.o.Org {
 			return nil
 		}
+		if drop := t.o.DropPage; drop != nil &&
+			(o.Kind == sessionize.KindEvent && o.PageID != "" && drop(o.PageID) || o.Kind == sessionize.KindPage && drop(o.Page.ID)) {
+			return nil
+		}
 		switch o.Kind {
 		case sessionize.KindEvent:
 			val, err := r.Get(o.Offset)
@@ -428,6 +437,23 @@ func (t *Transport) retry(ctx context.Context, p int, what string, fn func() err
 		}
 		delay = min(delay*2, maxBackoff)
 	}
+}
+
+// Frontier returns the smallest log offset of partition p that this
+// transport has not yet delivered or passed: events below it were handed to
+// the destination in committed batches (or belong to other orgs), events at
+// or above it are still in the pipeline's hands and will be delivered.
+// Backfill uses it so that it never writes what the pipeline still will.
+func (t *Transport) Frontier(p int) (uint64, error) {
+	prog, err := t.Progress(p)
+	if err != nil {
+		return 0, err
+	}
+	off, err := pipeline.FirstEventOffset(t.o.Log.DB(), p, prog+1, t.o.Outputs.NextSeq(p)-1)
+	if err != nil || off > 0 {
+		return off, err
+	}
+	return t.o.Outputs.Cursor(p) + 1, nil
 }
 
 // OldestPending returns the log time (Unix ns) of the oldest item this

@@ -181,12 +181,30 @@ func checkBatchFields(b *destination.Batch) error {
 	switch {
 	case b.Partition < 0:
 		return fmt.Errorf("write batch %s: negative partition %d", b.ID, b.Partition)
+	case b.Backfill:
+		return checkBackfill(b)
 	case b.FirstSeq > b.LastSeq:
 		return fmt.Errorf("write batch %s: first seq %d > last seq %d", b.ID, b.FirstSeq, b.LastSeq)
 	case b.ID != destination.BatchID(b.Partition, b.FirstSeq, b.LastSeq):
 		return fmt.Errorf("write batch %s: id does not match partition %d, seqs %d-%d", b.ID, b.Partition, b.FirstSeq, b.LastSeq)
 	case b.Org == "":
 		return fmt.Errorf("write batch %s: no org", b.ID)
+	}
+	return nil
+}
+
+func checkBackfill(b *destination.Batch) error {
+	if len(b.Events) == 0 || b.FirstSeq != 0 || b.LastSeq != 0 || b.Org == "" {
+		return fmt.Errorf("write backfill batch %s: needs events and an org, and no sequence numbers", b.ID)
+	}
+	ids := make([]string, len(b.Events))
+	lo, hi := b.Events[0].LogOffset, b.Events[0].LogOffset
+	for i := range b.Events {
+		ids[i] = b.Events[i].EventID
+		lo, hi = min(lo, b.Events[i].LogOffset), max(hi, b.Events[i].LogOffset)
+	}
+	if want := destination.BackfillBatchID(b.Partition, lo, hi, destination.EventIDsDigest(ids)); b.ID != want {
+		return fmt.Errorf("write backfill batch %s: id does not match its events (want %s)", b.ID, want)
 	}
 	return nil
 }
@@ -472,6 +490,11 @@ func isTemp(name string, exts ...string) bool {
 
 // list calls fn with every key under prefix, in lexical order.
 func (d *Blob) list(ctx context.Context, prefix string, fn func(key string) error) error {
+	return d.listObjects(ctx, prefix, func(obj *blob.ListObject) error { return fn(obj.Key) })
+}
+
+// listObjects calls fn with every object under prefix, in lexical order.
+func (d *Blob) listObjects(ctx context.Context, prefix string, fn func(obj *blob.ListObject) error) error {
 	opts := &blob.ListOptions{Prefix: prefix}
 	token := blob.FirstPageToken
 	for {
@@ -483,7 +506,7 @@ func (d *Blob) list(ctx context.Context, prefix string, fn func(key string) erro
 			if obj.IsDir {
 				continue
 			}
-			if err := fn(obj.Key); err != nil {
+			if err := fn(obj); err != nil {
 				return err
 			}
 		}

@@ -102,7 +102,17 @@ func (m *Manifest) validate() error {
 	if m.FirstSeq > m.LastSeq {
 		return fmt.Errorf("first_seq %d > last_seq %d", m.FirstSeq, m.LastSeq)
 	}
-	if want := destination.BatchID(m.Partition, m.FirstSeq, m.LastSeq); m.BatchID != want {
+	if m.Backfill {
+		if m.FirstSeq != 0 || m.LastSeq != 0 {
+			return errors.New("backfill batch with pipeline sequence numbers")
+		}
+		if m.EventCount == 0 {
+			return errors.New("backfill batch without events")
+		}
+		if want := destination.BackfillBatchID(m.Partition, m.MinLogOffset, m.MaxLogOffset, m.EventIDsSHA256); m.BatchID != want {
+			return fmt.Errorf("batch_id does not match partition, log offsets and event id digest (want %q)", want)
+		}
+	} else if want := destination.BatchID(m.Partition, m.FirstSeq, m.LastSeq); m.BatchID != want {
 		return fmt.Errorf("batch_id does not match partition and sequence numbers (want %q)", want)
 	}
 	if m.Org == "" {
@@ -179,20 +189,8 @@ func isSHA256(s string) bool {
 	return true
 }
 
-// eventIDsDigest returns the hex SHA-256 of ids sorted bytewise and joined
-// with "\n". ids is not modified.
-func eventIDsDigest(ids []string) string {
-	sorted := slices.Clone(ids)
-	slices.Sort(sorted)
-	h := sha256.New()
-	for i, id := range sorted {
-		if i > 0 {
-			h.Write([]byte{'\n'})
-		}
-		io.WriteString(h, id)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
+// eventIDsDigest is destination.EventIDsDigest.
+func eventIDsDigest(ids []string) string { return destination.EventIDsDigest(ids) }
 
 // Object key layout, relative to the destination's prefix.
 
@@ -231,6 +229,31 @@ func splitDataPath(p string) (table string, hour time.Time, name string, ok bool
 		return "", time.Time{}, "", false
 	}
 	return parts[0], day.Add(time.Duration(h) * time.Hour), parts[3], true
+}
+
+// ParseBatchName parses the name of a data file or manifest key's base,
+// without its extension: a pipeline batch id (pNN-first-last) or a backfill
+// batch id (bf-pNN-min-max-digest). It checks the form, not a manifest.
+func ParseBatchName(id string) (partition int, backfill bool, ok bool) {
+	if p, _, _, ok := parseBatchID(id); ok {
+		return p, false, true
+	}
+	rest, ok := strings.CutPrefix(id, "bf-")
+	if !ok {
+		return 0, false, false
+	}
+	f := strings.Split(rest, "-")
+	if len(f) != 4 || len(f[0]) < 3 || f[0][0] != 'p' || len(f[3]) != 16 || strings.Trim(f[3], "0123456789abcdef") != "" {
+		return 0, false, false
+	}
+	pn, err1 := strconv.Atoi(f[0][1:])
+	lo, err2 := strconv.ParseInt(f[1], 10, 64)
+	hi, err3 := strconv.ParseInt(f[2], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || pn < 0 || lo < 0 || lo > hi ||
+		destination.BackfillBatchID(pn, lo, hi, f[3]) != id {
+		return 0, false, false
+	}
+	return pn, true, true
 }
 
 // extOf returns the data file extension name ends with, or "".

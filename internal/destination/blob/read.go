@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
 
 	"github.com/tidemark/tidemark/internal/format"
 )
@@ -158,4 +160,85 @@ func (d *Blob) EventIDs(ctx context.Context, partition int) ([]string, error) {
 		ids = append(ids, got...)
 	}
 	return ids, nil
+}
+
+// Object is a listed object: its key relative to the destination's prefix
+// and its size.
+type Object struct {
+	Path string
+	Size int64
+}
+
+// HourFiles lists the data files of table whose path is in the UTC hour that
+// starts at hour, committed or not (see Manifest), in path order. Temp files
+// of interrupted writes are left out.
+func (d *Blob) HourFiles(ctx context.Context, table string, hour time.Time) (_ []Object, err error) {
+	defer func() { err = redactErr(err) }()
+	var objs []Object
+	prefix := dataPath(table, hour.UTC(), "", "")
+	err = d.listObjects(ctx, prefix, func(obj *blob.ListObject) error {
+		if extOf(obj.Key) != "" {
+			objs = append(objs, Object{Path: obj.Key, Size: obj.Size})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	return objs, nil
+}
+
+// BatchOf returns the batch id a data file path names, and false for a path
+// that is not a data file of any batch.
+func BatchOf(path string) (id string, ok bool) {
+	_, _, name, ok := splitDataPath(path)
+	if !ok {
+		return "", false
+	}
+	ext := extOf(name)
+	id = strings.TrimSuffix(name, ext)
+	if _, _, ok := ParseBatchName(id); ext == "" || !ok {
+		return "", false
+	}
+	return id, true
+}
+
+// Manifest reads the manifest of batch id. ok is false when there is none:
+// the batch is not committed.
+func (d *Blob) Manifest(ctx context.Context, id string) (_ Manifest, ok bool, err error) {
+	defer func() { err = redactErr(err) }()
+	m, err := d.readManifest(ctx, manifestKey(id), id)
+	if gcerrors.Code(err) == gcerrors.NotFound {
+		return Manifest{}, false, nil
+	}
+	if err != nil {
+		return Manifest{}, false, err
+	}
+	return m, true, nil
+}
+
+// ReadFileEvents reads one events file of a committed batch, checking its
+// size, SHA-256 and row count against f, its entry in the manifest. Unlike
+// ReadEvents it needs none of the batch's other files.
+func (d *Blob) ReadFileEvents(ctx context.Context, f File) (_ []format.EventRow, err error) {
+	defer func() { err = redactErr(err) }()
+	if f.Table != format.Events {
+		return nil, fmt.Errorf("read %s: not an events file", f.Path)
+	}
+	data, err := d.readAll(ctx, f.Path, -1)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", f.Path, err)
+	}
+	sum := sha256.Sum256(data)
+	if int64(len(data)) != f.Bytes || hex.EncodeToString(sum[:]) != f.SHA256 {
+		return nil, fmt.Errorf("read %s: %w: content differs from the manifest", f.Path, ErrCorrupt)
+	}
+	rows, err := format.ReadEvents(data)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w: %w", f.Path, ErrCorrupt, err)
+	}
+	if int64(len(rows)) != f.Rows {
+		return nil, fmt.Errorf("read %s: %w: %d rows, manifest says %d", f.Path, ErrCorrupt, len(rows), f.Rows)
+	}
+	return rows, nil
 }

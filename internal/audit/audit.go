@@ -1,0 +1,609 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/destination/blob"
+	"github.com/tidemark/tidemark/internal/event"
+	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/format"
+)
+
+// ReportVersion is the version of the JSON report (see README "Audit").
+const ReportVersion = 1
+
+// DefaultMaxListed bounds the missing events a Result lists.
+const DefaultMaxListed = 100_000
+
+// disorder bounds how far a record's time can be out of log order (the
+// collector stamps received_at before the group commit): log scans for an
+// hour start and stop this far outside it.
+const disorder = 5 * time.Minute
+
+// Target is one destination to audit.
+type Target struct {
+	Org, Name string
+	Dest      *blob.Blob
+	// SLA is the destination's freshness SLA: an absent event accepted less
+	// than SLA ago is pending, older ones are missing.
+	SLA time.Duration
+	// Frontier returns the smallest log offset of partition p that the
+	// pipeline has not yet delivered to this destination
+	// (transport.Transport.Frontier). Backfill leaves missing events at or
+	// above it to the pipeline. Needed by Backfill only.
+	Frontier func(p int) (uint64, error)
+}
+
+// Options configure an Auditor.
+type Options struct {
+	Log          *eventlog.Log
+	DedupeWindow time.Duration
+	Now          func() time.Time
+	// Deep reads the event ids of every hour, not only of hours whose
+	// counts differ: it also finds a missing event hidden by a duplicate of
+	// another in the same hour and partition.
+	Deep bool
+	// MaxListed bounds Result.Missing; 0 means DefaultMaxListed, -1 no bound.
+	MaxListed int
+}
+
+// Auditor compares the log with destinations. It caches what cannot change
+// (log counts of past hours, committed manifests), so that repeated runs
+// over recent hours, as the background auditor makes, read little again.
+// Its methods may be called concurrently; runs are serialised.
+type Auditor struct {
+	o         Options
+	mu        sync.Mutex
+	counts    map[cellKey]int64
+	manifests map[*blob.Blob]map[string]*manifestInfo
+}
+
+type cellKey struct {
+	org  string
+	p    int
+	hour int64
+}
+
+// manifestInfo is what the audit keeps of a committed manifest.
+type manifestInfo struct {
+	partition int
+	files     map[string]blob.File // by path
+	used      bool                 // seen in the current run
+}
+
+// New returns an Auditor.
+func New(o Options) *Auditor {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxListed == 0 {
+		o.MaxListed = DefaultMaxListed
+	}
+	return &Auditor{o: o, counts: map[cellKey]int64{}, manifests: map[*blob.Blob]map[string]*manifestInfo{}}
+}
+
+// Hour is one row of the audit: the events accepted into the log in one UTC
+// hour (by received_at) and what the destination holds of them.
+type Hour struct {
+	Hour time.Time `json:"hour"`
+	// InLog is false for an hour the log no longer holds completely
+	// (retention): its accepted, pending and missing are 0 and unknown.
+	InLog      bool  `json:"in_log"`
+	Accepted   int64 `json:"accepted"`
+	Delivered  int64 `json:"delivered"`
+	Pending    int64 `json:"pending"`
+	Missing    int64 `json:"missing"`
+	Duplicated int64 `json:"duplicated"`
+}
+
+// Event is an accepted event absent from the destination.
+type Event struct {
+	EventID    string    `json:"event_id"`
+	DeviceID   string    `json:"device_id"`
+	Partition  int       `json:"log_partition"`
+	Offset     uint64    `json:"log_offset"`
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+// Result is the audit of one destination.
+type Result struct {
+	Org         string  `json:"org"`
+	Destination string  `json:"destination"`
+	SLASeconds  float64 `json:"freshness_sla_seconds"`
+	Hours       []Hour  `json:"hours"`
+	Total       Hour    `json:"total"` // Hour is the start of the range; InLog: every hour is
+	// Missing lists the missing events (not the pending ones), by partition
+	// and offset, at most Options.MaxListed of them.
+	Missing          []Event `json:"missing_events"`
+	MissingTruncated bool    `json:"missing_events_truncated"`
+	// OldestMissing is the received_at of the oldest missing event.
+	OldestMissing *time.Time `json:"oldest_missing,omitempty"`
+
+	pending []Event // for backfill: absent but not yet due
+}
+
+// Report is the result of one audit run.
+type Report struct {
+	Version     int       `json:"version"`
+	From        time.Time `json:"from"`
+	To          time.Time `json:"to"`
+	GeneratedAt time.Time `json:"generated_at"`
+	// LogStart is the time from which the log holds every partition's
+	// events (zero when the log is empty).
+	LogStart *time.Time `json:"log_start,omitempty"`
+	Results  []Result   `json:"destinations"`
+}
+
+// Clean reports whether no destination misses or duplicates an event.
+func (r *Report) Clean() bool {
+	for _, res := range r.Results {
+		if res.Total.Missing > 0 || res.Total.Duplicated > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Hours returns the UTC hours that the range [from, to) touches.
+func Hours(from, to time.Time) []time.Time {
+	var hs []time.Time
+	for h := from.UTC().Truncate(time.Hour); h.Before(to); h = h.Add(time.Hour) {
+		hs = append(hs, h)
+	}
+	return hs
+}
+
+// Run audits the targets over the hours touching [from, to).
+func (a *Auditor) Run(ctx context.Context, from, to time.Time, targets []Target) (*Report, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.run(ctx, from, to, targets, a.o.MaxListed)
+}
+
+// run audits; a.mu is held.
+func (a *Auditor) run(ctx context.Context, from, to time.Time, targets []Target, maxListed int) (*Report, error) {
+	if !from.Before(to) {
+		return nil, fmt.Errorf("empty range: --from %s is not before --to %s", from.Format(time.RFC3339), to.Format(time.RFC3339))
+	}
+	now := a.o.Now()
+	rep := &Report{Version: ReportVersion, From: from.UTC(), To: to.UTC(), GeneratedAt: now.UTC()}
+	start, complete, err := a.logStart()
+	if err != nil {
+		return nil, err
+	}
+	if !start.IsZero() {
+		s := start.UTC()
+		rep.LogStart = &s
+	}
+	hours := Hours(from, to)
+	for _, t := range targets {
+		res, err := a.audit(ctx, t, hours, start, complete, now, maxListed)
+		if err != nil {
+			return nil, fmt.Errorf("audit %s/%s: %w", t.Org, t.Name, err)
+		}
+		rep.Results = append(rep.Results, *res)
+	}
+	// Forget what the lookback no longer covers.
+	oldest := hours[0].UnixNano()
+	for k := range a.counts {
+		if k.hour < oldest {
+			delete(a.counts, k)
+		}
+	}
+	return rep, nil
+}
+
+// logStart returns the time from which every partition's log is retained,
+// and whether no partition has lost records to retention yet.
+func (a *Auditor) logStart() (start time.Time, complete bool, err error) {
+	lg := a.o.Log
+	complete = true
+	for p := range lg.Partitions() {
+		first, err := lg.FirstOffset(p)
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		if first == 0 {
+			continue // empty
+		}
+		if first > 1 {
+			complete = false
+		}
+		var h event.Head
+		err = lg.Scan(p, first, first, func(_ uint64, val []byte) error {
+			h, err = event.Peek(val)
+			return err
+		})
+		if err != nil {
+			return time.Time{}, false, fmt.Errorf("log partition %d offset %d: %w", p, first, err)
+		}
+		if t := time.Unix(0, h.Time); t.After(start) {
+			start = t
+		}
+	}
+	return start, complete, nil
+}
+
+// inLog reports whether the log holds all of hour h.
+func inLog(h, start time.Time, complete bool) bool {
+	if start.IsZero() || !h.Before(start.Truncate(time.Hour)) && complete {
+		return true
+	}
+	return !h.Before(start)
+}
+
+func (a *Auditor) audit(ctx context.Context, t Target, hours []time.Time, start time.Time, complete bool, now time.Time, maxListed int) (*Result, error) {
+	res := &Result{Org: t.Org, Destination: t.Name, SLASeconds: t.SLA.Seconds()}
+	res.Total.Hour, res.Total.InLog = hours[0], true
+	cache := a.manifests[t.Dest]
+	if cache == nil {
+		cache = map[string]*manifestInfo{}
+		a.manifests[t.Dest] = cache
+	}
+	for _, m := range cache {
+		m.used = false
+	}
+	var absent []Event
+	for _, h := range hours {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		row := Hour{Hour: h, InLog: inLog(h, start, complete)}
+		files, err := a.committedFiles(ctx, t.Dest, cache, h)
+		if err != nil {
+			return nil, err
+		}
+		for p := range a.o.Log.Partitions() {
+			c := cell{org: t.Org, p: p, hour: h, files: files[p]}
+			for _, f := range c.files {
+				c.delivered += f.Rows
+			}
+			row.Delivered += c.delivered
+			if !row.InLog {
+				continue
+			}
+			accepted, err := a.acceptedCount(c, now)
+			if err != nil {
+				return nil, err
+			}
+			row.Accepted += accepted
+			if accepted == c.delivered && !a.o.Deep {
+				continue
+			}
+			out, err := a.compare(ctx, t.Dest, c)
+			if err != nil {
+				return nil, err
+			}
+			row.Accepted += out.accepted - accepted
+			row.Duplicated += out.duplicated
+			absent = append(absent, out.absent...)
+		}
+		res.Hours = append(res.Hours, row)
+	}
+	for k, m := range cache {
+		if !m.used {
+			delete(cache, k)
+		}
+	}
+	// An id retried across an hour boundary is accepted once, in its first
+	// hour: drop the absent ones that an earlier occurrence accounts for.
+	absent, retries, err := a.dropRetries(t.Org, absent)
+	if err != nil {
+		return nil, err
+	}
+	rowOf := func(e Event) *Hour {
+		return &res.Hours[int(e.ReceivedAt.UTC().Truncate(time.Hour).Sub(hours[0])/time.Hour)]
+	}
+	for _, e := range retries {
+		rowOf(e).Accepted--
+	}
+	for _, e := range absent {
+		row := rowOf(e)
+		if now.Sub(e.ReceivedAt) < t.SLA {
+			row.Pending++
+			res.pending = append(res.pending, e)
+			continue
+		}
+		row.Missing++
+		if maxListed < 0 || len(res.Missing) < maxListed {
+			res.Missing = append(res.Missing, e)
+		} else {
+			res.MissingTruncated = true
+		}
+		if res.OldestMissing == nil || e.ReceivedAt.Before(*res.OldestMissing) {
+			at := e.ReceivedAt.UTC()
+			res.OldestMissing = &at
+		}
+	}
+	slices.SortFunc(res.Missing, byOffset)
+	for _, r := range res.Hours {
+		res.Total.Accepted += r.Accepted
+		res.Total.Delivered += r.Delivered
+		res.Total.Pending += r.Pending
+		res.Total.Missing += r.Missing
+		res.Total.Duplicated += r.Duplicated
+		res.Total.InLog = res.Total.InLog && r.InLog
+	}
+	return res, nil
+}
+
+func byOffset(a, b Event) int {
+	if a.Partition != b.Partition {
+		return a.Partition - b.Partition
+	}
+	return cmpU64(a.Offset, b.Offset)
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// cell is one partition's part of one hour.
+type cell struct {
+	org       string
+	p         int
+	hour      time.Time
+	files     []blob.File
+	delivered int64
+}
+
+// committedFiles returns the committed events files of hour h by partition:
+// files whose batch has a manifest that lists them with the size the
+// destination reports. A file without a manifest is uncommitted; a file
+// whose size differs is not what was committed; neither counts.
+func (a *Auditor) committedFiles(ctx context.Context, d *blob.Blob, cache map[string]*manifestInfo, h time.Time) (map[int][]blob.File, error) {
+	objs, err := d.HourFiles(ctx, format.Events, h)
+	if err != nil {
+		return nil, err
+	}
+	files := map[int][]blob.File{}
+	for _, o := range objs {
+		id, ok := blob.BatchOf(o.Path)
+		if !ok {
+			continue
+		}
+		m := cache[id]
+		if m == nil {
+			man, ok, err := d.Manifest(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue // not committed (yet)
+			}
+			m = &manifestInfo{partition: man.Partition, files: map[string]blob.File{}}
+			for _, f := range man.Files {
+				if f.Table == format.Events {
+					m.files[f.Path] = f
+				}
+			}
+			cache[id] = m
+		}
+		m.used = true
+		if f, ok := m.files[o.Path]; ok && f.Bytes == o.Size {
+			files[m.partition] = append(files[m.partition], f)
+		}
+	}
+	return files, nil
+}
+
+// acceptedCount is the number of distinct events of the cell in the log.
+// Counts of hours that can no longer change are cached.
+func (a *Auditor) acceptedCount(c cell, now time.Time) (int64, error) {
+	k := cellKey{c.org, c.p, c.hour.UnixNano()}
+	if n, ok := a.counts[k]; ok {
+		return n, nil
+	}
+	entries, err := a.logCell(c)
+	if err != nil {
+		return 0, err
+	}
+	n := int64(0)
+	for _, e := range entries {
+		n += int64(e.copies)
+	}
+	if now.Sub(c.hour) > time.Hour+2*disorder {
+		a.counts[k] = n
+	}
+	return n, nil
+}
+
+// logEntry is one distinct event id of a cell in the log.
+type logEntry struct {
+	first  Event // its first occurrence
+	copies int   // occurrences at least a dedupe window apart: each is delivered
+	last   int64 // time of the last counted occurrence
+}
+
+// logCell reads the cell's events from the log: each id once, unless it
+// recurs after the dedupe window.
+func (a *Auditor) logCell(c cell) (map[string]*logEntry, error) {
+	lg := a.o.Log
+	lo, hi := c.hour.UnixNano(), c.hour.Add(time.Hour).UnixNano()
+	from, err := a.seek(c.p, lo-int64(disorder))
+	if err != nil || from == 0 {
+		return nil, err
+	}
+	entries := map[string]*logEntry{}
+	stop := errors.New("stop")
+	window := int64(a.o.DedupeWindow)
+	err = lg.Scan(c.p, from, 0, func(off uint64, val []byte) error {
+		h, err := event.Peek(val)
+		if err != nil {
+			return fmt.Errorf("log partition %d offset %d: %w", c.p, off, err)
+		}
+		if h.Time >= hi+int64(disorder) {
+			return stop
+		}
+		if h.Kind != event.KindEvent || h.Org != c.org || h.Time < lo || h.Time >= hi {
+			return nil
+		}
+		e := entries[h.ID]
+		switch {
+		case e == nil:
+			entries[h.ID] = &logEntry{first: Event{EventID: h.ID, DeviceID: h.Device, Partition: c.p, Offset: off,
+				ReceivedAt: time.Unix(0, h.Time).UTC()}, copies: 1, last: h.Time}
+		case h.Time-e.last >= window:
+			e.copies++
+			e.last = h.Time
+		}
+		return nil
+	})
+	if err != nil && err != stop {
+		return nil, err
+	}
+	return entries, nil
+}
+
+// seek returns the first offset of partition p whose record time is at or
+// after t, assuming times grow with offsets (up to disorder), or 0 when the
+// partition has none.
+func (a *Auditor) seek(p int, t int64) (uint64, error) {
+	lg := a.o.Log
+	first, err := lg.FirstOffset(p)
+	if err != nil || first == 0 {
+		return 0, err
+	}
+	r, err := lg.NewReader(p)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	lo, hi := first, lg.LastOffset(p)+1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		val, err := r.Get(mid)
+		if errors.Is(err, eventlog.ErrNotInLog) {
+			// Removed by retention meanwhile: everything before is too.
+			lo = mid + 1
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		h, err := event.Peek(val)
+		if err != nil {
+			return 0, fmt.Errorf("log partition %d offset %d: %w", p, mid, err)
+		}
+		if h.Time < t {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo > lg.LastOffset(p) {
+		return 0, nil
+	}
+	return lo, nil
+}
+
+// comparison is the id-level comparison of one cell.
+type comparison struct {
+	accepted   int64
+	duplicated int64
+	absent     []Event
+}
+
+// compare reads the cell's event ids from the log and from the
+// destination's files and compares them.
+func (a *Auditor) compare(ctx context.Context, d *blob.Blob, c cell) (*comparison, error) {
+	entries, err := a.logCell(c)
+	if err != nil {
+		return nil, err
+	}
+	held := map[string]int{}
+	for _, f := range c.files {
+		rows, err := d.ReadFileEvents(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		for i := range rows {
+			held[rows[i].EventID]++
+		}
+	}
+	out := &comparison{}
+	for id, e := range entries {
+		out.accepted += int64(e.copies)
+		n := held[id]
+		delete(held, id)
+		switch {
+		case n < e.copies:
+			out.absent = append(out.absent, e.first)
+		case n > e.copies:
+			out.duplicated += int64(n - e.copies)
+		}
+	}
+	for _, n := range held {
+		out.duplicated += int64(n) // rows the log does not have in this hour
+	}
+	return out, nil
+}
+
+// dropRetries separates from the absent events the retries: those whose id
+// occurred in their partition's log earlier, within the dedupe window but
+// before their hour. That earlier occurrence is the one delivered (or found
+// missing in its own hour).
+func (a *Auditor) dropRetries(org string, absent []Event) (kept, retries []Event, err error) {
+	byPart := map[int][]Event{}
+	for _, e := range absent {
+		byPart[e.Partition] = append(byPart[e.Partition], e)
+	}
+	window := a.o.DedupeWindow
+	drop := map[Event]bool{}
+	for p, es := range byPart {
+		want := map[string][]Event{}
+		earliest := es[0].ReceivedAt
+		for _, e := range es {
+			want[e.EventID] = append(want[e.EventID], e)
+			if e.ReceivedAt.Before(earliest) {
+				earliest = e.ReceivedAt
+			}
+		}
+		from, err := a.seek(p, earliest.Add(-window-disorder).UnixNano())
+		if err != nil {
+			return nil, nil, err
+		}
+		if from == 0 {
+			continue
+		}
+		last := slices.MaxFunc(es, byOffset).Offset
+		err = a.o.Log.Scan(p, from, last, func(off uint64, val []byte) error {
+			h, err := event.Peek(val)
+			if err != nil {
+				return fmt.Errorf("log partition %d offset %d: %w", p, off, err)
+			}
+			if h.Kind != event.KindEvent || h.Org != org {
+				return nil
+			}
+			for _, e := range want[h.ID] {
+				t := time.Unix(0, h.Time)
+				if off < e.Offset && t.Before(e.ReceivedAt.Truncate(time.Hour)) && e.ReceivedAt.Sub(t) < window {
+					drop[e] = true
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, e := range absent {
+		if drop[e] {
+			retries = append(retries, e)
+		} else {
+			kept = append(kept, e)
+		}
+	}
+	return kept, retries, nil
+}
