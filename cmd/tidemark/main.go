@@ -32,6 +32,8 @@ const usage = `usage: tidemark <command> [flags]
 
 commands:
   serve     run the collector and pipeline (no flags: embedded defaults)
+  audit     compare the events accepted with what each destination holds, per hour
+  backfill  deliver exactly the events the audit finds missing
   loadgen   send Segment batches to a running tidemark and report throughput
   version   print the version
 Run 'tidemark <command> -h' for a command's flags.
@@ -54,6 +56,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stdout, stderr)
 	case "loadgen":
 		err = loadgen(ctx, args[1:], stdout, stderr)
+	case "audit":
+		return auditCmd(ctx, args[1:], stdout, stderr)
+	case "backfill":
+		return backfillCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "tidemark %s\n", versionString())
 		return 0

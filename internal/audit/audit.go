@@ -229,12 +229,10 @@ func (a *Auditor) logStart() (start time.Time, complete bool, err error) {
 	return start, complete, nil
 }
 
-// inLog reports whether the log holds all of hour h.
+// inLog reports whether the log holds all of hour h: always when retention
+// has removed nothing yet, else for hours from the retained start on.
 func inLog(h, start time.Time, complete bool) bool {
-	if start.IsZero() || !h.Before(start.Truncate(time.Hour)) && complete {
-		return true
-	}
-	return !h.Before(start)
+	return complete || start.IsZero() || !h.Before(start)
 }
 
 func (a *Auditor) audit(ctx context.Context, t Target, hours []time.Time, start time.Time, complete bool, now time.Time, maxListed int) (*Result, error) {

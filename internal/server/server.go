@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tidemark/tidemark/internal/audit"
 	"github.com/tidemark/tidemark/internal/collector"
 	"github.com/tidemark/tidemark/internal/config"
 	"github.com/tidemark/tidemark/internal/destination"
@@ -107,7 +108,15 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	flt, err := faultsFromEnv()
+	if err != nil {
+		return err
+	}
+	for _, f := range flt.switchedOn {
+		logger.Warn("TEST FAULT SWITCHED ON: this server loses or stalls data on purpose", "fault", f)
+	}
 	var transports []*transport.Transport
+	var targets []audit.Target
 	var urls []string // of each transport's destination
 	var dests []destination.Destination
 	defer func() {
@@ -127,11 +136,14 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			}
 			dests = append(dests, d)
 			urls = append(urls, dc.URL)
-			transports = append(transports, transport.New(transport.Options{
-				Org: org.ID, Name: dc.Name, Dest: d, Log: lg, Outputs: sz, Metrics: tm, Logger: logger, Now: o.Now,
+			sla := cfg.FreshnessSLA(&dc)
+			tr := transport.New(transport.Options{
+				Org: org.ID, Name: dc.Name, Dest: flt.wrap(org.ID, dc.Name, d), Log: lg, Outputs: sz, Metrics: tm, Logger: logger, Now: o.Now,
 				Flush:     transport.Flush{MaxEvents: dc.Flush.MaxEvents, MaxBytes: int64(dc.Flush.MaxBytes), MaxAge: dc.Flush.MaxAge.D()},
-				Permanent: blob.IsPermanent,
-			}))
+				Permanent: blob.IsPermanent, SLA: sla, DropPage: flt.dropPage(),
+			})
+			transports = append(transports, tr)
+			targets = append(targets, audit.Target{Org: org.ID, Name: dc.Name, Dest: d, SLA: sla, Frontier: tr.Frontier})
 		}
 	}
 
@@ -153,7 +165,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	mux.Handle("GET /api/v1/status", statusHandler(cfg.AdminKeys, o.Version, lg, sz, transports, urls, o.Now))
+	aud := newAuditor(audit.Options{Log: lg, DedupeWindow: cfg.Log.DedupeWindow.D(), Now: o.Now}, targets, transports, cfg, reg, logger)
+	admin := func(h http.Handler) http.Handler { return requireAdmin(cfg.AdminKeys, h) }
+	mux.Handle("GET /api/v1/status", admin(statusHandler(o.Version, lg, sz, transports, urls, aud, o.Now)))
+	mux.Handle("GET /api/v1/audit", admin(http.HandlerFunc(aud.auditHandler)))
+	mux.Handle("POST /api/v1/backfill", admin(http.HandlerFunc(aud.backfillHandler)))
 	if o.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -169,7 +185,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	restarts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_stage_restarts_total",
 		Help: "Stages of the batch pipeline restarted after an error or panic (each is also logged)."}, []string{"stage"})
 	reg.MustRegister(restarts)
-	for _, stage := range []string{"sessionizer", "transport"} {
+	for _, stage := range []string{"sessionizer", "transport", "auditor"} {
 		restarts.WithLabelValues(stage) // export 0 from the start, so increase() sees the first restart
 	}
 	runCtx, stop := context.WithCancel(ctx)
@@ -180,6 +196,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	for _, t := range transports {
 		stages.Go(func() error { return supervise(stagesCtx, "transport", t.Run, restarts, logger) })
 	}
+	stages.Go(func() error { return supervise(stagesCtx, "auditor", aud.run, restarts, logger) })
 	stages.Go(func() error {
 		return runRetention(stagesCtx, lg, sz, transports, cfg.Log.Retention.D(), o.Now, logger)
 	})

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidemark/tidemark/internal/audit"
 	"github.com/tidemark/tidemark/internal/config"
 	"github.com/tidemark/tidemark/internal/destination/blob"
 	"github.com/tidemark/tidemark/internal/eventlog"
@@ -21,6 +22,19 @@ type statusResponse struct {
 	Now          time.Time           `json:"now"`
 	Log          logStatus           `json:"log"`
 	Destinations []destinationStatus `json:"destinations"`
+	Audit        struct {
+		LastRunAt       *time.Time `json:"last_run_at,omitempty"`
+		LastError       string     `json:"last_error,omitempty"`
+		IntervalSeconds float64    `json:"interval_seconds"`
+		LookbackSeconds float64    `json:"lookback_seconds"`
+	} `json:"audit"`
+}
+
+// destinationAudit is the last background audit of a destination.
+type destinationAudit struct {
+	Hours         []audit.Hour `json:"hours"`
+	Total         audit.Hour   `json:"total"`
+	OldestMissing *time.Time   `json:"oldest_missing,omitempty"`
 }
 
 type logStatus struct {
@@ -40,22 +54,26 @@ type destinationStatus struct {
 	LastErrorAt                 *time.Time `json:"last_error_at,omitempty"`
 	LastCommitAt                *time.Time `json:"last_commit_at,omitempty"`
 	OldestUndeliveredAgeSeconds float64    `json:"oldest_undelivered_age_seconds"`
-	DeliveredSinceStart         struct {
+	FreshnessSLASeconds         float64    `json:"freshness_sla_seconds"`
+	// PendingEvents are the events of the audited hours not in the
+	// destination yet and not yet due (last audit; 0 before it).
+	PendingEvents       int64             `json:"pending_events"`
+	Audit               *destinationAudit `json:"audit,omitempty"`
+	DeliveredSinceStart struct {
 		Events   int64 `json:"events"`
 		Pages    int64 `json:"pages"`
 		Sessions int64 `json:"sessions"`
 	} `json:"delivered_since_start"`
 }
 
-// statusHandler serves the operator status API, authenticated by an admin key
-// as "Authorization: Bearer KEY".
-func statusHandler(keys []config.Secret, version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
-	ts []*transport.Transport, urls []string, now func() time.Time) http.Handler {
+// requireAdmin serves h only to requests authenticated by an admin key as
+// "Authorization: Bearer KEY".
+func requireAdmin(keys []config.Secret, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if len(keys) == 0 {
 			w.WriteHeader(http.StatusNotFound)
-			json.NewEncoder(w).Encode(map[string]string{"error": "the status API is off: no admin_keys configured"})
+			json.NewEncoder(w).Encode(map[string]string{"error": "the admin API is off: no admin_keys configured"})
 			return
 		}
 		if !adminAuth(keys, r.Header.Get("Authorization")) {
@@ -64,8 +82,25 @@ func statusHandler(keys []config.Secret, version string, lg *eventlog.Log, sz *p
 			json.NewEncoder(w).Encode(map[string]string{"error": "missing or unknown admin key (Authorization: Bearer KEY)"})
 			return
 		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// statusHandler serves the operator status API.
+func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
+	ts []*transport.Transport, urls []string, aud *auditor, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := now().UTC()
 		resp := statusResponse{Version: version, Now: t, Log: logStatus{Partitions: lg.Partitions()}}
+		rep := aud.last.Load()
+		resp.Audit.IntervalSeconds = aud.interval.Seconds()
+		resp.Audit.LookbackSeconds = aud.lookback.Seconds()
+		if rep != nil {
+			resp.Audit.LastRunAt = &rep.GeneratedAt
+		}
+		if e := aud.lastErr.Load(); e != nil {
+			resp.Audit.LastError = *e
+		}
 		for p := range lg.Partitions() {
 			last, cur := lg.LastOffset(p), sz.Cursor(p)
 			resp.Log.LastOffsets = append(resp.Log.LastOffsets, last)
@@ -88,6 +123,12 @@ func statusHandler(keys []config.Secret, version string, lg *eventlog.Log, sz *p
 				d.OldestUndeliveredAgeSeconds = t.Sub(st.OldestPending).Seconds()
 			}
 			d.DeliveredSinceStart.Events, d.DeliveredSinceStart.Pages, d.DeliveredSinceStart.Sessions = st.Delivered[0], st.Delivered[1], st.Delivered[2]
+			d.FreshnessSLASeconds = aud.targets[i].SLA.Seconds()
+			if rep != nil {
+				res := rep.Results[i]
+				d.Audit = &destinationAudit{Hours: res.Hours, Total: res.Total, OldestMissing: res.OldestMissing}
+				d.PendingEvents = res.Total.Pending
+			}
 			resp.Destinations = append(resp.Destinations, d)
 		}
 		enc := json.NewEncoder(w)

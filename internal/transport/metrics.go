@@ -61,9 +61,11 @@ type gauges struct {
 
 var (
 	descOldest = prometheus.NewDesc("tidemark_oldest_undelivered_event_age_seconds",
-		"Age of the oldest accepted event or row not yet committed to the destination (0 when nothing is pending).", []string{"org", "destination"}, nil)
+		"Age of the oldest accepted event or row not yet committed to the destination, or found missing from it by the auditor (0 when nothing is pending).", []string{"org", "destination"}, nil)
 	descUp = prometheus.NewDesc("tidemark_destination_up",
 		"1 when the destination's last operation succeeded, 0 while it is failing (events are held and retried).", []string{"org", "destination"}, nil)
+	descSLA = prometheus.NewDesc("tidemark_destination_freshness_sla_seconds",
+		"The destination's freshness SLA: session_idle + flush.max_age + freshness_grace. An event undelivered for longer is stale.", []string{"org", "destination"}, nil)
 	descLast = prometheus.NewDesc("tidemark_destination_last_commit_timestamp_seconds",
 		"Unix time of the destination's last committed batch (0 before the first since start).", []string{"org", "destination"}, nil)
 )
@@ -72,6 +74,7 @@ func (g gauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descOldest
 	ch <- descUp
 	ch <- descLast
+	ch <- descSLA
 }
 
 func (g gauges) Collect(ch chan<- prometheus.Metric) {
@@ -91,5 +94,6 @@ func (g gauges) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age, t.o.Org, t.o.Name)
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, t.o.Org, t.o.Name)
 		ch <- prometheus.MustNewConstMetric(descLast, prometheus.GaugeValue, float64(t.lastOK.Load())/1e9, t.o.Org, t.o.Name)
+		ch <- prometheus.MustNewConstMetric(descSLA, prometheus.GaugeValue, t.o.SLA.Seconds(), t.o.Org, t.o.Name)
 	}
 }

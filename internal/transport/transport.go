@@ -43,6 +43,9 @@ type Options struct {
 	// bucket, denied access): they are retried at the slowest backoff rather
 	// than hot-looping, and the destination is reported down. Nil: none.
 	Permanent func(error) bool
+	// SLA is the destination's freshness SLA, exported as a metric for the
+	// stale-destination alert.
+	SLA time.Duration
 	// DropPage is a fault for tests only (see server.faultsFromEnv): when it
 	// returns true for a page, the transport silently leaves out the page's
 	// row and its events, as the seed incident's pipeline lost pages whose
@@ -65,7 +68,15 @@ type Transport struct {
 	lastOK  atomic.Int64
 	lastErr atomic.Pointer[failure]
 	rows    [3]atomic.Int64 // delivered events, pages, sessions since start
+	// auditMissing is the received_at of the oldest event the auditor found
+	// missing from the destination (0: none): the pipeline believes it
+	// delivered it, so only the audit can tell it is still undelivered.
+	auditMissing atomic.Int64
 }
+
+// SetAuditMissing records the received_at (Unix ns) of the oldest event the
+// last audit found missing, 0 when none. OldestPending counts it.
+func (t *Transport) SetAuditMissing(receivedAt int64) { t.auditMissing.Store(receivedAt) }
 
 type failure struct {
 	msg string
@@ -458,7 +469,8 @@ func (t *Transport) Frontier(p int) (uint64, error) {
 
 // OldestPending returns the log time (Unix ns) of the oldest item this
 // destination has read but not delivered, or of the first unread output, or
-// of the first unsessionized log record; 0 when nothing is pending.
+// of the first unsessionized log record, or of the oldest event the auditor
+// found missing from the destination; 0 when nothing is pending.
 func (t *Transport) OldestPending() int64 {
 	var oldest int64
 	keep := func(v int64) {
@@ -477,6 +489,7 @@ func (t *Transport) OldestPending() int64 {
 		}
 	}
 	keep(t.o.Outputs.OldestUnprocessed())
+	keep(t.auditMissing.Load())
 	return oldest
 }
 

@@ -1,0 +1,248 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tidemark/tidemark/internal/audit"
+	"github.com/tidemark/tidemark/internal/config"
+	"github.com/tidemark/tidemark/internal/sessionize"
+	"github.com/tidemark/tidemark/internal/transport"
+)
+
+// auditor is the background auditor of serve: every interval it audits the
+// last lookback hours of every destination and exports the result.
+type auditor struct {
+	a          *audit.Auditor
+	o          audit.Options
+	targets    []audit.Target
+	transports []*transport.Transport // by target
+	sessions   sessionize.Config
+	interval   time.Duration
+	lookback   time.Duration
+	now        func() time.Time
+	logger     *slog.Logger
+
+	last     atomic.Pointer[audit.Report]
+	lastErr  atomic.Pointer[string]
+	missing  *prometheus.GaugeVec
+	dups     *prometheus.GaugeVec
+	pending  *prometheus.GaugeVec
+	lastRun  prometheus.Gauge
+	failures prometheus.Counter
+}
+
+func newAuditor(o audit.Options, targets []audit.Target, ts []*transport.Transport, cfg *config.Config,
+	reg prometheus.Registerer, logger *slog.Logger) *auditor {
+	x := &auditor{
+		a: audit.New(o), o: o, targets: targets, transports: ts, now: o.Now, logger: logger,
+		sessions: sessionize.Config{PageIdle: cfg.Sessions.PageIdle.D(), SessionIdle: cfg.Sessions.SessionIdle.D(),
+			DedupeWindow: cfg.Log.DedupeWindow.D()},
+		interval: cfg.Audit.Interval.D(), lookback: cfg.Audit.Lookback.D(),
+		missing: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tidemark_audit_missing_events",
+			Help: "Events accepted in the audited hours, due under the freshness SLA and absent from the destination (last audit run)."},
+			[]string{"org", "destination"}),
+		dups: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tidemark_audit_duplicated_events",
+			Help: "Extra copies of events in the destination for the audited hours (last audit run)."}, []string{"org", "destination"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tidemark_audit_pending_events",
+			Help: "Events of the audited hours absent from the destination but not yet due under the freshness SLA (last audit run)."},
+			[]string{"org", "destination"}),
+		lastRun: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tidemark_audit_last_run_timestamp_seconds",
+			Help: "Unix time the last audit run finished successfully (0 before the first)."}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "tidemark_audit_failures_total",
+			Help: "Audit runs that failed (each is logged and retried at the next interval)."}),
+	}
+	interval := prometheus.NewGauge(prometheus.GaugeOpts{Name: "tidemark_audit_interval_seconds",
+		Help: "Configured time between audit runs (audit.interval)."})
+	interval.Set(x.interval.Seconds())
+	reg.MustRegister(x.missing, x.dups, x.pending, x.lastRun, x.failures, interval)
+	for _, t := range targets {
+		x.missing.WithLabelValues(t.Org, t.Name)
+		x.dups.WithLabelValues(t.Org, t.Name)
+		x.pending.WithLabelValues(t.Org, t.Name)
+	}
+	return x
+}
+
+// run audits every interval until ctx ends; a failed run is logged,
+// counted and retried at the next interval.
+func (x *auditor) run(ctx context.Context) error {
+	for {
+		if err := x.once(ctx); err != nil && ctx.Err() == nil {
+			x.failures.Inc()
+			msg := err.Error()
+			x.lastErr.Store(&msg)
+			x.logger.Error("audit failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(x.interval):
+		}
+	}
+}
+
+func (x *auditor) once(ctx context.Context) error {
+	now := x.now()
+	rep, err := x.a.Run(ctx, now.Add(-x.lookback), now.Add(time.Nanosecond), x.targets)
+	if err != nil {
+		return err
+	}
+	for i, res := range rep.Results {
+		x.missing.WithLabelValues(res.Org, res.Destination).Set(float64(res.Total.Missing))
+		x.dups.WithLabelValues(res.Org, res.Destination).Set(float64(res.Total.Duplicated))
+		x.pending.WithLabelValues(res.Org, res.Destination).Set(float64(res.Total.Pending))
+		oldest := int64(0)
+		if res.OldestMissing != nil {
+			oldest = res.OldestMissing.UnixNano()
+		}
+		x.transports[i].SetAuditMissing(oldest)
+		if res.Total.Missing > 0 || res.Total.Duplicated > 0 {
+			x.logger.Error("audit: destination does not hold exactly what was accepted", "org", res.Org, "destination", res.Destination,
+				"missing", res.Total.Missing, "duplicated", res.Total.Duplicated, "lookback", x.lookback)
+		}
+	}
+	x.last.Store(rep)
+	x.lastErr.Store(nil)
+	x.lastRun.Set(float64(x.now().UnixNano()) / 1e9)
+	return nil
+}
+
+// selectTargets returns the targets of org and destination ("" matches all).
+func selectTargets(targets []audit.Target, org, dest string) ([]audit.Target, error) {
+	var out []audit.Target
+	for _, t := range targets {
+		if (org == "" || t.Org == org) && (dest == "" || t.Name == dest) {
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no destination matches org %q and destination %q", org, dest)
+	}
+	return out, nil
+}
+
+// rangeParams reads from and to (RFC 3339) of an admin API request.
+func rangeParams(r *http.Request) (from, to time.Time, err error) {
+	q := r.URL.Query()
+	for _, p := range []struct {
+		name string
+		v    *time.Time
+	}{{"from", &from}, {"to", &to}} {
+		s := q.Get(p.name)
+		if s == "" {
+			return from, to, fmt.Errorf("query parameter %q is required (RFC 3339 time)", p.name)
+		}
+		if *p.v, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return from, to, fmt.Errorf("query parameter %q: want an RFC 3339 time like 2026-11-29T10:00:00Z, got %q", p.name, s)
+		}
+	}
+	if !from.Before(to) {
+		return from, to, fmt.Errorf("from (%s) must be before to (%s)", from.Format(time.RFC3339), to.Format(time.RFC3339))
+	}
+	return from, to, nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func apiError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// auditHandler serves GET /api/v1/audit?from=&to=[&org=][&destination=][&deep=true]:
+// the audit report as JSON (see README "Audit").
+func (x *auditor) auditHandler(w http.ResponseWriter, r *http.Request) {
+	from, to, err := rangeParams(r)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err)
+		return
+	}
+	q := r.URL.Query()
+	targets, err := selectTargets(x.targets, q.Get("org"), q.Get("destination"))
+	if err != nil {
+		apiError(w, http.StatusNotFound, err)
+		return
+	}
+	a := x.a
+	if q.Get("deep") == "true" {
+		o := x.o
+		o.Deep = true
+		a = audit.New(o) // its own caches; audits only read
+	}
+	rep, err := a.Run(r.Context(), from, to, targets)
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// BackfillLine is one line of the NDJSON stream of POST /api/v1/backfill:
+// a progress update, or the final result, or an error.
+type BackfillLine struct {
+	Progress *Progress              `json:"progress,omitempty"`
+	Results  []audit.BackfillResult `json:"results,omitempty"`
+	Report   *audit.Report          `json:"audit,omitempty"`
+	Error    string                 `json:"error,omitempty"`
+}
+
+// Progress is how many of the planned events a backfill has written.
+type Progress struct {
+	Done  int `json:"done"`
+	Total int `json:"total"`
+}
+
+// backfillHandler serves POST /api/v1/backfill?from=&to=[&org=][&destination=][&dry_run=true]
+// as a stream of BackfillLine.
+func (x *auditor) backfillHandler(w http.ResponseWriter, r *http.Request) {
+	from, to, err := rangeParams(r)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err)
+		return
+	}
+	q := r.URL.Query()
+	targets, err := selectTargets(x.targets, q.Get("org"), q.Get("destination"))
+	if err != nil {
+		apiError(w, http.StatusNotFound, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	send := func(l BackfillLine) {
+		enc.Encode(l)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	res, rep, err := x.a.Backfill(r.Context(), from, to, targets, audit.BackfillOptions{
+		DryRun: q.Get("dry_run") == "true", Sessions: x.sessions,
+		Progress: func(done, total int) { send(BackfillLine{Progress: &Progress{Done: done, Total: total}}) },
+	})
+	if err != nil {
+		x.logger.Error("backfill failed", "err", err)
+		send(BackfillLine{Error: err.Error()})
+		return
+	}
+	for _, b := range res {
+		if b.Events > 0 && b.Written {
+			x.logger.Info("backfill delivered missing events", "org", b.Org, "destination", b.Destination,
+				"events", b.Events, "batches", len(b.Batches))
+		}
+	}
+	send(BackfillLine{Results: res, Report: rep})
+}
