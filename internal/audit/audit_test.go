@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -412,3 +413,58 @@ func TestDuplicateFound(t *testing.T) {
 		t.Fatalf("audit after duplicating %d events: %+v", len(dup), r.Total)
 	}
 }
+
+// TestRetainedLogStart: hours before the oldest retained record are
+// reported as not in the log, with the log's start, and never as missing;
+// while retention has removed nothing, every hour is in the log.
+func TestRetainedLogStart(t *testing.T) {
+	e, _ := setup(t, nil)
+	r := e.audit(t)
+	if !r.Total.InLog {
+		t.Fatal("an untrimmed log reports hours as not in the log")
+	}
+	// Remove each partition's records before 10:40, as retention would.
+	cut := start.Add(40 * time.Minute)
+	for p := range parts {
+		first, err := e.lg.FirstOffset(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off := first
+		err = e.lg.Scan(p, first, 0, func(o uint64, val []byte) error {
+			h, err := event.Peek(val)
+			if err != nil || h.Time >= cut.UnixNano() {
+				return errStop
+			}
+			off = o + 1
+			return nil
+		})
+		if err != nil && err != errStop {
+			t.Fatal(err)
+		}
+		if err := e.lg.DeleteBefore(p, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := e.aud.Run(t.Context(), start.Add(-time.Hour), start.Add(4*time.Hour), []audit.Target{e.tgt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LogStart == nil || rep.LogStart.Before(cut) || rep.LogStart.After(cut.Add(10*time.Second)) {
+		t.Fatalf("log start %v, want just after %v", rep.LogStart, cut)
+	}
+	res := rep.Results[0]
+	for _, h := range res.Hours {
+		if want := !h.Hour.Before(cut); h.InLog != want {
+			t.Errorf("hour %s: in_log %v, want %v", h.Hour, h.InLog, want)
+		}
+		if !h.InLog && (h.Accepted != 0 || h.Missing != 0) {
+			t.Errorf("hour %s not in the log reports %+v", h.Hour, h)
+		}
+	}
+	if res.Total.Missing != 0 || res.Total.Duplicated != 0 {
+		t.Fatalf("retention made events missing or duplicated: %+v", res.Total)
+	}
+}
+
+var errStop = errors.New("stop")

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tidemark/tidemark/internal/destination"
 	"github.com/tidemark/tidemark/internal/destination/destinationtest"
@@ -71,7 +72,6 @@ func TestWriteLayout(t *testing.T) {
 	dir := t.TempDir()
 	d := openDir(t, dir, format.Default)
 	b := destinationtest.Batch(3, 120, 187, 10) // events 13:59..14:01, page and session at 13:59
-	b.Backfill = true
 	if err := d.Write(t.Context(), b); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestWriteLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.BatchID != id || m.Org != b.Org || m.Partition != 3 || m.FirstSeq != 120 || m.LastSeq != 187 || !m.Backfill {
+	if m.BatchID != id || m.Org != b.Org || m.Partition != 3 || m.FirstSeq != 120 || m.LastSeq != 187 || m.Backfill {
 		t.Errorf("manifest header %+v", m)
 	}
 	if m.EventCount != 10 || m.MinLogOffset != 120000 || m.MaxLogOffset != 120009 {
@@ -141,6 +141,58 @@ func TestWriteLayout(t *testing.T) {
 	}
 	if got := slices.Sorted(slices.Values(ids)); !slices.Equal(got, allIDs) {
 		t.Errorf("ReadEventIDs = %v", got)
+	}
+}
+
+// TestWriteBackfill: a backfill batch (events only, named after its log
+// offsets and event ids) gets the normal layout under its own name, a
+// manifest marked backfill, and is found by HourFiles, BatchOf and Manifest;
+// malformed backfill batches are refused.
+func TestWriteBackfill(t *testing.T) {
+	dir := t.TempDir()
+	d := openDir(t, dir, format.Default)
+	src := destinationtest.Batch(3, 120, 187, 10)
+	ids := make([]string, len(src.Events))
+	for i := range src.Events {
+		ids[i] = src.Events[i].EventID
+	}
+	id := destination.BackfillBatchID(3, src.Events[0].LogOffset, src.Events[9].LogOffset, destination.EventIDsDigest(ids))
+	b := &destination.Batch{ID: id, Org: src.Org, Partition: 3, Backfill: true, Events: src.Events}
+	if err := d.Write(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(id, "bf-p03-000000120000-000000120009-") {
+		t.Fatalf("backfill id %s", id)
+	}
+	if p, bf, ok := ParseBatchName(id); !ok || !bf || p != 3 {
+		t.Fatalf("ParseBatchName(%s) = %d %v %v", id, p, bf, ok)
+	}
+	m, ok, err := d.Manifest(t.Context(), id)
+	if err != nil || !ok || !m.Backfill || m.FirstSeq != 0 || m.LastSeq != 0 || m.EventCount != 10 {
+		t.Fatalf("manifest %+v %v %v", m, ok, err)
+	}
+	objs, err := d.HourFiles(t.Context(), format.Events, time.Date(2024, 5, 6, 13, 0, 0, 0, time.UTC))
+	if err != nil || len(objs) != 1 || objs[0].Path != "events/dt=2024-05-06/hr=13/"+id+".parquet" {
+		t.Fatalf("HourFiles: %+v %v", objs, err)
+	}
+	if got, ok := BatchOf(objs[0].Path); !ok || got != id {
+		t.Fatalf("BatchOf(%s) = %s %v", objs[0].Path, got, ok)
+	}
+	if _, ok, err := d.Manifest(t.Context(), "p03-000000000001-000000000002"); ok || err != nil {
+		t.Fatalf("Manifest of an uncommitted batch: %v %v", ok, err)
+	}
+	// The pipeline's progress never sees backfill batches.
+	if _, found, err := d.Committed(t.Context(), 3); found || err != nil {
+		t.Fatalf("Committed sees a backfill batch: %v %v", found, err)
+	}
+	for name, bad := range map[string]*destination.Batch{
+		"wrong id":  {ID: id[:len(id)-1] + "0", Org: src.Org, Partition: 3, Backfill: true, Events: src.Events},
+		"no events": {ID: id, Org: src.Org, Partition: 3, Backfill: true},
+		"with seqs": {ID: id, Org: src.Org, Partition: 3, Backfill: true, Events: src.Events, FirstSeq: 1, LastSeq: 2},
+	} {
+		if err := d.Write(t.Context(), bad); err == nil || !IsPermanent(err) {
+			t.Errorf("%s: Write = %v, want a permanent error", name, err)
+		}
 	}
 }
 
@@ -451,6 +503,31 @@ func TestParseBatchID(t *testing.T) {
 		p, f, l, ok := parseBatchID(tc.id)
 		if p != tc.p || f != tc.first || l != tc.last || ok != tc.ok {
 			t.Errorf("parseBatchID(%q) = %d %d %d %v", tc.id, p, f, l, ok)
+		}
+	}
+}
+
+func TestParseBatchName(t *testing.T) {
+	for _, tc := range []struct {
+		id       string
+		p        int
+		backfill bool
+		ok       bool
+	}{
+		{"p03-000000000120-000000000187", 3, false, true},
+		{"bf-p03-000000000120-000000000187-0123456789abcdef", 3, true, true},
+		{"bf-p100-000000000001-000000000001-0123456789abcdef", 100, true, true},
+		{"bf-p03-000000000187-000000000120-0123456789abcdef", 0, false, false}, // min > max
+		{"bf-p03-000000000120-000000000187-0123456789ABCDEF", 0, false, false}, // upper-case digest
+		{"bf-p03-000000000120-000000000187-0123456789abcde", 0, false, false},  // short digest
+		{"bf-p3-000000000120-000000000187-0123456789abcdef", 0, false, false},
+		{"bf-p03-120-187-0123456789abcdef", 0, false, false},
+		{"bf-000000000120-000000000187", 0, false, false},
+		{"bf-", 0, false, false},
+	} {
+		p, bf, ok := ParseBatchName(tc.id)
+		if p != tc.p || bf != tc.backfill || ok != tc.ok {
+			t.Errorf("ParseBatchName(%q) = %d %v %v", tc.id, p, bf, ok)
 		}
 	}
 }

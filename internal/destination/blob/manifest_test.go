@@ -125,6 +125,8 @@ func TestDecodeManifestRejects(t *testing.T) {
 		{"seq order", edit(func(m *Manifest) { m.FirstSeq = 200 }), "first_seq 200 > last_seq 187"},
 		{"negative seq", strings.Replace(string(valid), `"first_seq": 120`, `"first_seq": -120`, 1), "cannot unmarshal number -120"},
 		{"no org", edit(func(m *Manifest) { m.Org = "" }), "empty org"},
+		{"backfill with seqs", edit(func(m *Manifest) { m.Backfill = true }), "backfill batch with pipeline sequence numbers"},
+		{"backfill id", edit(func(m *Manifest) { m.Backfill, m.FirstSeq, m.LastSeq = true, 0, 0 }), "does not match partition, log offsets and event id digest"},
 		{"table mismatch", edit(func(m *Manifest) { m.Files[0].Table = "pages" }), "not in table"},
 		{"unknown table", edit(func(m *Manifest) { m.Files[0].Path = "clicks" + path0[6:] }), "is not <table>"},
 		{"other batch", edit(func(m *Manifest) {
