@@ -30,13 +30,14 @@ type auditor struct {
 	now        func() time.Time
 	logger     *slog.Logger
 
-	last     atomic.Pointer[audit.Report]
-	lastErr  atomic.Pointer[string]
+	results  []atomic.Pointer[audit.Result] // by target: the last successful audit
+	errs     []atomic.Pointer[string]       // by target: the last run's error, nil if it succeeded
+	lastAt   atomic.Pointer[time.Time]      // when the last run finished
 	missing  *prometheus.GaugeVec
 	dups     *prometheus.GaugeVec
 	pending  *prometheus.GaugeVec
 	lastRun  prometheus.Gauge
-	failures prometheus.Counter
+	failures *prometheus.CounterVec
 }
 
 func newAuditor(o audit.Options, targets []audit.Target, ts []*transport.Transport, cfg *config.Config,
@@ -55,9 +56,12 @@ func newAuditor(o audit.Options, targets []audit.Target, ts []*transport.Transpo
 			Help: "Events of the audited hours absent from the destination but not yet due under the freshness SLA (last audit run)."},
 			[]string{"org", "destination"}),
 		lastRun: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tidemark_audit_last_run_timestamp_seconds",
-			Help: "Unix time the last audit run finished successfully (0 before the first)."}),
-		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "tidemark_audit_failures_total",
-			Help: "Audit runs that failed (each is logged and retried at the next interval)."}),
+			Help: "Unix time the last audit run that audited every destination finished (0 before the first)."}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_audit_failures_total",
+			Help: "Audits of a destination that failed, e.g. because it could not be listed (each is logged and retried at the next interval)."},
+			[]string{"org", "destination"}),
+		results: make([]atomic.Pointer[audit.Result], len(targets)),
+		errs:    make([]atomic.Pointer[string], len(targets)),
 	}
 	interval := prometheus.NewGauge(prometheus.GaugeOpts{Name: "tidemark_audit_interval_seconds",
 		Help: "Configured time between audit runs (audit.interval)."})
@@ -67,20 +71,15 @@ func newAuditor(o audit.Options, targets []audit.Target, ts []*transport.Transpo
 		x.missing.WithLabelValues(t.Org, t.Name)
 		x.dups.WithLabelValues(t.Org, t.Name)
 		x.pending.WithLabelValues(t.Org, t.Name)
+		x.failures.WithLabelValues(t.Org, t.Name)
 	}
 	return x
 }
 
-// run audits every interval until ctx ends; a failed run is logged,
-// counted and retried at the next interval.
+// run audits every interval until ctx ends.
 func (x *auditor) run(ctx context.Context) error {
 	for {
-		if err := x.once(ctx); err != nil && ctx.Err() == nil {
-			x.failures.Inc()
-			msg := err.Error()
-			x.lastErr.Store(&msg)
-			x.logger.Error("audit failed", "err", err)
-		}
+		x.once(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -89,30 +88,49 @@ func (x *auditor) run(ctx context.Context) error {
 	}
 }
 
-func (x *auditor) once(ctx context.Context) error {
+// once audits each destination on its own: one that cannot be read (it is
+// down) is logged and counted and keeps its previous result, while the
+// others are audited.
+func (x *auditor) once(ctx context.Context) {
 	now := x.now()
-	rep, err := x.a.Run(ctx, now.Add(-x.lookback), now.Add(time.Nanosecond), x.targets)
-	if err != nil {
-		return err
-	}
-	for i, res := range rep.Results {
-		x.missing.WithLabelValues(res.Org, res.Destination).Set(float64(res.Total.Missing))
-		x.dups.WithLabelValues(res.Org, res.Destination).Set(float64(res.Total.Duplicated))
-		x.pending.WithLabelValues(res.Org, res.Destination).Set(float64(res.Total.Pending))
+	failed := false
+	for i, t := range x.targets {
+		rep, err := x.a.Run(ctx, now.Add(-x.lookback), now.Add(time.Nanosecond), []audit.Target{t})
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			x.failures.WithLabelValues(t.Org, t.Name).Inc()
+			msg := err.Error()
+			x.errs[i].Store(&msg)
+			x.logger.Error("audit failed", "org", t.Org, "destination", t.Name, "err", err)
+			failed = true
+			continue
+		}
+		res := &rep.Results[0]
+		x.missing.WithLabelValues(t.Org, t.Name).Set(float64(res.Total.Missing))
+		x.dups.WithLabelValues(t.Org, t.Name).Set(float64(res.Total.Duplicated))
+		x.pending.WithLabelValues(t.Org, t.Name).Set(float64(res.Total.Pending))
 		oldest := int64(0)
 		if res.OldestMissing != nil {
 			oldest = res.OldestMissing.UnixNano()
 		}
 		x.transports[i].SetAuditMissing(oldest)
 		if res.Total.Missing > 0 || res.Total.Duplicated > 0 {
-			x.logger.Error("audit: destination does not hold exactly what was accepted", "org", res.Org, "destination", res.Destination,
+			x.logger.Error("audit: destination does not hold exactly what was accepted", "org", t.Org, "destination", t.Name,
 				"missing", res.Total.Missing, "duplicated", res.Total.Duplicated, "lookback", x.lookback)
 		}
+		x.results[i].Store(res)
+		x.errs[i].Store(nil)
 	}
-	x.last.Store(rep)
-	x.lastErr.Store(nil)
-	x.lastRun.Set(float64(x.now().UnixNano()) / 1e9)
-	return nil
+	// A run counts as done only if every destination was audited: one that
+	// cannot be read is not being checked, and the auditor-not-running
+	// alert should say so.
+	if !failed {
+		done := x.now().UTC()
+		x.lastAt.Store(&done)
+		x.lastRun.Set(float64(done.UnixNano()) / 1e9)
+	}
 }
 
 // selectTargets returns the targets of org and destination ("" matches all).

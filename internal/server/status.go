@@ -24,7 +24,6 @@ type statusResponse struct {
 	Destinations []destinationStatus `json:"destinations"`
 	Audit        struct {
 		LastRunAt       *time.Time `json:"last_run_at,omitempty"`
-		LastError       string     `json:"last_error,omitempty"`
 		IntervalSeconds float64    `json:"interval_seconds"`
 		LookbackSeconds float64    `json:"lookback_seconds"`
 	} `json:"audit"`
@@ -57,8 +56,10 @@ type destinationStatus struct {
 	FreshnessSLASeconds         float64    `json:"freshness_sla_seconds"`
 	// PendingEvents are the events of the audited hours not in the
 	// destination yet and not yet due (last audit; 0 before it).
-	PendingEvents       int64             `json:"pending_events"`
-	Audit               *destinationAudit `json:"audit,omitempty"`
+	PendingEvents int64             `json:"pending_events"`
+	Audit         *destinationAudit `json:"audit,omitempty"`
+	// AuditError is why the last audit of this destination failed.
+	AuditError          string `json:"audit_error,omitempty"`
 	DeliveredSinceStart struct {
 		Events   int64 `json:"events"`
 		Pages    int64 `json:"pages"`
@@ -92,15 +93,9 @@ func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := now().UTC()
 		resp := statusResponse{Version: version, Now: t, Log: logStatus{Partitions: lg.Partitions()}}
-		rep := aud.last.Load()
 		resp.Audit.IntervalSeconds = aud.interval.Seconds()
 		resp.Audit.LookbackSeconds = aud.lookback.Seconds()
-		if rep != nil {
-			resp.Audit.LastRunAt = &rep.GeneratedAt
-		}
-		if e := aud.lastErr.Load(); e != nil {
-			resp.Audit.LastError = *e
-		}
+		resp.Audit.LastRunAt = aud.lastAt.Load()
 		for p := range lg.Partitions() {
 			last, cur := lg.LastOffset(p), sz.Cursor(p)
 			resp.Log.LastOffsets = append(resp.Log.LastOffsets, last)
@@ -124,10 +119,12 @@ func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
 			}
 			d.DeliveredSinceStart.Events, d.DeliveredSinceStart.Pages, d.DeliveredSinceStart.Sessions = st.Delivered[0], st.Delivered[1], st.Delivered[2]
 			d.FreshnessSLASeconds = aud.targets[i].SLA.Seconds()
-			if rep != nil {
-				res := rep.Results[i]
+			if res := aud.results[i].Load(); res != nil {
 				d.Audit = &destinationAudit{Hours: res.Hours, Total: res.Total, OldestMissing: res.OldestMissing}
 				d.PendingEvents = res.Total.Pending
+			}
+			if e := aud.errs[i].Load(); e != nil {
+				d.AuditError = *e
 			}
 			resp.Destinations = append(resp.Destinations, d)
 		}
