@@ -81,8 +81,8 @@ func stores(t *testing.T, dir string) map[string]func(t *testing.T) store {
 }
 
 // incidentConfig: org acme with destination lake at url (SLA 3s session_idle
-// + 500ms max_age + 1s grace = 4.5s), audited every second.
-func incidentConfig(t *testing.T, dir string, port int, url, more string) string {
+// + 500ms max_age + grace), audited every second.
+func incidentConfig(t *testing.T, dir string, port int, url string, grace time.Duration, more string) string {
 	return orgsConfig(t, dir, port, fmt.Sprintf(`audit: {interval: 1s, lookback: 2h}
 admin_keys: [%q]
 orgs:
@@ -92,8 +92,8 @@ orgs:
       - name: lake
         url: %q
         flush: {max_events: 200, max_age: 500ms}
-        freshness_grace: 1s
-%s`, incidentAdminKey, testKey, url, more))
+        freshness_grace: %s
+%s`, incidentAdminKey, testKey, url, grace, more))
 }
 
 // cli runs the tidemark binary and returns its stdout, stderr and exit code.
@@ -168,6 +168,21 @@ func committedEvents(t *testing.T, s store) map[string]int {
 	return counts
 }
 
+// waitCommitted waits until every id of acked is committed in s.
+func waitCommitted(t *testing.T, s store, acked map[string]bool, what string) {
+	t.Helper()
+	waitFor(t, 60*time.Second, what, func() (bool, string) {
+		c := committedEvents(t, s)
+		n := 0
+		for id := range acked {
+			if c[id] > 0 {
+				n++
+			}
+		}
+		return n == len(acked), fmt.Sprintf("%d of %d delivered", n, len(acked))
+	})
+}
+
 // checkOnce fails unless every id of want is committed exactly once and
 // nothing else is.
 func checkOnce(t *testing.T, counts map[string]int, want map[string]bool) {
@@ -221,7 +236,7 @@ func TestIncidentLostNotifications(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := mk(t)
 			port := testenv.FreePort(t)
-			cfg := incidentConfig(t, t.TempDir(), port, s.url, "")
+			cfg := incidentConfig(t, t.TempDir(), port, s.url, time.Second, "")
 			p := startProcEnv(t, cfg, port, append(s.env, "TIDEMARK_FAULT_DROP_PAGES=4"))
 			start := time.Now()
 			load := startLoad(t, p.addr, testKey, "lost-", 2, 20, 50*time.Millisecond)
@@ -303,26 +318,20 @@ func TestIncidentLostObjects(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := mk(t)
 			port := testenv.FreePort(t)
-			cfg := incidentConfig(t, t.TempDir(), port, s.url, "")
+			// A longer grace (SLA 13.5s): events of the load that runs
+			// during the backfill must stay pending, not missing, even on a
+			// slow machine.
+			cfg := incidentConfig(t, t.TempDir(), port, s.url, 10*time.Second, "")
 			p := startProcEnv(t, cfg, port, s.env)
 			start := time.Now()
 			load := startLoad(t, p.addr, testKey, "objs-", 2, 20, 50*time.Millisecond)
 			time.Sleep(3 * time.Second)
 			acked := load.Stop()
 			stopped := time.Now()
-			waitFor(t, 60*time.Second, "delivery", func() (bool, string) {
-				c := committedEvents(t, s)
-				n := 0
-				for id := range acked {
-					if c[id] > 0 {
-						n++
-					}
-				}
-				return n == len(acked), fmt.Sprintf("%d of %d delivered", n, len(acked))
-			})
+			waitCommitted(t, s, acked, "delivery")
 
 			// Past the SLA, an absent event is missing, not pending.
-			p.waitAuditedAfter(t, stopped.Add(5*time.Second))
+			p.waitAuditedAfter(t, stopped.Add(14*time.Second))
 
 			// Delete every third events file.
 			var lostFiles []string
@@ -380,6 +389,8 @@ func TestIncidentLostObjects(t *testing.T) {
 			if _, code := auditJSON(t, env, "--url", p.addr, "--from", from); code != 1 {
 				t.Fatal("the dry run changed the destination")
 			}
+			// Backfill while serve keeps accepting and delivering.
+			more := startLoad(t, p.addr, testKey, "during-", 1, 10, 100*time.Millisecond)
 			out, errOut, code := cli(t, env, "backfill", "--url", p.addr, "--from", from)
 			if code != 0 || !strings.Contains(out, fmt.Sprintf("with %d missing events", len(lost))) {
 				t.Fatalf("backfill exit %d:\n%s\n%s", code, out, errOut)
@@ -391,6 +402,10 @@ func TestIncidentLostObjects(t *testing.T) {
 			if !strings.Contains(out, "wrote 0 backfill batches") {
 				t.Fatalf("second backfill:\n%s", out)
 			}
+			for id := range more.Stop() {
+				acked[id] = true
+			}
+			waitCommitted(t, s, acked, "delivery of the load sent during the backfill")
 			p.stop()
 			if rep, code := auditJSON(t, s.env, "--config", cfg, "--from", from); code != 0 {
 				t.Fatalf("offline audit after backfill: exit %d, %+v", code, rep.Results[0].Total)
@@ -411,7 +426,7 @@ func TestIncidentFailureElsewhere(t *testing.T) {
 			s := mk(t)
 			port := testenv.FreePort(t)
 			tmp := t.TempDir()
-			cfg := incidentConfig(t, tmp, port, s.url, fmt.Sprintf(`      - name: broken
+			cfg := incidentConfig(t, tmp, port, s.url, time.Second, fmt.Sprintf(`      - name: broken
         url: file://%s
         flush: {max_age: 500ms}
         freshness_grace: 1s
@@ -426,16 +441,7 @@ func TestIncidentFailureElsewhere(t *testing.T) {
 			time.Sleep(3 * time.Second)
 			acked := load.Stop()
 			stopped := time.Now()
-			waitFor(t, 60*time.Second, "delivery to the healthy destination", func() (bool, string) {
-				c := committedEvents(t, s)
-				n := 0
-				for id := range acked {
-					if c[id] > 0 {
-						n++
-					}
-				}
-				return n == len(acked), fmt.Sprintf("%d of %d delivered", n, len(acked))
-			})
+			waitCommitted(t, s, acked, "delivery to the healthy destination")
 			t.Logf("healthy destination complete %.1fs after the load stopped", time.Since(stopped).Seconds())
 			waitFor(t, 60*time.Second, "the broken destinations reported", func() (bool, string) {
 				restarts, _ := p.metric(`tidemark_stage_restarts_total{stage="transport"}`)
