@@ -165,7 +165,7 @@ func (a *Auditor) build(t Target, p int, want map[uint64]Event, o BackfillOption
 		if err != nil {
 			return nil, fmt.Errorf("log partition %d offset %d: %w", p, off, err)
 		}
-		out := found[off].out
+		out := found[off]
 		rows = append(rows, transport.EventRow(p, &out, &rec.Event))
 	}
 	var batches []*destination.Batch

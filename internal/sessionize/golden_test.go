@@ -19,14 +19,15 @@ func TestGolden(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			g := sessionizetest.LoadGolden(t, f)
-			st := newMemStore()
+			var outs []sessionize.Output
+			st := sessionize.NewMemStore(func(o *sessionize.Output) { outs = append(outs, *o) })
 			s := sessionize.New(g.Config, st, 0)
 			for i := range g.Records {
 				if err := s.Process(uint64(i+1), 100, &g.Records[i]); err != nil {
 					t.Fatal(err)
 				}
 			}
-			got := sessionizetest.Render(st.out)
+			got := sessionizetest.Render(outs)
 			if *update {
 				sessionizetest.WriteGolden(t, g, got)
 				return
