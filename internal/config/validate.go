@@ -19,6 +19,10 @@ const (
 	MinTickInterval = 10 * time.Millisecond
 	MaxTickInterval = time.Minute
 	MinWriteKeyLen  = 16
+
+	MinWebhookSecretLen = 16
+	MaxWebhookBatch     = 10000
+	MaxWebhookTimeout   = 5 * time.Minute
 )
 
 // idPattern is the charset of org ids and destination names: they appear in
@@ -171,8 +175,67 @@ func (c *Config) validate() []*FieldError {
 			p.positive(dp+".flush.max_bytes", int64(f.MaxBytes), f.MaxBytes.String())
 			p.positive(dp+".flush.max_age", int64(f.MaxAge), f.MaxAge.String())
 		}
+		hooks := map[string]string{}
+		for j, w := range o.Webhooks {
+			wp := fmt.Sprintf("%s.webhooks[%d]", op, j)
+			switch {
+			case w.Name == "":
+				p.add(wp+".name", "must not be empty")
+			case !idPattern.MatchString(w.Name):
+				p.add(wp+".name", "%s, got %q", idHelp, w.Name)
+			case hooks[w.Name] != "":
+				p.add(wp+".name", "duplicate webhook name %q in this org (also %s)", w.Name, hooks[w.Name])
+			default:
+				hooks[w.Name] = wp + ".name"
+			}
+			if msg := checkWebhookURL(w.URL); msg != "" {
+				p.add(wp+".url", "%s", msg)
+			}
+			switch s := w.Secret.Reveal(); {
+			case s == "":
+				p.add(wp+".secret", "must not be empty: requests are signed with it (HMAC-SHA256)")
+			case len(s) < MinWebhookSecretLen:
+				p.add(wp+".secret", "must be at least %d characters, got %d", MinWebhookSecretLen, len(s))
+			}
+			for k, typ := range w.Filter.Types {
+				if !slices.Contains(eventTypes, typ) {
+					p.add(fmt.Sprintf("%s.filter.types[%d]", wp, k), "must be one of %s, got %q", strings.Join(eventTypes, ", "), typ)
+				}
+			}
+			for k, name := range w.Filter.Events {
+				if name == "" {
+					p.add(fmt.Sprintf("%s.filter.events[%d]", wp, k), "must not be empty")
+				}
+			}
+			if w.BatchSize < 1 || w.BatchSize > MaxWebhookBatch {
+				p.add(wp+".batch_size", "must be between 1 and %d, got %d", MaxWebhookBatch, w.BatchSize)
+			}
+			if w.Timeout.D() <= 0 || w.Timeout.D() > MaxWebhookTimeout {
+				p.add(wp+".timeout", "must be greater than 0 and at most %s, got %s", Duration(MaxWebhookTimeout), w.Timeout)
+			}
+			p.positive(wp+".retry_for", int64(w.RetryFor), w.RetryFor.String())
+		}
 	}
 	return p
+}
+
+// eventTypes are the Segment call types a webhook filter may name (the same
+// list as event.Types; config does not import the record package).
+var eventTypes = []string{"track", "page", "screen", "identify", "group", "alias"}
+
+// checkWebhookURL returns what is wrong with a webhook URL, never its user info.
+func checkWebhookURL(raw string) string {
+	if raw == "" {
+		return "must not be empty"
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "want an http:// or https:// URL with a host, e.g. https://hooks.example.com/tidemark"
+	}
+	if u.User != nil {
+		return "must not contain credentials: the receiver authenticates requests by their signature (secret)"
+	}
+	return ""
 }
 
 // checkWriteKey returns what is wrong with k, never k itself.
