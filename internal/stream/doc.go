@@ -12,9 +12,10 @@
 //     webhook and log partition, "c" + org + "\x00" + webhook + "\x00" +
 //     partition (2 bytes, big endian) -> last handled offset (8 bytes, big
 //     endian). A cursor moves only after the receiver answered 2xx for every
-//     event up to it, or after the events were written to dead letters; it is
-//     written without fsync (a cursor lost in a power cut is older, so events
-//     are sent again: at least once), except when first created.
+//     event up to it, or after the events were written to dead letters. It is
+//     written without fsync, and the store is synced every 200 ms: a crash
+//     loses at most that much cursor progress, and those events are sent
+//     again (at least once). A new cursor is fsynced when created.
 //   - data_dir/stream/dead-letters/<org>/<webhook>/p<PPP>-<first>-<last>.json:
 //     batches a webhook did not accept within its retry window (or refused
 //     with a permanent 4xx), and records of poison events that could not be

@@ -73,6 +73,7 @@ func parseFaults(v string) Faults {
 type Stream struct {
 	o      Options
 	hooks  []*hook
+	dirty  atomic.Bool // a cursor was written since the last sync
 	m      metrics
 	active *active
 }
@@ -216,6 +217,9 @@ func (s *Stream) Run(ctx context.Context) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	goSafe(g, func() error { return s.runLive(gctx) })
+	if len(s.hooks) > 0 {
+		goSafe(g, func() error { return s.syncCursors(gctx, db) })
+	}
 	for _, h := range s.hooks {
 		for p := range s.o.Log.Partitions() {
 			goSafe(g, func() error { return s.runWebhook(gctx, db, h, p) })
@@ -229,6 +233,27 @@ func (s *Stream) Run(ctx context.Context) error {
 		err = errors.New("stream stopped")
 	}
 	return err
+}
+
+// cursorSyncInterval bounds what a crash makes a webhook send again: cursor
+// writes are not fsynced one by one, but the store's WAL is synced this often.
+const cursorSyncInterval = 200 * time.Millisecond
+
+func (s *Stream) syncCursors(ctx context.Context, db *pebble.DB) error {
+	t := time.NewTicker(cursorSyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if s.dirty.Swap(false) {
+				if err := db.LogData(nil, pebble.Sync); err != nil {
+					return fmt.Errorf("sync webhook cursors: %w", err)
+				}
+			}
+		}
+	}
 }
 
 // goSafe runs fn in g, turning a panic into an error so that the supervisor
@@ -362,6 +387,7 @@ func (s *Stream) runWebhook(ctx context.Context, db *pebble.DB, h *hook, p int) 
 		if err := db.Set(cursorKey(h, p), binary.BigEndian.AppendUint64(nil, off), opts); err != nil {
 			return fmt.Errorf("store webhook cursor: %w", err)
 		}
+		s.dirty.Store(true)
 		return nil
 	}
 	for {
