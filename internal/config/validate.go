@@ -53,6 +53,21 @@ func (p *problems) positive(path string, v int64, show string) {
 	}
 }
 
+// name checks the name of a destination or webhook at path, unique among
+// seen (name -> path) of its org.
+func (p *problems) name(path, name, what string, seen map[string]string) {
+	switch {
+	case name == "":
+		p.add(path, "must not be empty")
+	case !idPattern.MatchString(name):
+		p.add(path, "%s, got %q", idHelp, name)
+	case seen[name] != "":
+		p.add(path, "duplicate %s name %q in this org (also %s)", what, name, seen[name])
+	default:
+		seen[name] = path
+	}
+}
+
 func (c *Config) validate() []*FieldError {
 	var p problems
 
@@ -141,16 +156,7 @@ func (c *Config) validate() []*FieldError {
 		names := map[string]string{}
 		for j, d := range o.Destinations {
 			dp := fmt.Sprintf("%s.destinations[%d]", op, j)
-			switch {
-			case d.Name == "":
-				p.add(dp+".name", "must not be empty")
-			case !idPattern.MatchString(d.Name):
-				p.add(dp+".name", "%s, got %q", idHelp, d.Name)
-			case names[d.Name] != "":
-				p.add(dp+".name", "duplicate destination name %q in this org (also %s)", d.Name, names[d.Name])
-			default:
-				names[d.Name] = dp + ".name"
-			}
+			p.name(dp+".name", d.Name, "destination", names)
 			if key, msg := checkURL(d.URL); msg != "" {
 				p.add(dp+".url", "%s", msg)
 			} else if prev := urls[key]; prev != "" {
@@ -178,16 +184,7 @@ func (c *Config) validate() []*FieldError {
 		hooks := map[string]string{}
 		for j, w := range o.Webhooks {
 			wp := fmt.Sprintf("%s.webhooks[%d]", op, j)
-			switch {
-			case w.Name == "":
-				p.add(wp+".name", "must not be empty")
-			case !idPattern.MatchString(w.Name):
-				p.add(wp+".name", "%s, got %q", idHelp, w.Name)
-			case hooks[w.Name] != "":
-				p.add(wp+".name", "duplicate webhook name %q in this org (also %s)", w.Name, hooks[w.Name])
-			default:
-				hooks[w.Name] = wp + ".name"
-			}
+			p.name(wp+".name", w.Name, "webhook", hooks)
 			if msg := checkWebhookURL(w.URL); msg != "" {
 				p.add(wp+".url", "%s", msg)
 			}

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tidemark/tidemark/internal/event"
+	"github.com/tidemark/tidemark/internal/eventlog"
 )
 
 // Log is what the stream reads: *eventlog.Log.
@@ -205,7 +206,7 @@ func (s *Stream) Hold(p int) (uint64, bool) {
 
 // Run follows the log until ctx ends. It returns nil only when ctx ends.
 func (s *Stream) Run(ctx context.Context) error {
-	db, err := pebble.Open(filepath.Join(s.o.DataDir, "store", "stream"), &pebble.Options{Logger: quietLogger{s.o.Logger}})
+	db, err := pebble.Open(filepath.Join(s.o.DataDir, "store", "stream"), &pebble.Options{Logger: eventlog.PebbleLogger(s.o.Logger.With("store", "stream"))})
 	if err != nil {
 		return fmt.Errorf("open stream store: %w", err)
 	}
@@ -530,15 +531,4 @@ func (s *Stream) deadLetter(h *hook, d *DeadLetter, events int) error {
 	}
 	h.dead.Add(float64(events))
 	return nil
-}
-
-type quietLogger struct{ l *slog.Logger }
-
-func (q quietLogger) Infof(string, ...any) {}
-func (q quietLogger) Errorf(format string, args ...any) {
-	q.l.Error("pebble", "store", "stream", "msg", fmt.Sprintf(format, args...))
-}
-func (q quietLogger) Fatalf(format string, args ...any) {
-	q.l.Error("pebble fatal", "store", "stream", "msg", fmt.Sprintf(format, args...))
-	panic(fmt.Sprintf(format, args...))
 }
