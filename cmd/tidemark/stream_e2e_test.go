@@ -25,7 +25,10 @@ import (
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
-const hookSecret = "e2e-webhook-secret-000001"
+const (
+	hookSecret = "e2e-webhook-secret-000001"
+	adminKey   = "e2e-admin-key-00000000001"
+)
 
 // hookReceiver is a webhook receiver on loopback, in the test process. It
 // verifies every request's signature as the README tells receivers to, and
@@ -320,7 +323,15 @@ func TestWebhookEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	port := testenv.FreePort(t)
 	r := newHookReceiver(t)
-	cfg := testConfig(t, dir, port, webhookYAML("crm", r.srv.URL, "        batch_size: 20\n        timeout: 2s\n        retry_for: 4s\n"))
+	cfg := orgsConfig(t, dir, port, fmt.Sprintf(`admin_keys: [%q]
+orgs:
+  - id: acme
+    write_keys: [%q]
+    destinations:
+      - name: lake
+        url: file://%s
+        flush: {max_events: 300, max_age: 1s}
+%s`, adminKey, testKey, filepath.Join(dir, "lake"), webhookYAML("crm", r.srv.URL, "        batch_size: 20\n        timeout: 2s\n        retry_for: 6s\n")))
 	p := startProc(t, cfg, port)
 
 	// Phase 1: healthy, then 500s and Retry-After for shorter than the retry window.
@@ -355,6 +366,29 @@ func TestWebhookEndToEnd(t *testing.T) {
 	})
 	if v, _ := p.metric(`tidemark_webhook_failed_requests_total{org="acme",webhook="crm"}`); v == 0 {
 		t.Error("no failed requests counted")
+	}
+	// The status API shows it too.
+	req, _ := http.NewRequest("GET", p.addr+"/api/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status struct {
+		Stream struct {
+			Webhooks []struct {
+				Name         string
+				DeadLettered int64  `json:"dead_lettered_since_start"`
+				Failed       int64  `json:"failed_requests_since_start"`
+				LastError    string `json:"last_error"`
+			}
+		}
+	}
+	json.NewDecoder(resp.Body).Decode(&status)
+	resp.Body.Close()
+	if w := status.Stream.Webhooks; len(w) != 1 || w[0].Name != "crm" || w[0].DeadLettered != int64(len(phase2)) ||
+		w[0].Failed == 0 || !strings.Contains(w[0].LastError, "HTTP 500") {
+		t.Errorf("status API webhooks: %+v", w)
 	}
 	var list strings.Builder
 	cmd := exec.Command(binary(t), "webhooks", "dead-letters", "--config", cfg)

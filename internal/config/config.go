@@ -68,7 +68,7 @@ type Webhook struct {
 	Filter    Filter   `yaml:"filter"`     // empty: every event of the org
 	BatchSize int      `yaml:"batch_size"` // events per request; default 100
 	Timeout   Duration `yaml:"timeout"`    // per request; default 10s
-	RetryFor  Duration `yaml:"retry_for"`  // then the batch goes to dead letters; default 24h
+	RetryFor  Duration `yaml:"retry_for"`  // from an event's arrival; then its batch goes to dead letters; default 24h
 }
 
 // Filter selects events by type and event name; an empty list matches all.

@@ -173,7 +173,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	mux.Handle("GET /api/v1/status", statusHandler(cfg.AdminKeys, o.Version, lg, sz, transports, urls, o.Now))
+	mux.Handle("GET /api/v1/status", statusHandler(cfg.AdminKeys, o.Version, lg, sz, transports, urls, st, o.Now))
 	if o.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -11,6 +11,7 @@ import (
 	"github.com/tidemark/tidemark/internal/destination/blob"
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/pipeline"
+	"github.com/tidemark/tidemark/internal/stream"
 	"github.com/tidemark/tidemark/internal/transport"
 )
 
@@ -21,6 +22,25 @@ type statusResponse struct {
 	Now          time.Time           `json:"now"`
 	Log          logStatus           `json:"log"`
 	Destinations []destinationStatus `json:"destinations"`
+	// Stream is the streaming pipeline; absent when stream.enabled is false.
+	Stream *streamStatus `json:"stream,omitempty"`
+}
+
+type streamStatus struct {
+	Webhooks []webhookStatus `json:"webhooks"`
+}
+
+type webhookStatus struct {
+	Org              string     `json:"org"`
+	Name             string     `json:"name"`
+	URL              string     `json:"url"` // without user info or query
+	LagSeconds       float64    `json:"lag_seconds"`
+	BehindRecords    uint64     `json:"behind_records"`
+	DeliveredEvents  int64      `json:"delivered_since_start"`
+	DeadLetterEvents int64      `json:"dead_lettered_since_start"`
+	FailedRequests   int64      `json:"failed_requests_since_start"`
+	LastError        string     `json:"last_error,omitempty"`
+	LastErrorAt      *time.Time `json:"last_error_at,omitempty"`
 }
 
 type logStatus struct {
@@ -50,7 +70,7 @@ type destinationStatus struct {
 // statusHandler serves the operator status API, authenticated by an admin key
 // as "Authorization: Bearer KEY".
 func statusHandler(keys []config.Secret, version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
-	ts []*transport.Transport, urls []string, now func() time.Time) http.Handler {
+	ts []*transport.Transport, urls []string, st *stream.Stream, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if len(keys) == 0 {
@@ -89,6 +109,17 @@ func statusHandler(keys []config.Secret, version string, lg *eventlog.Log, sz *p
 			}
 			d.DeliveredSinceStart.Events, d.DeliveredSinceStart.Pages, d.DeliveredSinceStart.Sessions = st.Delivered[0], st.Delivered[1], st.Delivered[2]
 			resp.Destinations = append(resp.Destinations, d)
+		}
+		if st != nil {
+			resp.Stream = &streamStatus{Webhooks: []webhookStatus{}}
+			for _, h := range st.Status() {
+				ws := webhookStatus{Org: h.Org, Name: h.Name, URL: h.URL, LagSeconds: h.LagSeconds, BehindRecords: h.Behind,
+					DeliveredEvents: h.Delivered, DeadLetterEvents: h.DeadLetter, FailedRequests: h.FailedRequests, LastError: h.LastError}
+				if !h.LastErrorAt.IsZero() {
+					ws.LastErrorAt = &h.LastErrorAt
+				}
+				resp.Stream.Webhooks = append(resp.Stream.Webhooks, ws)
+			}
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -86,6 +87,50 @@ type hook struct {
 	loaded  atomic.Bool
 
 	delivered, failed, retries, dead prometheus.Counter
+
+	mu        sync.Mutex // guards the fields below
+	lastErr   string
+	lastErrAt time.Time
+	counts    [3]int64 // delivered, dead-lettered events, failed requests since start
+}
+
+// WebhookStatus is one webhook's state for the status API.
+type WebhookStatus struct {
+	Org, Name, URL        string // URL without user info or query
+	LagSeconds            float64
+	Delivered, DeadLetter int64 // events since start
+	FailedRequests        int64 // since start
+	LastError             string
+	LastErrorAt           time.Time
+	// Behind is the number of log records (all kinds) past the webhook's
+	// cursor, summed over partitions.
+	Behind uint64
+}
+
+// Status returns the state of every webhook.
+func (s *Stream) Status() []WebhookStatus {
+	var out []WebhookStatus
+	for _, h := range s.hooks {
+		st := WebhookStatus{Org: h.Org, Name: h.Name, URL: RedactURL(h.URL), LagSeconds: s.lag(h)}
+		if h.loaded.Load() {
+			for p := range h.cursor {
+				last, cur := s.o.Log.LastOffset(p), h.cursor[p].Load()
+				st.Behind += last - min(cur, last)
+			}
+		}
+		h.mu.Lock()
+		st.Delivered, st.DeadLetter, st.FailedRequests = h.counts[0], h.counts[1], h.counts[2]
+		st.LastError, st.LastErrorAt = h.lastErr, h.lastErrAt
+		h.mu.Unlock()
+		out = append(out, st)
+	}
+	return out
+}
+
+func (h *hook) count(i int, n int64) {
+	h.mu.Lock()
+	h.counts[i] += n
+	h.mu.Unlock()
 }
 
 type metrics struct {
@@ -431,7 +476,7 @@ func (s *Stream) runWebhook(ctx context.Context, db *pebble.DB, h *hook, p int) 
 		}
 		if len(items) > 0 {
 			h.pending[p].Store(oldest)
-			if err := s.deliver(ctx, h, p, items, first, last); err != nil {
+			if err := s.deliver(ctx, h, p, items, first, last, oldest); err != nil {
 				if ctx.Err() != nil {
 					return nil // the cursor stays: the batch is sent again after a restart
 				}
@@ -472,25 +517,33 @@ type wireRequest struct {
 }
 
 // deliver sends one batch until the receiver accepts it or the retry window
-// passes (then it becomes a dead letter). It returns an error only when ctx
-// ends first.
-func (s *Stream) deliver(ctx context.Context, h *hook, p int, items []json.RawMessage, first, last uint64) error {
+// passes (then it becomes a dead letter). The window runs from the arrival
+// of the batch's oldest event (received_at), so during a long outage later
+// batches are not each held for a whole window: events older than the window
+// get one attempt, then become dead letters, and the webhook keeps up with
+// the log. It returns an error only when ctx ends first.
+func (s *Stream) deliver(ctx context.Context, h *hook, p int, items []json.RawMessage, first, last uint64, oldest int64) error {
 	key := fmt.Sprintf("%s.%s.p%d.%d-%d", h.Org, h.Name, p, first, last)
 	body, err := json.Marshal(wireRequest{Org: h.Org, Webhook: h.Name, IdempotencyKey: key, Events: items})
 	if err != nil {
 		return fmt.Errorf("encode webhook request: %w", err)
 	}
-	deadline := s.o.Now().Add(h.RetryFor)
+	deadline := time.Unix(0, oldest).Add(h.RetryFor)
 	for attempt := 1; ; attempt++ {
 		err := s.o.Sender.Send(ctx, &h.Webhook, key, body, attempt)
 		if err == nil {
 			h.delivered.Add(float64(len(items)))
+			h.count(0, int64(len(items)))
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		h.failed.Inc()
+		h.mu.Lock()
+		h.counts[2]++
+		h.lastErr, h.lastErrAt = err.Error(), s.o.Now().UTC()
+		h.mu.Unlock()
 		var se *SendError
 		retryable := errors.As(err, &se) && se.Retryable
 		left := deadline.Sub(s.o.Now())
@@ -530,5 +583,6 @@ func (s *Stream) deadLetter(h *hook, d *DeadLetter, events int) error {
 		return err // the stage restarts and tries again: nothing moves past it unrecorded
 	}
 	h.dead.Add(float64(events))
+	h.count(1, int64(events))
 	return nil
 }
