@@ -83,6 +83,7 @@ type Stream struct {
 type hook struct {
 	Webhook
 	cursor  []atomic.Uint64 // per partition: last handled offset
+	start   []uint64        // per partition: the log's last offset at New, where a new webhook starts
 	pending []atomic.Int64  // per partition: received_at of the oldest undelivered event, 0 if none
 	loaded  atomic.Bool
 
@@ -143,7 +144,9 @@ type metrics struct {
 	webhookDL *prometheus.CounterVec
 }
 
-// New returns the stage and registers its metrics.
+// New returns the stage and registers its metrics. Call it before the server
+// accepts events: a webhook without a stored cursor starts with the events
+// appended after New.
 func New(o Options) (*Stream, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -195,10 +198,13 @@ func New(o Options) (*Stream, error) {
 	cs := []prometheus.Collector{s.m.live, s.m.poison, s.m.missed, s.m.pages, s.m.sessions, delivered, failed, retries, dead}
 	parts := o.Log.Partitions()
 	for _, w := range o.Webhooks {
-		h := &hook{Webhook: w, cursor: make([]atomic.Uint64, parts), pending: make([]atomic.Int64, parts),
+		h := &hook{Webhook: w, cursor: make([]atomic.Uint64, parts), pending: make([]atomic.Int64, parts), start: make([]uint64, parts),
 			delivered: delivered.WithLabelValues(w.Org, w.Name), failed: failed.WithLabelValues(w.Org, w.Name),
 			retries: retries.WithLabelValues(w.Org, w.Name), dead: dead.WithLabelValues(w.Org, w.Name)}
 		h.Filter.Org = w.Org
+		for p := range parts {
+			h.start[p] = o.Log.LastOffset(p)
+		}
 		s.m.missed.WithLabelValues(w.Org, w.Name)
 		s.hooks = append(s.hooks, h)
 		cs = append(cs, lag(prometheus.GaugeOpts{Name: "tidemark_webhook_lag_seconds",
@@ -320,15 +326,17 @@ func cursorKey(h *hook, p int) []byte {
 	return binary.BigEndian.AppendUint16(k, uint16(p))
 }
 
-// loadCursors reads h's cursors; a webhook seen for the first time starts at
-// the log's tail (the events that arrive after it was added), stored durably.
+// loadCursors reads h's cursors. A webhook seen for the first time starts
+// at the log's tail as it was at New (before the server accepted anything),
+// so it gets every event accepted after it was added; that cursor is stored
+// durably.
 func (s *Stream) loadCursors(db *pebble.DB, h *hook) error {
 	b := db.NewBatch()
 	for p := range h.cursor {
 		v, closer, err := db.Get(cursorKey(h, p))
 		switch {
 		case errors.Is(err, pebble.ErrNotFound):
-			last := s.o.Log.LastOffset(p)
+			last := h.start[p]
 			h.cursor[p].Store(last)
 			b.Set(cursorKey(h, p), binary.BigEndian.AppendUint64(nil, last), nil)
 		case err != nil:

@@ -480,3 +480,16 @@ func TestFaultsEnvIsReadOnlyWhenUnset(t *testing.T) {
 		t.Errorf("the stream's own store: %v", err)
 	}
 }
+
+// TestNewWebhookGetsEventsAcceptedBeforeRun: a new webhook starts at the log's
+// tail as of New, so events accepted before the stage's first Run (it opens
+// its store asynchronously) still reach it.
+func TestNewWebhookGetsEventsAcceptedBeforeRun(t *testing.T) {
+	r := newReceiver(t)
+	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 10, time.Minute)}, stream.Faults{})
+	want := send(t, e.log, "early", 3, 5, click)
+	stop := e.run(t)
+	defer stop()
+	waitUntil(t, 30*time.Second, "the early events", func() bool { return len(r.got()) >= len(want) })
+	checkOrder(t, r.got(), want)
+}
