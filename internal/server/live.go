@@ -47,7 +47,12 @@ func liveHandler(hub *stream.Hub, writeKeys map[string]string, adminKeys []confi
 			return
 		}
 		// Event names may contain commas: repeat event= for several.
-		sub, cancel := hub.Subscribe(stream.NewFilter(org, list(q["type"]), nonEmpty(q["event"]), list(q["device"])))
+		sub, cancel, err := hub.Subscribe(stream.NewFilter(org, list(q["type"]), nonEmpty(q["event"]), list(q["device"])))
+		if err != nil {
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		defer cancel()
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")

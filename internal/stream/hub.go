@@ -2,6 +2,7 @@ package stream
 
 import (
 	"encoding/json"
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -56,10 +57,21 @@ func NewHub(reg prometheus.Registerer) (*Hub, error) {
 	return h, nil
 }
 
+// MaxSubscribers bounds the open live-tail streams (each may buffer
+// SubscriberBuffer events).
+const MaxSubscribers = 100
+
+// ErrTooManySubscribers is returned by Subscribe beyond MaxSubscribers.
+var ErrTooManySubscribers = errors.New("too many live-tail subscribers")
+
 // Subscribe adds a subscriber; call the returned func to remove it.
-func (h *Hub) Subscribe(f Filter) (*Sub, func()) {
+func (h *Hub) Subscribe(f Filter) (*Sub, func(), error) {
 	s := &Sub{filter: f, ch: make(chan []byte, SubscriberBuffer)}
 	h.mu.Lock()
+	if len(h.subs) >= MaxSubscribers {
+		h.mu.Unlock()
+		return nil, nil, ErrTooManySubscribers
+	}
 	h.subs[s] = struct{}{}
 	h.n.Store(int32(len(h.subs)))
 	h.mu.Unlock()
@@ -72,7 +84,7 @@ func (h *Hub) Subscribe(f Filter) (*Sub, func()) {
 		}
 		h.n.Store(int32(len(h.subs)))
 		h.mu.Unlock()
-	}
+	}, nil
 }
 
 // Done is closed by Close (server shutdown): subscribers should end.

@@ -427,6 +427,11 @@ func (s *Stream) liveCounter(org, typ string) prometheus.Counter {
 
 var errBatchFull = errors.New("batch full")
 
+// MaxRequestBytes bounds a webhook request's events (and the memory of a
+// batch in flight): a batch is cut at batch_size events or once its encoded
+// events reach this size, whichever comes first.
+const MaxRequestBytes = 1 << 20
+
 // runWebhook delivers h's events of partition p, one batch at a time, in
 // offset order (so in order per device), until ctx ends.
 func (s *Stream) runWebhook(ctx context.Context, db *pebble.DB, h *hook, p int) error {
@@ -450,6 +455,7 @@ func (s *Stream) runWebhook(ctx context.Context, db *pebble.DB, h *hook, p int) 
 		var first uint64
 		var oldest int64
 		var poison *DeadLetter
+		size := 0 // encoded bytes of items
 		last := cur
 		err := s.o.Log.Scan(p, cur+1, 0, func(off uint64, val []byte) error {
 			r, err := event.Decode(val)
@@ -457,7 +463,7 @@ func (s *Stream) runWebhook(ctx context.Context, db *pebble.DB, h *hook, p int) 
 				last = off // undecodable records are reported by the live follower
 				return nil
 			}
-			if len(items) == h.BatchSize {
+			if len(items) == h.BatchSize || size >= MaxRequestBytes {
 				return errBatchFull
 			}
 			var item []byte
@@ -476,6 +482,7 @@ func (s *Stream) runWebhook(ctx context.Context, db *pebble.DB, h *hook, p int) 
 				first, oldest = off, r.Event.ReceivedAt
 			}
 			items = append(items, item)
+			size += len(item)
 			last = off
 			return nil
 		})

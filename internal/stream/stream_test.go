@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ type receiver struct {
 	srv    *httptest.Server
 	mu     sync.Mutex
 	events []stream.Item
+	sizes  []int // events per accepted request
 	reqs   int
 	bad    []string
 	// answer decides the response of request n (1-based); nil: 200.
@@ -97,6 +99,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mu.Lock()
 	r.events = append(r.events, rq.Events...)
+	r.sizes = append(r.sizes, len(rq.Events))
 	r.mu.Unlock()
 }
 
@@ -368,7 +371,7 @@ func TestWebhookDeadLetterAfterRetryWindow(t *testing.T) {
 func TestPoisonEventIsSkippedAndRecorded(t *testing.T) {
 	r := newReceiver(t)
 	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 3, time.Minute)}, stream.Faults{PanicOnEvent: "Poison"})
-	sub, unsub := e.hub.Subscribe(stream.NewFilter("acme", nil, nil, nil))
+	sub, unsub := subscribe(t, e.hub, stream.NewFilter("acme", nil, nil, nil))
 	defer unsub()
 	stop := e.run(t)
 	defer stop()
@@ -419,9 +422,9 @@ func TestPoisonEventIsSkippedAndRecorded(t *testing.T) {
 
 func TestHubDropsForSlowSubscriberAndReports(t *testing.T) {
 	e := newEnv(t, nil, stream.Faults{})
-	slow, unsub := e.hub.Subscribe(stream.NewFilter("acme", nil, nil, nil))
+	slow, unsub := subscribe(t, e.hub, stream.NewFilter("acme", nil, nil, nil))
 	defer unsub()
-	other, unsub2 := e.hub.Subscribe(stream.NewFilter("acme", nil, nil, []string{"d1"}))
+	other, unsub2 := subscribe(t, e.hub, stream.NewFilter("acme", nil, nil, []string{"d1"}))
 	defer unsub2()
 	stop := e.run(t)
 	defer stop()
@@ -492,4 +495,60 @@ func TestNewWebhookGetsEventsAcceptedBeforeRun(t *testing.T) {
 	defer stop()
 	waitUntil(t, 30*time.Second, "the early events", func() bool { return len(r.got()) >= len(want) })
 	checkOrder(t, r.got(), want)
+}
+
+func subscribe(t *testing.T, h *stream.Hub, f stream.Filter) (*stream.Sub, func()) {
+	t.Helper()
+	sub, unsub, err := h.Subscribe(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sub, unsub
+}
+
+func TestHubLimitsSubscribers(t *testing.T) {
+	e := newEnv(t, nil, stream.Faults{})
+	var unsubs []func()
+	for range stream.MaxSubscribers {
+		_, u := subscribe(t, e.hub, stream.Filter{})
+		unsubs = append(unsubs, u)
+	}
+	if _, _, err := e.hub.Subscribe(stream.Filter{}); err != stream.ErrTooManySubscribers {
+		t.Errorf("subscriber %d: %v", stream.MaxSubscribers+1, err)
+	}
+	unsubs[0]()
+	_, u, err := e.hub.Subscribe(stream.Filter{})
+	if err != nil {
+		t.Errorf("after one left: %v", err)
+	}
+	u()
+}
+
+// TestWebhookRequestSizeIsBounded: large events cut a batch before
+// batch_size, so a request (and a batch in memory) stays near
+// MaxRequestBytes.
+func TestWebhookRequestSizeIsBounded(t *testing.T) {
+	r := newReceiver(t)
+	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 10000, time.Minute)}, stream.Faults{})
+	pad := strings.Repeat("x", 100<<10)
+	var want []string
+	for i := range 25 {
+		now := time.Now().UnixNano()
+		id := fmt.Sprintf("big-d0-%04d", i)
+		if err := e.log.Append(t.Context(), []event.Event{{ID: id, Org: "acme", Device: "d0", Type: "track", Name: "Big",
+			ReceivedAt: now, EventTime: now, Properties: []byte(`{"pad":"` + pad + `"}`)}}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, id)
+	}
+	stop := e.run(t)
+	defer stop()
+	waitUntil(t, 30*time.Second, "every big event", func() bool { return len(r.got()) >= len(want) })
+	checkOrder(t, r.got(), want)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	limit := stream.MaxRequestBytes/(100<<10) + 1 // the item that reaches the limit is the last
+	if len(r.sizes) < 3 || slices.Max(r.sizes) > limit {
+		t.Errorf("events per request %v, want at most %d of ~100 KiB each", r.sizes, limit)
+	}
 }

@@ -73,7 +73,10 @@ func TestReplayIsByteIdenticalWithStreaming(t *testing.T) {
 			var liveSeen atomic.Int64
 			side := func(ctx context.Context, l *eventlog.Log) (<-chan struct{}, func()) {
 				st := newStream(l)
-				sub, unsub := hub.Subscribe(stream.NewFilter("", nil, nil, nil))
+				sub, unsub, err := hub.Subscribe(stream.NewFilter("", nil, nil, nil))
+				if err != nil {
+					t.Fatal(err)
+				}
 				var wg sync.WaitGroup
 				wg.Add(3)
 				go func() { // the live tail's one subscriber
