@@ -501,8 +501,8 @@ func TestStreamIsolationPoison(t *testing.T) {
 	dir := t.TempDir()
 	port := testenv.FreePort(t)
 	r := newHookReceiver(t)
-	p := startProcEnv(t, testConfig(t, dir, port, webhookYAML("crm", r.srv.URL, "")), port,
-		[]string{stream.FaultsEnv + "=stream-panic-on-event=Poison"})
+	cfg := testConfig(t, dir, port, webhookYAML("crm", r.srv.URL, ""))
+	p := startProcEnv(t, cfg, port, []string{stream.FaultsEnv + "=stream-panic-on-event=Poison"})
 	live := openLive(t, p.addr, testKey, "")
 	var batch []string
 	want := map[string]bool{}
@@ -564,6 +564,12 @@ func TestStreamIsolationPoison(t *testing.T) {
 	sort.Strings(recorded)
 	if strings.Join(recorded, ",") != strings.Join(poison, ",") {
 		t.Errorf("poison records %v, want %v", recorded, poison)
+	}
+	// Replay reports poison records and keeps them; nothing else to send.
+	out, err := exec.Command(binary(t), "webhooks", "replay", "--config", cfg).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "poison event "+poison[0]+" cannot be replayed") ||
+		!strings.Contains(string(out), fmt.Sprintf("0 failed, %d skipped", len(poison))) {
+		t.Errorf("replay of poison records: %v\n%s", err, out)
 	}
 	if v, _ := p.metric(`tidemark_stage_restarts_total{stage="sessionizer"}`); v != 0 {
 		t.Errorf("the batch pipeline restarted %v times", v)
