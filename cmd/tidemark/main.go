@@ -34,6 +34,8 @@ commands:
   serve     run the collector and pipeline (no flags: embedded defaults)
   audit     compare the events accepted with what each destination holds, per hour
   backfill  deliver exactly the events the audit finds missing
+  tail      print the live tail of a running tidemark (events as they arrive)
+  webhooks  list (dead-letters) or re-send (replay) webhook dead letters
   loadgen   send Segment batches to a running tidemark and report throughput
   version   print the version
 Run 'tidemark <command> -h' for a command's flags.
@@ -54,6 +56,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = serve(ctx, args[1:], stdout, stderr)
+	case "tail":
+		err = tailCmd(ctx, args[1:], stdout, stderr)
+	case "webhooks":
+		err = webhooks(ctx, args[1:], stdout, stderr)
 	case "loadgen":
 		err = loadgen(ctx, args[1:], stdout, stderr)
 	case "audit":

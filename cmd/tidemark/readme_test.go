@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/internal/stream"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
@@ -92,5 +93,42 @@ orgs:
 	}
 	if s := results[1].Rows; len(s) != 1 || s[0]["entry_url"] != "https://shop.test/" || fmt.Sprint(s[0]["event_count"]) != "3" || fmt.Sprint(s[0]["page_count"]) != "1" {
 		t.Errorf("README query 2 rows: %v", results[1].Rows)
+	}
+}
+
+// TestReadmeSignatureSnippets checks the README's webhook signature
+// verification snippets: the Go one is the function the webhook tests verify
+// every request with, and the Node one, run by node, accepts a signature made
+// by tidemark and rejects a tampered body, a wrong secret and a stale time.
+func TestReadmeSignatureSnippets(t *testing.T) {
+	goSnippet := readmeBlock(t, "go", "func verifySignature(")
+	src, err := os.ReadFile("stream_e2e_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(src), goSnippet) {
+		t.Errorf("README's Go snippet differs from verifySignature in stream_e2e_test.go:\n%s", goSnippet)
+	}
+	now := time.Now()
+	body := []byte(`{"org":"acme","webhook":"crm","events":[]}`)
+	header := stream.Sign([]byte(hookSecret), now, body)
+	if !verifySignature(hookSecret, header, body, now) {
+		t.Error("Go snippet rejects a valid signature")
+	}
+
+	js := readmeBlock(t, "js", "createHmac")
+	script := filepath.Join(t.TempDir(), "verify.mjs")
+	os.WriteFile(script, []byte(js+`
+const [secret, header, body, nowMs] = process.argv.slice(2)
+console.log(JSON.stringify([
+  verifySignature(secret, header, Buffer.from(body), Number(nowMs)),
+  verifySignature(secret, header, Buffer.from(body + ' '), Number(nowMs)),
+  verifySignature(secret + 'x', header, Buffer.from(body), Number(nowMs)),
+  verifySignature(secret, header, Buffer.from(body), Number(nowMs) + 600000),
+]))
+`), 0o600)
+	out := testenv.RunNode(t, script, hookSecret, header, string(body), fmt.Sprint(now.UnixMilli()))
+	if got := strings.TrimSpace(string(out)); got != "[true,false,false,false]" {
+		t.Errorf("Node snippet: valid, tampered, wrong secret, stale = %s, want [true,false,false,false]", got)
 	}
 }

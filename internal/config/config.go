@@ -15,6 +15,7 @@ type Config struct {
 	Ingest   Ingest   `yaml:"ingest"`
 	Sessions Sessions `yaml:"sessions"`
 	Audit    Audit    `yaml:"audit"`
+	Stream   Stream   `yaml:"stream"`
 	// AdminKeys authenticate the operator API (GET /api/v1/status) as
 	// "Authorization: Bearer KEY". None: the API answers 404.
 	AdminKeys []Secret `yaml:"admin_keys,omitempty" json:",omitempty"`
@@ -51,11 +52,37 @@ type Audit struct {
 	Lookback Duration `yaml:"lookback"` // hours audited by each run; default 6h
 }
 
-// Org is one tenant: its write keys and destinations.
+// Stream configures the streaming pipeline (live tail, webhooks, live
+// metrics). It reads the log with its own cursors and keeps its own state; the
+// batch pipeline never depends on it.
+type Stream struct {
+	Enabled bool `yaml:"enabled"` // default true
+}
+
+// Org is one tenant: its write keys, destinations and webhooks.
 type Org struct {
 	ID           string        `yaml:"id"`
 	WriteKeys    []Secret      `yaml:"write_keys"`
 	Destinations []Destination `yaml:"destinations"`
+	Webhooks     []Webhook     `yaml:"webhooks,omitempty" json:",omitempty"`
+}
+
+// Webhook is one HTTP endpoint that receives an org's events in real time
+// (the streaming pipeline: at least once, in order per device).
+type Webhook struct {
+	Name      string   `yaml:"name"`
+	URL       string   `yaml:"url"`        // http:// or https://, no user info
+	Secret    Secret   `yaml:"secret"`     // HMAC-SHA256 signing key, at least 16 characters
+	Filter    Filter   `yaml:"filter"`     // empty: every event of the org
+	BatchSize int      `yaml:"batch_size"` // events per request; default 100
+	Timeout   Duration `yaml:"timeout"`    // per request; default 10s
+	RetryFor  Duration `yaml:"retry_for"`  // from an event's arrival; then its batch goes to dead letters; default 24h
+}
+
+// Filter selects events by type and event name; an empty list matches all.
+type Filter struct {
+	Types  []string `yaml:"types,omitempty" json:",omitempty"`
+	Events []string `yaml:"events,omitempty" json:",omitempty"` // track event / page name
 }
 
 // Destination is one place an org's tables are delivered to.
@@ -123,7 +150,15 @@ func Default() *Config {
 			Interval: Duration(5 * time.Minute),
 			Lookback: Duration(6 * time.Hour),
 		},
+		Stream: Stream{Enabled: true},
 	}
+}
+
+// NewWebhook returns a webhook with the default batch size (100), timeout
+// (10s) and retry window (24h).
+func NewWebhook(name, url string, secret Secret) Webhook {
+	return Webhook{Name: name, URL: url, Secret: secret, BatchSize: 100,
+		Timeout: Duration(10 * time.Second), RetryFor: Duration(24 * time.Hour)}
 }
 
 // NewDestination returns a destination with the default format (parquet),

@@ -21,13 +21,14 @@ var update = flag.Bool("update", false, "rewrite testdata/*.bad.yml.err from the
 // testEnv is the environment the testdata files are loaded with, fixed so that
 // the golden files do not depend on the machine's environment.
 var testEnv = map[string]string{
-	"TIDEMARK_TEST_KEY":           "env-key-000000000001",
-	"TIDEMARK_TEST_PARTITIONS":    "16",
-	"TIDEMARK_TEST_NOT_A_NUMBER":  "abc",
-	"TIDEMARK_TEST_EMPTY":         "",
-	"TIDEMARK_ACME_WRITE_KEY":     "example-key-00000000001",
-	"TIDEMARK_ADMIN_KEY":          "example-admin-key-000001",
-	"TIDEMARK_ACME_WRITE_KEY_ALT": "unused",
+	"TIDEMARK_TEST_KEY":            "env-key-000000000001",
+	"TIDEMARK_TEST_PARTITIONS":     "16",
+	"TIDEMARK_TEST_NOT_A_NUMBER":   "abc",
+	"TIDEMARK_TEST_EMPTY":          "",
+	"TIDEMARK_ACME_WRITE_KEY":      "example-key-00000000001",
+	"TIDEMARK_ADMIN_KEY":           "example-admin-key-000001",
+	"TIDEMARK_ACME_WRITE_KEY_ALT":  "unused",
+	"TIDEMARK_ACME_WEBHOOK_SECRET": "example-webhook-secret-01",
 }
 
 func lookupTestEnv(name string) (string, bool) {
@@ -99,6 +100,10 @@ func TestBadConfigsDoNotRevealWriteKeys(t *testing.T) {
 			t.Errorf("error reveals write key %q:\n%v", key, err)
 		}
 	}
+	_, err = parseFile(t, "testdata/webhooks.bad.yml")
+	if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "short") {
+		t.Errorf("error reveals a webhook credential:\n%v", err)
+	}
 	_, err = parseFile(t, "testdata/destinations.bad.yml")
 	if err == nil || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "AKIAEXAMPLE") {
 		t.Errorf("error reveals URL credentials:\n%v", err)
@@ -124,6 +129,7 @@ func TestGood(t *testing.T) {
 		Ingest:   Ingest{MaxBodyBytes: 8 * MiB, MaxEventBytes: 64 * KiB, MaxPending: 5000},
 		Sessions: Sessions{PageIdle: Duration(10 * time.Minute), SessionIdle: Duration(90 * time.Minute)},
 		Audit:    Audit{Interval: Duration(2 * time.Minute), Lookback: Duration(3 * time.Hour)},
+		Stream:   Stream{Enabled: false},
 		Orgs: []Org{
 			{
 				ID:        "acme",
@@ -142,6 +148,12 @@ func TestGood(t *testing.T) {
 					withCompression(NewDestination("s3", "s3://bucket/prefix?region=eu-west-1"), "snappy"),
 					withCompression(NewDestination("gs", "gs://bucket"), "none"),
 					withCompression(NewDestination("az", "azblob://container/x"), "gzip"),
+				},
+				Webhooks: []Webhook{
+					{Name: "crm", URL: "https://hooks.example.com/tidemark", Secret: "env-key-000000000001",
+						Filter:    Filter{Types: []string{"track", "page"}, Events: []string{"Signed Up"}},
+						BatchSize: 10, Timeout: Duration(2 * time.Second), RetryFor: Duration(time.Hour)},
+					NewWebhook("all", "http://127.0.0.1:9999/hook", "all-events-secret-0001"),
 				},
 			},
 		},

@@ -230,6 +230,17 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetString(n.Value)
+	case reflect.Bool:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+			d.fail(n, path, "expected true or false, got %s", kindName(n))
+			return
+		}
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			d.fail(n, path, "expected true or false, got %s", kindName(n))
+			return
+		}
+		v.SetBool(b)
 	case reflect.Int, reflect.Int64, reflect.Int32:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
 			d.fail(n, path, "expected an integer, got %s", kindName(n))
@@ -396,7 +407,10 @@ func (d *decoder) merge(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
-var destinationType = reflect.TypeFor[Destination]()
+var (
+	destinationType = reflect.TypeFor[Destination]()
+	webhookType     = reflect.TypeFor[Webhook]()
+)
 
 func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.SequenceNode {
@@ -416,6 +430,9 @@ func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string) {
 			def := NewDestination("", "")
 			def.Format, def.Compression = "", "" // see fillFormatDefaults
 			el.Set(reflect.ValueOf(def))
+		}
+		if el.Type() == webhookType {
+			el.Set(reflect.ValueOf(NewWebhook("", "", "")))
 		}
 		d.decode(e, el, ep)
 	}

@@ -19,6 +19,10 @@ const (
 	MinTickInterval = 10 * time.Millisecond
 	MaxTickInterval = time.Minute
 	MinWriteKeyLen  = 16
+
+	MinWebhookSecretLen = 16
+	MaxWebhookBatch     = 10000
+	MaxWebhookTimeout   = 5 * time.Minute
 )
 
 // idPattern is the charset of org ids and destination names: they appear in
@@ -46,6 +50,21 @@ func (p *problems) add(path, format string, args ...any) {
 func (p *problems) positive(path string, v int64, show string) {
 	if v <= 0 {
 		p.add(path, "must be greater than 0, got %s", show)
+	}
+}
+
+// name checks the name of a destination or webhook at path, unique among
+// seen (name -> path) of its org.
+func (p *problems) name(path, name, what string, seen map[string]string) {
+	switch {
+	case name == "":
+		p.add(path, "must not be empty")
+	case !idPattern.MatchString(name):
+		p.add(path, "%s, got %q", idHelp, name)
+	case seen[name] != "":
+		p.add(path, "duplicate %s name %q in this org (also %s)", what, name, seen[name])
+	default:
+		seen[name] = path
 	}
 }
 
@@ -143,16 +162,7 @@ func (c *Config) validate() []*FieldError {
 		names := map[string]string{}
 		for j, d := range o.Destinations {
 			dp := fmt.Sprintf("%s.destinations[%d]", op, j)
-			switch {
-			case d.Name == "":
-				p.add(dp+".name", "must not be empty")
-			case !idPattern.MatchString(d.Name):
-				p.add(dp+".name", "%s, got %q", idHelp, d.Name)
-			case names[d.Name] != "":
-				p.add(dp+".name", "duplicate destination name %q in this org (also %s)", d.Name, names[d.Name])
-			default:
-				names[d.Name] = dp + ".name"
-			}
+			p.name(dp+".name", d.Name, "destination", names)
 			if key, msg := checkURL(d.URL); msg != "" {
 				p.add(dp+".url", "%s", msg)
 			} else if prev := urls[key]; prev != "" {
@@ -180,8 +190,58 @@ func (c *Config) validate() []*FieldError {
 				p.add(dp+".freshness_grace", "must not be negative, got %s", d.FreshnessGrace)
 			}
 		}
+		hooks := map[string]string{}
+		for j, w := range o.Webhooks {
+			wp := fmt.Sprintf("%s.webhooks[%d]", op, j)
+			p.name(wp+".name", w.Name, "webhook", hooks)
+			if msg := checkWebhookURL(w.URL); msg != "" {
+				p.add(wp+".url", "%s", msg)
+			}
+			switch s := w.Secret.Reveal(); {
+			case s == "":
+				p.add(wp+".secret", "must not be empty: requests are signed with it (HMAC-SHA256)")
+			case len(s) < MinWebhookSecretLen:
+				p.add(wp+".secret", "must be at least %d characters, got %d", MinWebhookSecretLen, len(s))
+			}
+			for k, typ := range w.Filter.Types {
+				if !slices.Contains(eventTypes, typ) {
+					p.add(fmt.Sprintf("%s.filter.types[%d]", wp, k), "must be one of %s, got %q", strings.Join(eventTypes, ", "), typ)
+				}
+			}
+			for k, name := range w.Filter.Events {
+				if name == "" {
+					p.add(fmt.Sprintf("%s.filter.events[%d]", wp, k), "must not be empty")
+				}
+			}
+			if w.BatchSize < 1 || w.BatchSize > MaxWebhookBatch {
+				p.add(wp+".batch_size", "must be between 1 and %d, got %d", MaxWebhookBatch, w.BatchSize)
+			}
+			if w.Timeout.D() <= 0 || w.Timeout.D() > MaxWebhookTimeout {
+				p.add(wp+".timeout", "must be greater than 0 and at most %s, got %s", Duration(MaxWebhookTimeout), w.Timeout)
+			}
+			p.positive(wp+".retry_for", int64(w.RetryFor), w.RetryFor.String())
+		}
 	}
 	return p
+}
+
+// eventTypes are the Segment call types a webhook filter may name (the same
+// list as event.Types; config does not import the record package).
+var eventTypes = []string{"track", "page", "screen", "identify", "group", "alias"}
+
+// checkWebhookURL returns what is wrong with a webhook URL, never its user info.
+func checkWebhookURL(raw string) string {
+	if raw == "" {
+		return "must not be empty"
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "want an http:// or https:// URL with a host, e.g. https://hooks.example.com/tidemark"
+	}
+	if u.User != nil {
+		return "must not contain credentials: the receiver authenticates requests by their signature (secret)"
+	}
+	return ""
 }
 
 // checkWriteKey returns what is wrong with k, never k itself.

@@ -465,6 +465,10 @@ func (l *Log) Close() error {
 
 type quietLogger struct{ l *slog.Logger }
 
+// PebbleLogger adapts l for pebble.Options.Logger: Pebble's info chatter is
+// dropped, its errors logged.
+func PebbleLogger(l *slog.Logger) pebble.Logger { return quietLogger{l} }
+
 func (q quietLogger) Infof(format string, args ...any) {}
 func (q quietLogger) Errorf(format string, args ...any) {
 	q.l.Error("pebble", "msg", fmt.Sprintf(format, args...))

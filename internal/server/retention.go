@@ -17,8 +17,10 @@ import (
 // retentionInterval is how often retention runs.
 const retentionInterval = time.Minute
 
+// runRetention applies Retain every retentionInterval. hold, when not nil,
+// is the streaming pipeline's floor: the lowest offset a webhook still needs.
 func runRetention(ctx context.Context, lg *eventlog.Log, sz *pipeline.Sessionizers, ts []*transport.Transport,
-	retention time.Duration, now func() time.Time, logger *slog.Logger) error {
+	hold func(p int) (uint64, bool), retention time.Duration, now func() time.Time, logger *slog.Logger) error {
 	t := time.NewTicker(retentionInterval)
 	defer t.Stop()
 	for {
@@ -27,7 +29,7 @@ func runRetention(ctx context.Context, lg *eventlog.Log, sz *pipeline.Sessionize
 			return nil
 		case <-t.C:
 			for p := range lg.Partitions() {
-				if err := Retain(lg, sz, ts, p, now().Add(-retention).UnixNano()); err != nil {
+				if err := Retain(lg, sz, ts, hold, p, now().Add(-retention).UnixNano()); err != nil {
 					logger.Error("retention failed", "partition", p, "err", err)
 				}
 			}
@@ -37,9 +39,10 @@ func runRetention(ctx context.Context, lg *eventlog.Log, sz *pipeline.Sessionize
 
 // Retain removes, in partition p, the output items every transport has
 // handled and the log records older than cutoff that no stage still needs:
-// not past the sessionizer's cursor, and not referenced by an output item
-// that some destination has not committed.
-func Retain(lg *eventlog.Log, sz *pipeline.Sessionizers, ts []*transport.Transport, p int, cutoff int64) error {
+// not past the sessionizer's cursor, not referenced by an output item that
+// some destination has not committed, and not at or after hold(p) (a webhook's
+// cursor; nil or false: no hold).
+func Retain(lg *eventlog.Log, sz *pipeline.Sessionizers, ts []*transport.Transport, hold func(p int) (uint64, bool), p int, cutoff int64) error {
 	handled := sz.NextSeq(p) - 1
 	for _, t := range ts {
 		prog, err := t.Progress(p)
@@ -62,6 +65,11 @@ func Retain(lg *eventlog.Log, sz *pipeline.Sessionizers, ts []*transport.Transpo
 		needed = sz.Cursor(p) + 1
 	}
 	needed = min(needed, sz.Cursor(p)+1)
+	if hold != nil {
+		if keep, ok := hold(p); ok {
+			needed = min(needed, keep)
+		}
+	}
 	first, err := lg.FirstOffset(p)
 	if err != nil || first == 0 || first >= needed {
 		return err

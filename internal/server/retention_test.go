@@ -61,7 +61,7 @@ func TestRetentionKeepsUndelivered(t *testing.T) {
 
 	// Sessionized, but not delivered: nothing may go, however old.
 	cutoff := base + 10*int64(time.Hour)
-	if err := Retain(l, sz, []*transport.Transport{tr}, 0, cutoff); err != nil {
+	if err := Retain(l, sz, []*transport.Transport{tr}, nil, 0, cutoff); err != nil {
 		t.Fatal(err)
 	}
 	if first, _ := l.FirstOffset(0); first != 1 {
@@ -74,8 +74,17 @@ func TestRetentionKeepsUndelivered(t *testing.T) {
 	waitUntil(t, func() bool { p, _ := tr.Progress(0); return p >= 100 })
 	cancel()
 	<-done
-	// ... and the delivered records past retention go, the rest stay.
-	if err := Retain(l, sz, []*transport.Transport{tr}, 0, base+50*int64(time.Second)); err != nil {
+	// A webhook that still needs offset 21 holds it and what follows...
+	webhook := func(p int) (uint64, bool) { return 21, true }
+	if err := Retain(l, sz, []*transport.Transport{tr}, webhook, 0, base+50*int64(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := l.FirstOffset(0); first != 21 {
+		t.Fatalf("first offset with a webhook holding 21 = %d, want 21", first)
+	}
+	// ... and once it has moved on (or streaming is off), the delivered
+	// records past retention go, the rest stay.
+	if err := Retain(l, sz, []*transport.Transport{tr}, nil, 0, base+50*int64(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if first, _ := l.FirstOffset(0); first != 51 {

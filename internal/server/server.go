@@ -27,6 +27,7 @@ import (
 	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/pipeline"
 	"github.com/tidemark/tidemark/internal/sessionize"
+	"github.com/tidemark/tidemark/internal/stream"
 	"github.com/tidemark/tidemark/internal/transport"
 )
 
@@ -153,9 +154,28 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		MaxBodyBytes: int64(cfg.Ingest.MaxBodyBytes), MaxEventBytes: int64(cfg.Ingest.MaxEventBytes),
 		Now: o.Now, Registerer: reg, Logger: logger,
 	})
+	// The streaming pipeline: its own cursors and store, nothing the batch
+	// pipeline reads. Off, it neither serves the live tail nor holds retention.
+	var st *stream.Stream
+	var hub *stream.Hub
+	if cfg.Stream.Enabled {
+		if hub, err = stream.NewHub(reg); err != nil {
+			return err
+		}
+		st, err = stream.New(stream.Options{
+			Log: lg, DataDir: cfg.DataDir, Webhooks: Webhooks(cfg), Hub: hub,
+			PageIdle: cfg.Sessions.PageIdle.D(), SessionIdle: cfg.Sessions.SessionIdle.D(),
+			Sender:     stream.NewSender("tidemark-webhook/"+o.Version, o.Now),
+			Registerer: reg, Logger: logger, Now: o.Now,
+		})
+		if err != nil {
+			return err
+		}
+	}
 	var ready atomic.Bool
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", coll)
+	mux.Handle("GET /v1/live", liveHandler(hub, keys, cfg.AdminKeys, logger))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -167,7 +187,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	})
 	aud := newAuditor(audit.Options{Log: lg, DedupeWindow: cfg.Log.DedupeWindow.D(), Now: o.Now}, targets, transports, cfg, reg, logger)
 	admin := func(h http.Handler) http.Handler { return requireAdmin(cfg.AdminKeys, h) }
-	mux.Handle("GET /api/v1/status", admin(statusHandler(o.Version, lg, sz, transports, urls, aud, o.Now)))
+	mux.Handle("GET /api/v1/status", admin(statusHandler(o.Version, lg, sz, transports, urls, aud, st, o.Now)))
 	mux.Handle("GET /api/v1/audit", admin(http.HandlerFunc(aud.auditHandler)))
 	mux.Handle("POST /api/v1/backfill", admin(http.HandlerFunc(aud.backfillHandler)))
 	if o.Pprof {
@@ -179,13 +199,16 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	if hub != nil {
+		srv.RegisterOnShutdown(hub.Close) // end live-tail streams, or Shutdown would wait for them
+	}
 	fmt.Fprintf(o.Out, "tidemark: listening on http://%s\n", ln.Addr())
 	logger.Info("serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "partitions", cfg.Log.Partitions, "destinations", len(transports))
 
 	restarts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_stage_restarts_total",
-		Help: "Stages of the batch pipeline restarted after an error or panic (each is also logged)."}, []string{"stage"})
+		Help: "Stages restarted after an error or panic (each is also logged)."}, []string{"stage"})
 	reg.MustRegister(restarts)
-	for _, stage := range []string{"sessionizer", "transport", "auditor"} {
+	for _, stage := range []string{"sessionizer", "transport", "auditor", "stream"} {
 		restarts.WithLabelValues(stage) // export 0 from the start, so increase() sees the first restart
 	}
 	runCtx, stop := context.WithCancel(ctx)
@@ -197,8 +220,13 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		stages.Go(func() error { return supervise(stagesCtx, "transport", t.Run, restarts, logger) })
 	}
 	stages.Go(func() error { return supervise(stagesCtx, "auditor", aud.run, restarts, logger) })
+	var hold func(p int) (uint64, bool)
+	if st != nil {
+		stages.Go(func() error { return supervise(stagesCtx, "stream", st.Run, restarts, logger) })
+		hold = st.Hold
+	}
 	stages.Go(func() error {
-		return runRetention(stagesCtx, lg, sz, transports, cfg.Log.Retention.D(), o.Now, logger)
+		return runRetention(stagesCtx, lg, sz, transports, hold, cfg.Log.Retention.D(), o.Now, logger)
 	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -270,4 +298,17 @@ func runRecovered(ctx context.Context, run func(context.Context) error) (err err
 		return err
 	}
 	return errors.New("stage returned before shutdown")
+}
+
+// Webhooks returns the webhooks of cfg as the stream uses them.
+func Webhooks(cfg *config.Config) []stream.Webhook {
+	var out []stream.Webhook
+	for _, org := range cfg.Orgs {
+		for _, w := range org.Webhooks {
+			out = append(out, stream.Webhook{Org: org.ID, Name: w.Name, URL: w.URL, Secret: []byte(w.Secret.Reveal()),
+				Filter:    stream.NewFilter(org.ID, w.Filter.Types, w.Filter.Events, nil),
+				BatchSize: w.BatchSize, Timeout: w.Timeout.D(), RetryFor: w.RetryFor.D()})
+		}
+	}
+	return out
 }

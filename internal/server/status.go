@@ -12,6 +12,7 @@ import (
 	"github.com/tidemark/tidemark/internal/destination/blob"
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/pipeline"
+	"github.com/tidemark/tidemark/internal/stream"
 	"github.com/tidemark/tidemark/internal/transport"
 )
 
@@ -27,6 +28,8 @@ type statusResponse struct {
 		IntervalSeconds float64    `json:"interval_seconds"`
 		LookbackSeconds float64    `json:"lookback_seconds"`
 	} `json:"audit"`
+	// Stream is the streaming pipeline; absent when stream.enabled is false.
+	Stream *streamStatus `json:"stream,omitempty"`
 }
 
 // destinationAudit is the last background audit of a destination.
@@ -34,6 +37,23 @@ type destinationAudit struct {
 	Hours         []audit.Hour `json:"hours"`
 	Total         audit.Hour   `json:"total"`
 	OldestMissing *time.Time   `json:"oldest_missing,omitempty"`
+}
+
+type streamStatus struct {
+	Webhooks []webhookStatus `json:"webhooks"`
+}
+
+type webhookStatus struct {
+	Org              string     `json:"org"`
+	Name             string     `json:"name"`
+	URL              string     `json:"url"` // without user info or query
+	LagSeconds       float64    `json:"lag_seconds"`
+	BehindRecords    uint64     `json:"behind_records"`
+	DeliveredEvents  int64      `json:"delivered_since_start"`
+	DeadLetterEvents int64      `json:"dead_lettered_since_start"`
+	FailedRequests   int64      `json:"failed_requests_since_start"`
+	LastError        string     `json:"last_error,omitempty"`
+	LastErrorAt      *time.Time `json:"last_error_at,omitempty"`
 }
 
 type logStatus struct {
@@ -89,7 +109,7 @@ func requireAdmin(keys []config.Secret, h http.Handler) http.Handler {
 
 // statusHandler serves the operator status API.
 func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
-	ts []*transport.Transport, urls []string, aud *auditor, now func() time.Time) http.Handler {
+	ts []*transport.Transport, urls []string, aud *auditor, st *stream.Stream, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := now().UTC()
 		resp := statusResponse{Version: version, Now: t, Log: logStatus{Partitions: lg.Partitions()}}
@@ -103,21 +123,21 @@ func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
 			resp.Log.SessionizerLagRecords += last - min(cur, last)
 		}
 		for i, tr := range ts {
-			st := tr.Status()
-			d := destinationStatus{Org: st.Org, Name: st.Name, URL: blob.Redact(urls[i]), State: "up"}
-			if !st.Up {
+			ds := tr.Status()
+			d := destinationStatus{Org: ds.Org, Name: ds.Name, URL: blob.Redact(urls[i]), State: "up"}
+			if !ds.Up {
 				d.State = "failing"
 			}
-			if st.LastError != "" {
-				d.LastError, d.LastErrorOp, d.LastErrorAt = st.LastError, st.LastErrorOp, &st.LastErrorAt
+			if ds.LastError != "" {
+				d.LastError, d.LastErrorOp, d.LastErrorAt = ds.LastError, ds.LastErrorOp, &ds.LastErrorAt
 			}
-			if !st.LastCommitAt.IsZero() {
-				d.LastCommitAt = &st.LastCommitAt
+			if !ds.LastCommitAt.IsZero() {
+				d.LastCommitAt = &ds.LastCommitAt
 			}
-			if !st.OldestPending.IsZero() && t.After(st.OldestPending) {
-				d.OldestUndeliveredAgeSeconds = t.Sub(st.OldestPending).Seconds()
+			if !ds.OldestPending.IsZero() && t.After(ds.OldestPending) {
+				d.OldestUndeliveredAgeSeconds = t.Sub(ds.OldestPending).Seconds()
 			}
-			d.DeliveredSinceStart.Events, d.DeliveredSinceStart.Pages, d.DeliveredSinceStart.Sessions = st.Delivered[0], st.Delivered[1], st.Delivered[2]
+			d.DeliveredSinceStart.Events, d.DeliveredSinceStart.Pages, d.DeliveredSinceStart.Sessions = ds.Delivered[0], ds.Delivered[1], ds.Delivered[2]
 			d.FreshnessSLASeconds = aud.targets[i].SLA.Seconds()
 			if res := aud.results[i].Load(); res != nil {
 				d.Audit = &destinationAudit{Hours: res.Hours, Total: res.Total, OldestMissing: res.OldestMissing}
@@ -127,6 +147,17 @@ func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
 				d.AuditError = *e
 			}
 			resp.Destinations = append(resp.Destinations, d)
+		}
+		if st != nil {
+			resp.Stream = &streamStatus{Webhooks: []webhookStatus{}}
+			for _, h := range st.Status() {
+				ws := webhookStatus{Org: h.Org, Name: h.Name, URL: h.URL, LagSeconds: h.LagSeconds, BehindRecords: h.Behind,
+					DeliveredEvents: h.Delivered, DeadLetterEvents: h.DeadLetter, FailedRequests: h.FailedRequests, LastError: h.LastError}
+				if !h.LastErrorAt.IsZero() {
+					ws.LastErrorAt = &h.LastErrorAt
+				}
+				resp.Stream.Webhooks = append(resp.Stream.Webhooks, ws)
+			}
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

@@ -89,6 +89,18 @@ var cfg = sessionize.Config{PageIdle: 3 * time.Second, SessionIdle: 5 * time.Sec
 // It reports whether it finished.
 func runPipeline(t *testing.T, dir string, stopAfter time.Duration) bool {
 	t.Helper()
+	return runPipelineWith(t, dir, stopAfter, nil)
+}
+
+// sideStage runs beside the batch pipeline on the same log until ctx ends
+// (the streaming pipeline, in TestReplayIsByteIdenticalWithStreaming). fed
+// is closed once it has appended what it appends; wait returns when it has
+// stopped.
+type sideStage func(ctx context.Context, l *eventlog.Log) (fed <-chan struct{}, wait func())
+
+// runPipelineWith is runPipeline with a side stage (nil: none).
+func runPipelineWith(t *testing.T, dir string, stopAfter time.Duration, side sideStage) bool {
+	t.Helper()
 	l, sz, m := openPipeline(t, dir)
 	defer l.Close()
 	ctx, cancel := context.WithCancel(t.Context())
@@ -112,8 +124,21 @@ func runPipeline(t *testing.T, dir string, stopAfter time.Duration) bool {
 	for _, tr := range ts {
 		go func() { errc <- tr.Run(ctx) }()
 	}
+	fed := make(<-chan struct{})
+	if side != nil {
+		var wait func()
+		fed, wait = side(ctx, l)
+		defer wait()
+	} else {
+		fed = closedChan
+	}
 	start := time.Now()
 	done := func() bool {
+		select {
+		case <-fed:
+		default:
+			return false
+		}
 		for p := range parts {
 			if sz.Cursor(p) < l.LastOffset(p) {
 				return false
@@ -152,6 +177,8 @@ func runPipeline(t *testing.T, dir string, stopAfter time.Duration) bool {
 	}
 	return finished
 }
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // openPipeline opens dir's log with its sessionizers and transport metrics.
 func openPipeline(t *testing.T, dir string) (*eventlog.Log, *pipeline.Sessionizers, *transport.Metrics) {

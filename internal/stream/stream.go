@@ -1,0 +1,603 @@
+package stream
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tidemark/tidemark/internal/event"
+	"github.com/tidemark/tidemark/internal/eventlog"
+)
+
+// Log is what the stream reads: *eventlog.Log.
+type Log interface {
+	Partitions() int
+	LastOffset(p int) uint64
+	FirstOffset(p int) (uint64, error)
+	Scan(p int, from, to uint64, fn func(off uint64, val []byte) error) error
+	Notify() <-chan struct{}
+}
+
+// Options configure New.
+type Options struct {
+	Log      Log
+	DataDir  string // the stream keeps its state in DataDir/store/stream and DataDir/stream
+	Webhooks []Webhook
+	// PageIdle and SessionIdle define the active pages and sessions gauges.
+	PageIdle, SessionIdle time.Duration
+	Hub                   *Hub // live-tail subscribers; may be nil
+	Sender                *Sender
+	Registerer            prometheus.Registerer
+	Logger                *slog.Logger
+	Now                   func() time.Time
+	// Faults are test-only fault switches; zero means read TIDEMARK_TEST_FAULTS.
+	Faults Faults
+	// MinBackoff is the first retry delay of a webhook batch (default 500ms);
+	// it doubles per attempt up to MaxBackoff (default 1m), with jitter.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Faults are test-only fault switches (see the package doc).
+type Faults struct {
+	PanicOnEvent string // the event handler panics on events with this name
+}
+
+// FaultsEnv is the environment variable read by New when Options.Faults is zero.
+const FaultsEnv = "TIDEMARK_TEST_FAULTS"
+
+func parseFaults(v string) Faults {
+	var f Faults
+	for _, kv := range strings.Split(v, ",") {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(kv), "stream-panic-on-event="); ok {
+			f.PanicOnEvent = name
+		}
+	}
+	return f
+}
+
+// Stream is the streaming pipeline stage. Run it under a supervisor: it
+// returns an error on failure and resumes from its durable cursors.
+type Stream struct {
+	o      Options
+	hooks  []*hook
+	dirty  atomic.Bool // a cursor was written since the last sync
+	m      metrics
+	active *active
+}
+
+type hook struct {
+	Webhook
+	cursor  []atomic.Uint64 // per partition: last handled offset
+	start   []uint64        // per partition: the log's last offset at New, where a new webhook starts
+	pending []atomic.Int64  // per partition: received_at of the oldest undelivered event, 0 if none
+	loaded  atomic.Bool
+
+	delivered, failed, retries, dead prometheus.Counter
+
+	mu        sync.Mutex // guards the fields below
+	lastErr   string
+	lastErrAt time.Time
+	counts    [3]int64 // delivered, dead-lettered events, failed requests since start
+}
+
+// WebhookStatus is one webhook's state for the status API.
+type WebhookStatus struct {
+	Org, Name, URL        string // URL without user info or query
+	LagSeconds            float64
+	Delivered, DeadLetter int64 // events since start
+	FailedRequests        int64 // since start
+	LastError             string
+	LastErrorAt           time.Time
+	// Behind is the number of log records (all kinds) past the webhook's
+	// cursor, summed over partitions.
+	Behind uint64
+}
+
+// Status returns the state of every webhook.
+func (s *Stream) Status() []WebhookStatus {
+	var out []WebhookStatus
+	for _, h := range s.hooks {
+		st := WebhookStatus{Org: h.Org, Name: h.Name, URL: RedactURL(h.URL), LagSeconds: s.lag(h)}
+		if h.loaded.Load() {
+			for p := range h.cursor {
+				last, cur := s.o.Log.LastOffset(p), h.cursor[p].Load()
+				st.Behind += last - min(cur, last)
+			}
+		}
+		h.mu.Lock()
+		st.Delivered, st.DeadLetter, st.FailedRequests = h.counts[0], h.counts[1], h.counts[2]
+		st.LastError, st.LastErrorAt = h.lastErr, h.lastErrAt
+		h.mu.Unlock()
+		out = append(out, st)
+	}
+	return out
+}
+
+func (h *hook) count(i int, n int64) {
+	h.mu.Lock()
+	h.counts[i] += n
+	h.mu.Unlock()
+}
+
+type metrics struct {
+	live      *prometheus.CounterVec
+	poison    *prometheus.CounterVec
+	missed    *prometheus.CounterVec
+	liveOrgs  map[[2]string]prometheus.Counter
+	pages     *prometheus.GaugeVec
+	sessions  *prometheus.GaugeVec
+	webhookDL *prometheus.CounterVec
+}
+
+// New returns the stage and registers its metrics. Call it before the server
+// accepts events: a webhook without a stored cursor starts with the events
+// appended after New.
+func New(o Options) (*Stream, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.Sender == nil {
+		o.Sender = NewSender("tidemark-webhook", o.Now)
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 500 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = time.Minute
+	}
+	if o.Faults == (Faults{}) {
+		o.Faults = parseFaults(os.Getenv(FaultsEnv))
+	}
+	if o.Faults.PanicOnEvent != "" {
+		o.Logger.Warn("test fault injection is on: the stream panics on some events", "env", FaultsEnv)
+	}
+	s := &Stream{o: o}
+	s.m = metrics{
+		live: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_live_events_total",
+			Help: "Events seen by the streaming pipeline, within milliseconds of their commit."}, []string{"org", "type"}),
+		poison: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_stream_poison_events_total",
+			Help: "Events whose streaming handler panicked; recorded, skipped, and processing continued."}, []string{"consumer"}),
+		missed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_webhook_missed_records_total",
+			Help: "Log records a webhook never saw because retention removed them first (only while the stream was disabled)."}, []string{"org", "webhook"}),
+		liveOrgs: map[[2]string]prometheus.Counter{},
+		pages: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tidemark_active_pages",
+			Help: "Devices on a page with an event within page_idle of log time (the stream's approximation)."}, []string{"org"}),
+		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tidemark_active_sessions",
+			Help: "Devices with an event within session_idle of log time (the stream's approximation)."}, []string{"org"}),
+	}
+	delivered := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_webhook_delivered_events_total",
+		Help: "Events a webhook receiver accepted (2xx)."}, []string{"org", "webhook"})
+	failed := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_webhook_failed_requests_total",
+		Help: "Webhook requests that failed (error, timeout or non-2xx answer)."}, []string{"org", "webhook"})
+	retries := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_webhook_retries_total",
+		Help: "Webhook requests sent again after a failure."}, []string{"org", "webhook"})
+	dead := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_webhook_dead_letter_events_total",
+		Help: "Events written to dead letters after the retry window or a permanent refusal."}, []string{"org", "webhook"})
+	lag := prometheus.NewGaugeFunc // per webhook, below
+	cs := []prometheus.Collector{s.m.live, s.m.poison, s.m.missed, s.m.pages, s.m.sessions, delivered, failed, retries, dead}
+	parts := o.Log.Partitions()
+	for _, w := range o.Webhooks {
+		h := &hook{Webhook: w, cursor: make([]atomic.Uint64, parts), pending: make([]atomic.Int64, parts), start: make([]uint64, parts),
+			delivered: delivered.WithLabelValues(w.Org, w.Name), failed: failed.WithLabelValues(w.Org, w.Name),
+			retries: retries.WithLabelValues(w.Org, w.Name), dead: dead.WithLabelValues(w.Org, w.Name)}
+		h.Filter.Org = w.Org
+		for p := range parts {
+			h.start[p] = o.Log.LastOffset(p)
+		}
+		s.m.missed.WithLabelValues(w.Org, w.Name)
+		s.hooks = append(s.hooks, h)
+		cs = append(cs, lag(prometheus.GaugeOpts{Name: "tidemark_webhook_lag_seconds",
+			Help:        "Age of the oldest event a webhook has not delivered yet (0 when caught up).",
+			ConstLabels: prometheus.Labels{"org": w.Org, "webhook": w.Name}}, func() float64 { return s.lag(h) }))
+	}
+	for _, c := range []string{"live", "webhook"} {
+		s.m.poison.WithLabelValues(c)
+	}
+	for _, c := range cs {
+		if err := o.Registerer.Register(c); err != nil {
+			return nil, fmt.Errorf("register stream metrics: %w", err)
+		}
+	}
+	s.active = newActive(o.PageIdle, o.SessionIdle, s.m.pages, s.m.sessions)
+	return s, nil
+}
+
+func (s *Stream) lag(h *hook) float64 {
+	now := s.o.Now().UnixNano()
+	var oldest int64
+	for p := range h.pending {
+		if t := h.pending[p].Load(); t != 0 && (oldest == 0 || t < oldest) {
+			oldest = t
+		}
+	}
+	if oldest == 0 || oldest > now {
+		return 0
+	}
+	return time.Duration(now - oldest).Seconds()
+}
+
+// Hold returns the lowest offset of partition p that a webhook still needs
+// (retention must keep it and everything after it), and false when no
+// webhook holds anything. Before the cursors are loaded it holds everything.
+func (s *Stream) Hold(p int) (uint64, bool) {
+	var keep uint64
+	held := false
+	for _, h := range s.hooks {
+		if !h.loaded.Load() {
+			return 0, true
+		}
+		c := h.cursor[p].Load() + 1
+		if !held || c < keep {
+			keep, held = c, true
+		}
+	}
+	return keep, held
+}
+
+// Run follows the log until ctx ends. It returns nil only when ctx ends.
+func (s *Stream) Run(ctx context.Context) error {
+	db, err := pebble.Open(filepath.Join(s.o.DataDir, "store", "stream"), &pebble.Options{Logger: eventlog.PebbleLogger(s.o.Logger.With("store", "stream"))})
+	if err != nil {
+		return fmt.Errorf("open stream store: %w", err)
+	}
+	defer db.Close()
+	for _, h := range s.hooks {
+		if err := s.loadCursors(db, h); err != nil {
+			return err
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	goSafe(g, func() error { return s.runLive(gctx) })
+	if len(s.hooks) > 0 {
+		goSafe(g, func() error { return s.syncCursors(gctx, db) })
+	}
+	for _, h := range s.hooks {
+		for p := range s.o.Log.Partitions() {
+			goSafe(g, func() error { return s.runWebhook(gctx, db, h, p) })
+		}
+	}
+	err = g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err == nil {
+		err = errors.New("stream stopped")
+	}
+	return err
+}
+
+// cursorSyncInterval bounds what a crash makes a webhook send again: cursor
+// writes are not fsynced one by one, but the store's WAL is synced this often.
+const cursorSyncInterval = 200 * time.Millisecond
+
+func (s *Stream) syncCursors(ctx context.Context, db *pebble.DB) error {
+	t := time.NewTicker(cursorSyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if s.dirty.Swap(false) {
+				if err := db.LogData(nil, pebble.Sync); err != nil {
+					return fmt.Errorf("sync webhook cursors: %w", err)
+				}
+			}
+		}
+	}
+}
+
+// goSafe runs fn in g, turning a panic into an error so that the supervisor
+// restarts the stage instead of the process dying.
+func goSafe(g *errgroup.Group, fn func() error) {
+	g.Go(func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+			}
+		}()
+		return fn()
+	})
+}
+
+func cursorKey(h *hook, p int) []byte {
+	k := []byte("c" + h.Org + "\x00" + h.Name + "\x00")
+	return binary.BigEndian.AppendUint16(k, uint16(p))
+}
+
+// loadCursors reads h's cursors. A webhook seen for the first time starts
+// at the log's tail as it was at New (before the server accepted anything),
+// so it gets every event accepted after it was added; that cursor is stored
+// durably.
+func (s *Stream) loadCursors(db *pebble.DB, h *hook) error {
+	b := db.NewBatch()
+	for p := range h.cursor {
+		v, closer, err := db.Get(cursorKey(h, p))
+		switch {
+		case errors.Is(err, pebble.ErrNotFound):
+			last := h.start[p]
+			h.cursor[p].Store(last)
+			b.Set(cursorKey(h, p), binary.BigEndian.AppendUint64(nil, last), nil)
+		case err != nil:
+			return fmt.Errorf("read webhook cursor: %w", err)
+		default:
+			if len(v) == 8 {
+				h.cursor[p].Store(binary.BigEndian.Uint64(v))
+			}
+			closer.Close()
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("store webhook cursors: %w", err)
+	}
+	h.loaded.Store(true)
+	return nil
+}
+
+// handle runs fn for one event under recover: a panic makes the event poison.
+func (s *Stream) handle(consumer string, p int, off uint64, e *event.Event, fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.m.poison.WithLabelValues(consumer).Inc()
+			s.o.Logger.Error("poison event skipped: the stream handler panicked", "consumer", consumer,
+				"org", e.Org, "partition", p, "offset", off, "event_id", e.ID, "panic", fmt.Sprint(r))
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	if f := s.o.Faults.PanicOnEvent; f != "" && e.Name == f {
+		panic("test fault: stream-panic-on-event=" + f)
+	}
+	return fn()
+}
+
+// runLive follows every partition from its tail: metrics and the live tail.
+func (s *Stream) runLive(ctx context.Context) error {
+	n := s.o.Log.Partitions()
+	pos := make([]uint64, n)
+	for p := range n {
+		pos[p] = s.o.Log.LastOffset(p)
+	}
+	for {
+		notify := s.o.Log.Notify()
+		for p := range n {
+			err := s.o.Log.Scan(p, pos[p]+1, 0, func(off uint64, val []byte) error {
+				pos[p] = off
+				r, err := event.Decode(val)
+				if err != nil {
+					s.m.poison.WithLabelValues("live").Inc()
+					s.o.Logger.Error("undecodable log record skipped", "partition", p, "offset", off, "err", err)
+					return nil
+				}
+				if r.Kind != event.KindEvent {
+					s.active.observe(&r)
+					return nil
+				}
+				_ = s.handle("live", p, off, &r.Event, func() error {
+					s.liveCounter(r.Event.Org, r.Event.Type).Inc()
+					s.active.observe(&r)
+					if s.o.Hub != nil {
+						return s.o.Hub.publish(&r.Event, p, off)
+					}
+					return nil
+				})
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("follow log partition %d: %w", p, err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-notify:
+		}
+	}
+}
+
+func (s *Stream) liveCounter(org, typ string) prometheus.Counter {
+	k := [2]string{org, typ}
+	c := s.m.liveOrgs[k]
+	if c == nil {
+		c = s.m.live.WithLabelValues(org, typ)
+		s.m.liveOrgs[k] = c
+	}
+	return c
+}
+
+var errBatchFull = errors.New("batch full")
+
+// MaxRequestBytes bounds a webhook request's events (and the memory of a
+// batch in flight): a batch is cut at batch_size events or once its encoded
+// events reach this size, whichever comes first.
+const MaxRequestBytes = 1 << 20
+
+// runWebhook delivers h's events of partition p, one batch at a time, in
+// offset order (so in order per device), until ctx ends.
+func (s *Stream) runWebhook(ctx context.Context, db *pebble.DB, h *hook, p int) error {
+	cur := h.cursor[p].Load()
+	if first, err := s.o.Log.FirstOffset(p); err == nil && first > cur+1 {
+		s.m.missed.WithLabelValues(h.Org, h.Name).Add(float64(first - cur - 1))
+		s.o.Logger.Warn("webhook missed log records removed by retention", "org", h.Org, "webhook", h.Name,
+			"partition", p, "records", first-cur-1)
+	}
+	save := func(off uint64, opts *pebble.WriteOptions) error {
+		h.cursor[p].Store(off)
+		if err := db.Set(cursorKey(h, p), binary.BigEndian.AppendUint64(nil, off), opts); err != nil {
+			return fmt.Errorf("store webhook cursor: %w", err)
+		}
+		s.dirty.Store(true)
+		return nil
+	}
+	for {
+		notify := s.o.Log.Notify()
+		var items []json.RawMessage
+		var first uint64
+		var oldest int64
+		var poison *DeadLetter
+		size := 0 // encoded bytes of items
+		last := cur
+		err := s.o.Log.Scan(p, cur+1, 0, func(off uint64, val []byte) error {
+			r, err := event.Decode(val)
+			if err != nil || r.Kind != event.KindEvent || !h.Filter.Match(&r.Event) {
+				last = off // undecodable records are reported by the live follower
+				return nil
+			}
+			if len(items) == h.BatchSize || size >= MaxRequestBytes {
+				return errBatchFull
+			}
+			var item []byte
+			herr := s.handle("webhook", p, off, &r.Event, func() (err error) {
+				item, err = json.Marshal(NewItem(&r.Event, p, off))
+				return err
+			})
+			if herr != nil {
+				// The events before it are delivered first (order); then it
+				// is recorded as a dead letter and skipped.
+				poison = &DeadLetter{Org: h.Org, Webhook: h.Name, Partition: p, FirstOffset: off, LastOffset: off,
+					Error: herr.Error(), Poison: true, EventID: r.Event.ID}
+				return errBatchFull
+			}
+			if first == 0 {
+				first, oldest = off, r.Event.ReceivedAt
+			}
+			items = append(items, item)
+			size += len(item)
+			last = off
+			return nil
+		})
+		if err != nil && !errors.Is(err, errBatchFull) {
+			return fmt.Errorf("read log partition %d: %w", p, err)
+		}
+		if len(items) > 0 {
+			h.pending[p].Store(oldest)
+			if err := s.deliver(ctx, h, p, items, first, last, oldest); err != nil {
+				if ctx.Err() != nil {
+					return nil // the cursor stays: the batch is sent again after a restart
+				}
+				return err
+			}
+			h.pending[p].Store(0)
+		}
+		if poison != nil {
+			poison.FailedAt = s.o.Now().UTC()
+			if err := s.deadLetter(h, poison, 0); err != nil {
+				return err
+			}
+			last = poison.LastOffset
+		}
+		if last != cur {
+			if err := save(last, pebble.NoSync); err != nil {
+				return err
+			}
+			cur = last
+		}
+		if errors.Is(err, errBatchFull) {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-notify:
+		}
+	}
+}
+
+// wireRequest is Request with its events already encoded.
+type wireRequest struct {
+	Org            string            `json:"org"`
+	Webhook        string            `json:"webhook"`
+	IdempotencyKey string            `json:"idempotency_key"`
+	Events         []json.RawMessage `json:"events"`
+}
+
+// deliver sends one batch until the receiver accepts it or the retry window
+// passes (then it becomes a dead letter). The window runs from the arrival
+// of the batch's oldest event (received_at), so during a long outage later
+// batches are not each held for a whole window: events older than the window
+// get one attempt, then become dead letters, and the webhook keeps up with
+// the log. It returns an error only when ctx ends first.
+func (s *Stream) deliver(ctx context.Context, h *hook, p int, items []json.RawMessage, first, last uint64, oldest int64) error {
+	key := fmt.Sprintf("%s.%s.p%d.%d-%d", h.Org, h.Name, p, first, last)
+	body, err := json.Marshal(wireRequest{Org: h.Org, Webhook: h.Name, IdempotencyKey: key, Events: items})
+	if err != nil {
+		return fmt.Errorf("encode webhook request: %w", err)
+	}
+	deadline := time.Unix(0, oldest).Add(h.RetryFor)
+	for attempt := 1; ; attempt++ {
+		err := s.o.Sender.Send(ctx, &h.Webhook, key, body, attempt)
+		if err == nil {
+			h.delivered.Add(float64(len(items)))
+			h.count(0, int64(len(items)))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		h.failed.Inc()
+		h.mu.Lock()
+		h.counts[2]++
+		h.lastErr, h.lastErrAt = err.Error(), s.o.Now().UTC()
+		h.mu.Unlock()
+		var se *SendError
+		retryable := errors.As(err, &se) && se.Retryable
+		left := deadline.Sub(s.o.Now())
+		if !retryable || left <= 0 {
+			s.o.Logger.Error("webhook batch moved to dead letters", "org", h.Org, "webhook", h.Name, "partition", p,
+				"events", len(items), "attempts", attempt, "err", err)
+			return s.deadLetter(h, &DeadLetter{Org: h.Org, Webhook: h.Name, Partition: p, FirstOffset: first, LastOffset: last,
+				Events: len(items), FailedAt: s.o.Now().UTC(), Attempts: attempt, Error: err.Error(), Body: body}, len(items))
+		}
+		wait := s.backoff(attempt)
+		if se.RetryAfter > 0 {
+			wait = se.RetryAfter
+		}
+		wait = min(wait, left) // one last try at the end of the window
+		if attempt == 1 {
+			s.o.Logger.Warn("webhook request failed; retrying", "org", h.Org, "webhook", h.Name, "partition", p, "err", err, "after", wait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		h.retries.Inc()
+	}
+}
+
+// backoff is the delay before retry n (n >= 1): MinBackoff doubling up to
+// MaxBackoff, of which a random half is jitter.
+func (s *Stream) backoff(n int) time.Duration {
+	d := s.o.MinBackoff << min(n-1, 20)
+	d = min(d, s.o.MaxBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+func (s *Stream) deadLetter(h *hook, d *DeadLetter, events int) error {
+	if _, err := WriteDeadLetter(DeadLetterDir(s.o.DataDir), d); err != nil {
+		return err // the stage restarts and tries again: nothing moves past it unrecorded
+	}
+	h.dead.Add(float64(events))
+	h.count(1, int64(events))
+	return nil
+}
