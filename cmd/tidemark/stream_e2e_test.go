@@ -641,3 +641,51 @@ func TestStreamIsolationSlowWebhook(t *testing.T) {
 	}
 	os.Stdout.Sync()
 }
+
+// TestStreamDisabled: with stream.enabled false the live tail answers 503,
+// no streaming state is created, webhooks are not called, and the batch
+// pipeline delivers as usual.
+func TestStreamDisabled(t *testing.T) {
+	dir := t.TempDir()
+	port := testenv.FreePort(t)
+	r := newHookReceiver(t)
+	cfg := orgsConfig(t, dir, port, fmt.Sprintf(`stream:
+  enabled: false
+orgs:
+  - id: acme
+    write_keys: [%q]
+    destinations:
+      - name: lake
+        url: file://%s
+        flush: {max_events: 300, max_age: 1s}
+%s`, testKey, filepath.Join(dir, "lake"), webhookYAML("crm", r.srv.URL, "")))
+	p := startProc(t, cfg, port)
+	req, _ := http.NewRequest("GET", p.addr+"/v1/live", nil)
+	req.SetBasicAuth(testKey, "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("GET /v1/live with streaming disabled: %d, want 503", resp.StatusCode)
+	}
+	if code, body := post(t, p.addr+"/v1/track", []byte(`{"anonymousId":"d","event":"E","messageId":"off-1"}`), false); code != 200 {
+		t.Fatalf("ingest: %d %s", code, body)
+	}
+	waitLakeExact(t, filepath.Join(dir, "lake"), map[string]bool{"off-1": true}, 60*time.Second)
+	for _, sub := range []string{"store/stream", "stream"} {
+		if _, err := os.Stat(filepath.Join(dir, "data", sub)); !os.IsNotExist(err) {
+			t.Errorf("data/%s exists with streaming disabled (%v)", sub, err)
+		}
+	}
+	if _, ok := p.metric(`tidemark_live_events_total{org="acme",type="track"}`); ok {
+		t.Error("live metrics exported with streaming disabled")
+	}
+	r.mu.Lock()
+	if r.requests != 0 {
+		t.Errorf("webhook called %d times with streaming disabled", r.requests)
+	}
+	r.mu.Unlock()
+	p.stop()
+}

@@ -355,14 +355,18 @@ func (s *Stream) loadCursors(db *pebble.DB, h *hook) error {
 	return nil
 }
 
-// handle runs fn for one event under recover: a panic makes the event poison.
+// handle runs fn for one event under recover: a panic, or an error from fn
+// (an event that cannot be encoded), makes the event poison: it is counted
+// and logged here, and the caller skips it.
 func (s *Stream) handle(consumer string, p int, off uint64, e *event.Event, fn func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.m.poison.WithLabelValues(consumer).Inc()
-			s.o.Logger.Error("poison event skipped: the stream handler panicked", "consumer", consumer,
-				"org", e.Org, "partition", p, "offset", off, "event_id", e.ID, "panic", fmt.Sprint(r))
 			err = fmt.Errorf("panic: %v", r)
+		}
+		if err != nil {
+			s.m.poison.WithLabelValues(consumer).Inc()
+			s.o.Logger.Error("poison event skipped: the stream could not process it", "consumer", consumer,
+				"org", e.Org, "partition", p, "offset", off, "event_id", e.ID, "err", err)
 		}
 	}()
 	if f := s.o.Faults.PanicOnEvent; f != "" && e.Name == f {
@@ -386,7 +390,7 @@ func (s *Stream) runLive(ctx context.Context) error {
 				r, err := event.Decode(val)
 				if err != nil {
 					s.m.poison.WithLabelValues("live").Inc()
-					s.o.Logger.Error("undecodable log record skipped", "partition", p, "offset", off, "err", err)
+					s.o.Logger.Error("undecodable log record skipped", "consumer", "live", "partition", p, "offset", off, "err", err)
 					return nil
 				}
 				if r.Kind != event.KindEvent {
@@ -459,8 +463,19 @@ func (s *Stream) runWebhook(ctx context.Context, db *pebble.DB, h *hook, p int) 
 		last := cur
 		err := s.o.Log.Scan(p, cur+1, 0, func(off uint64, val []byte) error {
 			r, err := event.Decode(val)
-			if err != nil || r.Kind != event.KindEvent || !h.Filter.Match(&r.Event) {
-				last = off // undecodable records are reported by the live follower
+			if err != nil {
+				// Not this build's record format (or damaged): recorded and
+				// skipped, like a poison event, once the events before it
+				// are delivered.
+				s.m.poison.WithLabelValues("webhook").Inc()
+				s.o.Logger.Error("undecodable log record skipped", "consumer", "webhook", "org", h.Org, "webhook", h.Name,
+					"partition", p, "offset", off, "err", err)
+				poison = &DeadLetter{Org: h.Org, Webhook: h.Name, Partition: p, FirstOffset: off, LastOffset: off,
+					Error: err.Error(), Poison: true}
+				return errBatchFull
+			}
+			if r.Kind != event.KindEvent || !h.Filter.Match(&r.Event) {
+				last = off
 				return nil
 			}
 			if len(items) == h.BatchSize || size >= MaxRequestBytes {
