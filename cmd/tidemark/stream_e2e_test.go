@@ -578,8 +578,9 @@ func TestStreamIsolationPoison(t *testing.T) {
 }
 
 // TestStreamIsolationSlowWebhook: one webhook hangs and another answers 500
-// for the whole run. Ingest keeps answering, the live tail keeps streaming,
-// and the lake gets every event exactly once within its normal latency.
+// for two minutes under load. Ingest keeps answering, the live tail keeps
+// streaming, the lake keeps its normal latency throughout and gets every
+// event exactly once.
 func TestStreamIsolationSlowWebhook(t *testing.T) {
 	dir := t.TempDir()
 	port := testenv.FreePort(t)
@@ -591,11 +592,14 @@ func TestStreamIsolationSlowWebhook(t *testing.T) {
 	p := startProc(t, testConfig(t, dir, port, hooks), port)
 	live := openLive(t, p.addr, testKey, "")
 
-	ld := startLoad(t, p.addr, testKey, "slow-", 4, 20, 20*time.Millisecond)
-	// While the load runs and both receivers stay broken, a marker event every
-	// 3 s must be acknowledged and reach the live tail (within a generous 20 s).
+	ld := startLoad(t, p.addr, testKey, "slow-", 4, 20, 100*time.Millisecond)
+	// While the load runs and both receivers stay broken (2 minutes), a marker
+	// event every 3 s must be acknowledged and reach the live tail (within a
+	// generous 20 s), and the lake's oldest undelivered event must stay young
+	// (under a generous 20 s; flush.max_age is 1s).
 	var markers []string
-	for i := range 6 {
+	maxAge := 0.0
+	for i := range 40 {
 		time.Sleep(3 * time.Second)
 		id := fmt.Sprintf("marker-%d", i)
 		sent := time.Now()
@@ -618,7 +622,13 @@ func TestStreamIsolationSlowWebhook(t *testing.T) {
 		}
 		t.Logf("%s acknowledged after %v, on the live tail after %v", id, ack, time.Since(sent))
 		markers = append(markers, id)
+		age, ok := p.metric(`tidemark_oldest_undelivered_event_age_seconds{destination="lake",org="acme"}`)
+		if !ok || age > 20 {
+			t.Fatalf("lake delivery stalled while the webhooks are broken: oldest undelivered age %v (metric found: %v)", age, ok)
+		}
+		maxAge = max(maxAge, age)
 	}
+	t.Logf("lake's oldest undelivered age during the 2 minutes: at most %.1fs", maxAge)
 	want := ld.Stop()
 	for _, id := range markers {
 		want[id] = true
