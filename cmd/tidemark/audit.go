@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -105,7 +106,7 @@ func openOffline(ctx context.Context, f *auditFlags) (*offline, error) {
 	lg, err := eventlog.Open(cfg.DataDir, eventlog.Options{Partitions: cfg.Log.Partitions, CacheBytes: int64(cfg.Log.CacheBytes),
 		Registerer: reg, Logger: logger})
 	if err != nil {
-		if strings.Contains(err.Error(), "lock") {
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
 			return nil, fmt.Errorf("the data dir %s is in use, probably by a running tidemark: use --url and --admin-key to go through its admin API (%w)", cfg.DataDir, err)
 		}
 		return nil, err

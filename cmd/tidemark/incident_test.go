@@ -492,3 +492,31 @@ func status(t *testing.T, addr string) struct {
 	json.NewDecoder(resp.Body).Decode(&st)
 	return st
 }
+
+// TestAuditCLIErrors: mistakes get exit status 2 and a message that names
+// the problem.
+func TestAuditCLIErrors(t *testing.T) {
+	dir := t.TempDir()
+	port := testenv.FreePort(t)
+	cfg := incidentConfig(t, dir, port, "file://"+filepath.Join(dir, "lake"), time.Second, "")
+	p := startProc(t, cfg, port)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"audit", "--config", cfg}, "in use, probably by a running tidemark: use --url"},
+		{[]string{"backfill", "--config", cfg, "--from", "1h"}, "in use, probably by a running tidemark: use --url"},
+		{[]string{"backfill", "--config", cfg}, "--from is required"},
+		{[]string{"audit", "--url", p.addr}, "--url needs an admin key"},
+		{[]string{"audit", "--url", p.addr, "--admin-key", "not-the-admin-key-0001"}, "401 Unauthorized: missing or unknown admin key"},
+		{[]string{"audit", "--url", p.addr, "--admin-key", incidentAdminKey, "--org", "nope"}, `no destination matches org "nope"`},
+		{[]string{"audit", "--config", cfg, "--from", "yesterday"}, `--from: "yesterday" is not a time`},
+		{[]string{"audit", "--config", cfg, "--from", "1h", "--to", "2h"}, "must be before --to"},
+	} {
+		_, errOut, code := cli(t, nil, tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
+	p.stop()
+}
