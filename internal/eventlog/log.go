@@ -107,6 +107,16 @@ func Open(dir string, o Options) (*Log, error) {
 	// its own so that the log's volume does not pile up L0 files in front of
 	// its lookups.
 	logOpts := &pebble.Options{Cache: logCache, MemTableSize: memtable, Logger: quietLogger{o.Logger}}
+	// Every flush of the log spans all partitions (keys are partition
+	// first), so each L0 compaction rewrites the overlapping Lbase, which is
+	// most of it: compacting L0 rarely, in large steps, rewrites Lbase less
+	// often (log write amplification ~2.8 -> ~1.9 in the end-to-end
+	// benchmark). Reads are scans of few large segments, so the deeper L0
+	// costs them little; writes never stall on L0 before 200 sublevels.
+	logOpts.L0CompactionThreshold = 24
+	logOpts.L0CompactionFileThreshold = 1000
+	logOpts.L0StopWritesThreshold = 200
+	logOpts.LBaseMaxBytes = 512 << 20
 	stateOpts := &pebble.Options{Cache: cache, MemTableSize: memtable, Logger: quietLogger{o.Logger}}
 	for i := range stateOpts.Levels {
 		stateOpts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
