@@ -150,7 +150,7 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, sweep
 	dupes := sz.Dupes
 	var events, ticks int
 	err := s.log.Scan(p, h.Cursor+1, h.Cursor+s.perChunk, func(off uint64, val []byte) error {
-		rec, err := event.Decode(val)
+		rec, err := event.DecodeMeta(val) // the sessionizer never reads the raw JSON fields
 		if err != nil {
 			return fmt.Errorf("log offset %d: %w", off, err)
 		}
@@ -219,7 +219,7 @@ func (s *Sessionizers) OldestUnprocessed() int64 {
 		}
 		var t int64
 		_ = s.log.Scan(p, c+1, c+1, func(_ uint64, val []byte) error {
-			if r, err := event.Decode(val); err == nil {
+			if r, err := event.DecodeMeta(val); err == nil {
 				t = r.Time
 			}
 			return nil

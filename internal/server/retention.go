@@ -69,7 +69,7 @@ func Retain(lg *eventlog.Log, sz *pipeline.Sessionizers, ts []*transport.Transpo
 	stop := errStop{}
 	var before uint64 = first
 	err = lg.Scan(p, first, needed-1, func(off uint64, val []byte) error {
-		r, err := event.Decode(val)
+		r, err := event.DecodeMeta(val)
 		if err != nil {
 			return err
 		}
