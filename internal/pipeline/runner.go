@@ -145,7 +145,8 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, sweep
 	b := db.NewIndexedBatch()
 	defer b.Close()
 	next := *h
-	st := newStore(b, p, &next)
+	st := newStore(db, b, p, &next)
+	defer st.close()
 	sz.SetStore(st)
 	dupes := sz.Dupes
 	var events, ticks int

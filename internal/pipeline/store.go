@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -77,23 +78,70 @@ func readHeader(r pebble.Reader, p int) (header, error) {
 
 // store implements sessionize.Store over one indexed Pebble batch. Device
 // states are cached for the chunk and written once at flush.
+//
+// Dedupe lookups, nearly all misses, go to one iterator over the committed
+// state opened once per chunk, plus a map of the entries remembered in the
+// chunk: only this partition's sessionizer writes its dedupe keys, so the two
+// answer exactly what the batch would. The iterator keeps its tables'
+// iterators open from lookup to lookup and rules a table out by its bloom
+// filter, where a Get per lookup sets up and tears down an iterator for every
+// table it consults (most of the sessionizer's CPU when L0 is deep).
 type store struct {
 	b       *pebble.Batch
+	db      *pebble.DB
+	it      *pebble.Iterator // over db, opened at the first lookup
 	p       int
 	hdr     *header
 	devices map[string]*sessionize.Device // nil value: deleted
+	seen    map[string]int64              // dedupe entries remembered in this chunk
 	buf     []byte
+	key     []byte
 	emitted [5]int // outputs by sessionize.Kind
 }
 
-func newStore(b *pebble.Batch, p int, hdr *header) *store {
-	return &store{b: b, p: p, hdr: hdr, devices: make(map[string]*sessionize.Device)}
+func newStore(db *pebble.DB, b *pebble.Batch, p int, hdr *header) *store {
+	return &store{b: b, db: db, p: p, hdr: hdr, devices: make(map[string]*sessionize.Device), seen: make(map[string]int64)}
+}
+
+// lookup reads a committed key; the value is valid until the next lookup.
+func (s *store) lookup(key []byte) ([]byte, bool, error) {
+	if s.it == nil {
+		lo := stateKey(s.p, 0)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo[:3])})
+		if err != nil {
+			return nil, false, err
+		}
+		s.it = it
+	}
+	// The state store's comparer makes the whole key the prefix, so this
+	// is a point lookup that consults the tables' bloom filters.
+	if !s.it.SeekPrefixGE(key) {
+		return nil, false, s.it.Error()
+	}
+	if !bytes.Equal(s.it.Key(), key) {
+		return nil, false, nil
+	}
+	v, err := s.it.ValueAndErr()
+	return v, err == nil, err
+}
+
+// close releases the lookup iterator.
+func (s *store) close() error {
+	if s.it == nil {
+		return nil
+	}
+	err := s.it.Close()
+	s.it = nil
+	return err
 }
 
 func (s *store) Device(key string) (*sessionize.Device, error) {
 	if d, ok := s.devices[key]; ok {
 		return d, nil
 	}
+	// A Get, not the lookup iterator: a device's state is rewritten often,
+	// so older versions sit in several levels, and an iterator's seek would
+	// read a block of each where a Get stops at the newest.
 	v, c, err := s.b.Get(stateKey(s.p, 'd', []byte(key)))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
@@ -157,14 +205,14 @@ func msgKey(org, id string) []byte {
 }
 
 func (s *store) Seen(org, id string) (int64, bool, error) {
-	v, c, err := s.b.Get(stateKey(s.p, 'm', msgKey(org, id)))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, false, nil
+	s.key = append(append(append(append(s.key[:0], stateKey(s.p, 'm')...), org...), 0), id...)
+	if at, ok := s.seen[string(s.key[4:])]; ok {
+		return at, true, nil
 	}
-	if err != nil {
+	v, ok, err := s.lookup(s.key)
+	if err != nil || !ok {
 		return 0, false, err
 	}
-	defer c.Close()
 	if len(v) != 8 {
 		return 0, false, fmt.Errorf("dedupe entry: %d bytes", len(v))
 	}
@@ -172,7 +220,9 @@ func (s *store) Seen(org, id string) (int64, bool, error) {
 }
 
 func (s *store) Remember(org, id string, at int64) {
-	s.b.Set(stateKey(s.p, 'm', msgKey(org, id)), u64(uint64(at)), nil)
+	k := stateKey(s.p, 'm', msgKey(org, id))
+	s.seen[string(k[4:])] = at
+	s.b.Set(k, u64(uint64(at)), nil)
 }
 
 func (s *store) Emit(o *sessionize.Output) error {
