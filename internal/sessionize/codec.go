@@ -35,7 +35,14 @@ type dec struct {
 	b   []byte
 	err error
 	v   byte // format version being decoded
+	// all is the whole input as one string, so that decoded strings are
+	// slices of one allocation rather than one allocation each; n is its
+	// length (the offset of b in it is n-len(b)).
+	all string
+	n   int
 }
+
+func newDec(b []byte) dec { return dec{b: b, all: string(b), n: len(b)} }
 
 // Id tags (version 2).
 const (
@@ -156,9 +163,9 @@ func (d *dec) str() string {
 		d.fail("length")
 		return ""
 	}
-	s := string(d.b[:l])
+	at := d.n - len(d.b)
 	d.b = d.b[l:]
-	return s
+	return d.all[at : at+int(l)]
 }
 
 func (d *dec) byte() byte {
@@ -233,7 +240,7 @@ func MarshalDevice(dst []byte, dv *Device) []byte {
 
 // UnmarshalDevice decodes MarshalDevice's output.
 func UnmarshalDevice(b []byte) (*Device, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	if d.v = d.byte(); d.err == nil && (d.v == 0 || d.v > codecVersion) {
 		return nil, fmt.Errorf("%w: device version %d", ErrCorrupt, d.v)
 	}
@@ -280,7 +287,7 @@ func MarshalOutput(dst []byte, o *Output) []byte {
 
 // UnmarshalOutput decodes MarshalOutput's output.
 func UnmarshalOutput(b []byte) (Output, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	var o Output
 	if d.v = d.byte(); d.err == nil && (d.v == 0 || d.v > codecVersion) {
 		return o, fmt.Errorf("%w: output version %d", ErrCorrupt, d.v)
