@@ -12,7 +12,7 @@
 // bytes, big endian) + offset of its first record (8 bytes, big endian). A
 // segment's value is a format byte (1) followed by its records, each as a
 // uvarint length and an event.Record encoding (unchanged per record); record i
-// has offset first+i. Segments are at most about 1 MiB (a larger group is
+// has offset first+i. Segments are at most about 64 KiB (a larger group is
 // split). Segments instead of a key per record: the store handles a few large
 // values per commit rather than thousands of small keys, which is most of its
 // CPU in writes, compactions and scans. Retention deletes whole segments and

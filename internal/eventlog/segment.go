@@ -16,8 +16,10 @@ const segVersion = 1
 
 // maxSegmentBytes caps one segment's encoded size: a large group commit is
 // split into several segments, so that a reader never holds (or decodes past)
-// more than this to get at one record.
-const maxSegmentBytes = 1 << 20
+// more than this to get at one record, and a segment stays a small part of
+// the log store's block cache. At 64 KiB the per-key costs are already
+// spread over a hundred or more records.
+const maxSegmentBytes = 64 << 10
 
 // ErrCorruptSegment is wrapped by every segment decoding error.
 var ErrCorruptSegment = errors.New("corrupt log segment")
