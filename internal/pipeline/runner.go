@@ -118,10 +118,11 @@ func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
 		return err
 	}
 	sz := sessionize.New(s.cfg, nil, h.Watermark)
+	cache := newDeviceCache()
 	var sweep []byte
 	for {
 		wait := s.log.Notify()
-		n, err := s.chunk(p, &h, sz, &sweep)
+		n, err := s.chunk(p, &h, sz, cache, &sweep)
 		if err != nil {
 			return fmt.Errorf("sessionize partition %d: %w", p, err)
 		}
@@ -137,7 +138,7 @@ func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
 }
 
 // chunk processes up to ChunkRecords records after the cursor in one atomic batch.
-func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, sweep *[]byte) (int, error) {
+func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, cache *deviceCache, sweep *[]byte) (int, error) {
 	if s.log.LastOffset(p) <= h.Cursor {
 		return 0, nil
 	}
@@ -145,7 +146,7 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, sweep
 	b := db.NewIndexedBatch()
 	defer b.Close()
 	next := *h
-	st := newStore(db, b, p, &next)
+	st := newStore(db, b, p, &next, cache)
 	defer st.close()
 	sz.SetStore(st)
 	dupes := sz.Dupes
@@ -168,6 +169,7 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, sweep
 	})
 	if err != nil {
 		sz.Reset(h.Watermark)
+		cache.clear()
 		return 0, err
 	}
 	next.Watermark = sz.Watermark()
@@ -177,13 +179,16 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, sweep
 	nextSweep, err := st.sweepDedupe(*sweep, next.Watermark-int64(s.cfg.DedupeWindow), 2*(events+ticks)+64)
 	if err != nil {
 		sz.Reset(h.Watermark)
+		cache.clear()
 		return 0, err
 	}
 	st.flush()
 	if err := b.Commit(pebble.NoSync); err != nil {
 		sz.Reset(h.Watermark)
+		cache.clear()
 		return 0, fmt.Errorf("commit sessionizer chunk: %w", err)
 	}
+	st.committed()
 	*h = next
 	*sweep = nextSweep
 	s.cursor[p].Store(h.Cursor)

@@ -92,6 +92,7 @@ type store struct {
 	it      *pebble.Iterator // over db, opened at the first lookup
 	p       int
 	hdr     *header
+	cache   *deviceCache                  // committed device states, may be nil
 	devices map[string]*sessionize.Device // nil value: deleted
 	seen    map[string]int64              // dedupe entries remembered in this chunk
 	buf     []byte
@@ -99,8 +100,8 @@ type store struct {
 	emitted [5]int // outputs by sessionize.Kind
 }
 
-func newStore(db *pebble.DB, b *pebble.Batch, p int, hdr *header) *store {
-	return &store{b: b, db: db, p: p, hdr: hdr, devices: make(map[string]*sessionize.Device), seen: make(map[string]int64)}
+func newStore(db *pebble.DB, b *pebble.Batch, p int, hdr *header, cache *deviceCache) *store {
+	return &store{b: b, db: db, p: p, hdr: hdr, cache: cache, devices: make(map[string]*sessionize.Device), seen: make(map[string]int64)}
 }
 
 // lookup reads a committed key; the value is valid until the next lookup.
@@ -137,6 +138,10 @@ func (s *store) close() error {
 
 func (s *store) Device(key string) (*sessionize.Device, error) {
 	if d, ok := s.devices[key]; ok {
+		return d, nil
+	}
+	if d, ok := s.cache.get(key); ok {
+		s.devices[key] = d
 		return d, nil
 	}
 	// A Get, not the lookup iterator: a device's state is rewritten often,
@@ -242,7 +247,7 @@ func deviceForOutput(o *sessionize.Output) string {
 	return o.Device
 }
 
-// flush writes the cached device states and the header into the batch.
+// flush writes the chunk's device states and the header into the batch.
 func (s *store) flush() {
 	for k, d := range s.devices {
 		key := stateKey(s.p, 'd', []byte(k))
@@ -253,8 +258,15 @@ func (s *store) flush() {
 		s.buf = sessionize.MarshalDevice(s.buf[:0], d)
 		s.b.Set(key, s.buf, nil)
 	}
-	clear(s.devices)
 	s.b.Set(stateKey(s.p, 'h'), s.hdr.marshal(), nil)
+}
+
+// committed tells the device cache what the batch, now committed, holds.
+func (s *store) committed() {
+	for k, d := range s.devices {
+		s.cache.put(k, d)
+	}
+	clear(s.devices)
 }
 
 // sweepDedupe visits up to limit dedupe entries after the key from and
