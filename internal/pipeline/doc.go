@@ -14,5 +14,6 @@
 //	'S' p 'd' org 0 device     open device state (sessionize.MarshalDevice)
 //	'S' p 'x' bucket org 0 dev expiry index
 //	'S' p 'm' org 0 messageId  dedupe: log time first seen (swept when older than the window)
-//	'O' p seq                  output item (sessionize.MarshalOutput); seq starts at 1
+//	'O' p seq                  output segment: the items of one chunk, the first with
+//	                           sequence number seq (starts at 1); see ScanOutputs
 package pipeline

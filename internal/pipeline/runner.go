@@ -240,22 +240,16 @@ func (s *Sessionizers) OldestUnprocessed() int64 {
 // FirstEventOffset returns the log offset of the first event output with a
 // sequence number in from..to, or 0 when there is none.
 func FirstEventOffset(db *pebble.DB, p int, from, to uint64) (uint64, error) {
-	if from > to {
-		return 0, nil
-	}
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: OutputKey(p, from), UpperBound: OutputKey(p, to+1)})
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		o, err := sessionize.UnmarshalOutput(it.Value())
-		if err != nil {
-			return 0, err
-		}
+	var off uint64
+	err := ScanOutputs(db, p, from, to, func(_ uint64, o *sessionize.Output) error {
 		if o.Kind == sessionize.KindEvent {
-			return o.Offset, nil
+			off = o.Offset
+			return errStopScan
 		}
+		return nil
+	})
+	if err == errStopScan {
+		err = nil
 	}
-	return 0, it.Error()
+	return off, err
 }

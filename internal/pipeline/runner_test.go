@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -20,23 +19,18 @@ import (
 // outputs reads partition p's whole output stream.
 func outputs(t testing.TB, db *pebble.DB, p int) []sessionize.Output {
 	t.Helper()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: OutputKey(p, 0), UpperBound: OutputKey(p+1, 0)[:3]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer it.Close()
 	var out []sessionize.Output
 	var want uint64 = 1
-	for it.First(); it.Valid(); it.Next() {
-		if seq := binary.BigEndian.Uint64(it.Key()[3:]); seq != want {
-			t.Fatalf("output seq %d, want %d (gap)", seq, want)
+	err := ScanOutputs(db, p, 0, 1<<62, func(seq uint64, o *sessionize.Output) error {
+		if seq != want {
+			return fmt.Errorf("output seq %d, want %d (gap)", seq, want)
 		}
 		want++
-		o, err := sessionize.UnmarshalOutput(it.Value())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, o)
+		out = append(out, *o)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

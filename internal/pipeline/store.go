@@ -28,7 +28,8 @@ func stateKey(p int, kind byte, parts ...[]byte) []byte {
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
-// OutputKey is the store key of output item seq of partition p.
+// OutputKey is the store key of partition p's output segment whose first
+// item has sequence number seq (see ScanOutputs).
 func OutputKey(p int, seq uint64) []byte {
 	k := make([]byte, 11)
 	k[0] = 'O'
@@ -96,6 +97,8 @@ type store struct {
 	devices map[string]*sessionize.Device // nil value: deleted
 	seen    map[string]int64              // dedupe entries remembered in this chunk
 	buf     []byte
+	out     []byte // the chunk's output segment
+	outN    int
 	key     []byte
 	emitted [5]int // outputs by sessionize.Kind
 }
@@ -232,8 +235,13 @@ func (s *store) Remember(org, id string, at int64) {
 
 func (s *store) Emit(o *sessionize.Output) error {
 	o.Device = deviceForOutput(o)
+	if s.outN == 0 {
+		s.out = append(s.out[:0], outSegVersion)
+	}
 	s.buf = sessionize.MarshalOutput(s.buf[:0], o)
-	s.b.Set(OutputKey(s.p, s.hdr.NextSeq), s.buf, nil)
+	s.out = binary.AppendUvarint(s.out, uint64(len(s.buf)))
+	s.out = append(s.out, s.buf...)
+	s.outN++
 	s.hdr.NextSeq++
 	s.emitted[o.Kind]++
 	return nil
@@ -247,8 +255,11 @@ func deviceForOutput(o *sessionize.Output) string {
 	return o.Device
 }
 
-// flush writes the chunk's device states and the header into the batch.
+// flush writes the chunk's outputs, device states and the header into the batch.
 func (s *store) flush() {
+	if s.outN > 0 {
+		s.b.Set(OutputKey(s.p, s.hdr.NextSeq-uint64(s.outN)), s.out, nil)
+	}
 	for k, d := range s.devices {
 		key := stateKey(s.p, 'd', []byte(k))
 		if d == nil {
