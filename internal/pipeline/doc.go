@@ -6,7 +6,8 @@
 // Pebble batch, so a crash resumes exactly where the last chunk ended and
 // reproduces the same outputs. A bounded cache of recently used device states
 // (committed values only, see deviceCache) spares most Pebble reads of active
-// devices without changing any decision.
+// devices without changing any decision. At most half the CPUs sessionize at
+// once (partitions take turns chunk by chunk), leaving the rest to ingest.
 //
 // Keys (p is the partition, 2 bytes big endian; numbers are 8 bytes big endian):
 //

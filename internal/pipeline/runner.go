@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -26,6 +27,9 @@ type Sessionizers struct {
 	cfg      sessionize.Config
 	logger   *slog.Logger
 	perChunk uint64 // records per commit; ChunkRecords unless a test changes it
+	// sem bounds how many partitions process a chunk at once (see
+	// NewSessionizers); a partition holds it for one chunk at a time.
+	sem chan struct{}
 
 	mu     sync.Mutex
 	notify chan struct{}
@@ -40,7 +44,15 @@ type Sessionizers struct {
 
 // NewSessionizers prepares the sessionizers; Run starts them.
 func NewSessionizers(l *eventlog.Log, cfg sessionize.Config, reg prometheus.Registerer, logger *slog.Logger) (*Sessionizers, error) {
-	s := &Sessionizers{log: l, cfg: cfg, logger: logger, notify: make(chan struct{}), perChunk: ChunkRecords,
+	// At most half the CPUs (at least one) sessionize at once, whatever the
+	// number of partitions: the rest is left to ingest, the transports and
+	// the stores' compactions. The log is the buffer: while a partition waits
+	// for its turn its records accumulate, and the next chunk takes them in
+	// one commit, which costs less per record than many small chunks racing
+	// for the same cores. Turns are taken in arrival order (a channel's
+	// waiting senders), so every partition advances and lag stays bounded.
+	workers := max(1, runtime.GOMAXPROCS(0)/2)
+	s := &Sessionizers{log: l, cfg: cfg, logger: logger, notify: make(chan struct{}), perChunk: ChunkRecords, sem: make(chan struct{}, workers),
 		next: make([]atomic.Uint64, l.Partitions()), cursor: make([]atomic.Uint64, l.Partitions()), wm: make([]atomic.Int64, l.Partitions())}
 	for p := range l.Partitions() {
 		h, err := readHeader(l.DB(), p)
@@ -122,7 +134,13 @@ func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
 	var sweep []byte
 	for {
 		wait := s.log.Notify()
+		select {
+		case s.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
 		n, err := s.chunk(p, &h, sz, cache, &sweep)
+		<-s.sem
 		if err != nil {
 			return fmt.Errorf("sessionize partition %d: %w", p, err)
 		}
