@@ -137,8 +137,6 @@ func (d *decoder) bytes() []byte {
 	return v
 }
 
-func (d *decoder) string() string { return string(d.bytes()) }
-
 func (d *decoder) raw() []byte {
 	b := d.bytes()
 	if len(b) == 0 {
@@ -148,7 +146,14 @@ func (d *decoder) raw() []byte {
 }
 
 // Decode parses one record. The result does not alias b.
-func Decode(b []byte) (Record, error) {
+func Decode(b []byte) (Record, error) { return decode(b, true) }
+
+// DecodeMeta is Decode without the raw JSON fields (Properties, Traits,
+// Context stay nil; they are still checked): for readers that only need the
+// event's identity and page fields, at a fraction of the copying.
+func DecodeMeta(b []byte) (Record, error) { return decode(b, false) }
+
+func decode(b []byte, raw bool) (Record, error) {
 	var r Record
 	if len(b) < 2 {
 		return r, fmt.Errorf("%w: %d bytes", ErrCorrupt, len(b))
@@ -167,13 +172,35 @@ func Decode(b []byte) (Record, error) {
 		e.Timestamp = d.varint()
 		e.SentAt = d.varint()
 		e.EventTime = d.varint()
-		for _, s := range [...]*string{&e.ID, &e.Org, &e.Device, &e.AnonymousID, &e.UserID, &e.Type, &e.Name,
-			&e.GroupID, &e.PreviousID, &e.URL, &e.Path, &e.Referrer, &e.Title, &e.UserAgent} {
-			*s = d.string()
+		// The string fields are consecutive: copy them in one allocation
+		// and slice it, rather than one allocation per field.
+		fields := [...]*string{&e.ID, &e.Org, &e.Device, &e.AnonymousID, &e.UserID, &e.Type, &e.Name,
+			&e.GroupID, &e.PreviousID, &e.URL, &e.Path, &e.Referrer, &e.Title, &e.UserAgent}
+		var spans [len(fields)][2]int
+		rest := d.b
+		for i := range fields {
+			v := d.bytes()
+			if d.err != nil {
+				break
+			}
+			off := len(rest) - len(d.b) - len(v)
+			spans[i] = [2]int{off, off + len(v)}
 		}
-		e.Properties = d.raw()
-		e.Traits = d.raw()
-		e.Context = d.raw()
+		if d.err == nil {
+			all := string(rest[:len(rest)-len(d.b)])
+			for i, f := range fields {
+				*f = all[spans[i][0]:spans[i][1]]
+			}
+		}
+		if raw {
+			e.Properties = d.raw()
+			e.Traits = d.raw()
+			e.Context = d.raw()
+		} else {
+			d.bytes()
+			d.bytes()
+			d.bytes()
+		}
 		r.Time = e.ReceivedAt
 	default:
 		return r, fmt.Errorf("%w: unknown kind %d", ErrCorrupt, b[1])
@@ -218,9 +245,9 @@ func Peek(b []byte) (Head, error) {
 		for range 3 { // Timestamp, SentAt, EventTime
 			d.varint()
 		}
-		h.ID = d.string()
-		h.Org = d.string()
-		h.Device = d.string()
+		h.ID = string(d.bytes())
+		h.Org = string(d.bytes())
+		h.Device = string(d.bytes())
 	default:
 		return h, fmt.Errorf("%w: unknown kind %d", ErrCorrupt, b[1])
 	}

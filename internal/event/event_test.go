@@ -23,6 +23,11 @@ func TestRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, r) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got, r)
 		}
+		meta, err := DecodeMeta(b)
+		r.Event.Properties, r.Event.Traits, r.Event.Context = nil, nil, nil
+		if err != nil || !reflect.DeepEqual(meta, r) {
+			t.Fatalf("DecodeMeta: %v\n got %+v\nwant %+v", err, meta, r)
+		}
 	}
 }
 
@@ -38,6 +43,9 @@ func TestDecodeRejects(t *testing.T) {
 		if _, err := Decode(b); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
 		}
+		if _, err := DecodeMeta(b); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: DecodeMeta err = %v, want ErrCorrupt", name, err)
+		}
 	}
 }
 
@@ -46,8 +54,18 @@ func FuzzDecode(f *testing.F) {
 	f.Add(Append(nil, &Record{Kind: KindEvent, Event: Event{ID: "m", Org: "o", Type: "track", Properties: []byte("{}")}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := Decode(b)
+		m, merr := DecodeMeta(b)
+		if (err == nil) != (merr == nil) {
+			t.Fatalf("Decode: %v, DecodeMeta: %v", err, merr)
+		}
 		if err != nil {
 			return
+		}
+		// DecodeMeta is Decode without the raw JSON fields.
+		r2 := r
+		r2.Event.Properties, r2.Event.Traits, r2.Event.Context = nil, nil, nil
+		if !reflect.DeepEqual(m, r2) {
+			t.Fatalf("DecodeMeta differs:\n%+v\n%+v", m, r2)
 		}
 		// Whatever decodes must re-encode to a record that decodes the same.
 		again, err := Decode(Append(nil, &r))

@@ -2,11 +2,23 @@
 // and the owner of that store's key space.
 //
 // Every accepted event is appended to one partition, chosen by a hash of org and
-// device, under key 'L' + partition (2 bytes, big endian) + offset (8 bytes, big
-// endian); the value is an event.Record encoding. Offsets are dense per partition
-// and start at 1. Appends are group-committed: one writer goroutine gathers every
-// waiting request into one Pebble batch and commits it with fsync, so a returned
-// Append is durable and many concurrent requests share one fsync.
+// device. Offsets are dense per partition and start at 1. Appends are
+// group-committed: one writer goroutine gathers every waiting request into one
+// Pebble batch and commits it with fsync, so a returned Append is durable and
+// many concurrent requests share one fsync.
+//
+// Log format 2 (metadata key 'Mlogformat' = "2"): a group commit stores the
+// records of each partition as one segment, under key 'L' + partition (2
+// bytes, big endian) + offset of its first record (8 bytes, big endian). A
+// segment's value is a format byte (1) followed by its records, each as a
+// uvarint length and an event.Record encoding (unchanged per record); record i
+// has offset first+i. Segments are at most about 64 KiB (a larger group is
+// split). Segments instead of a key per record: the store handles a few large
+// values per commit rather than thousands of small keys, which is most of its
+// CPU in writes, compactions and scans. Retention deletes whole segments and
+// rewrites the one holding its cut to start at the cut, so offsets below it
+// are gone exactly. Format 1 (a key per record) was never released; a store
+// holding it is refused at open.
 //
 // A ticker appends tick records (wall time) to every partition so quiet
 // partitions' watermarks advance (DESIGN.md).

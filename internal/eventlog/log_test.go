@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidemark/tidemark/internal/event"
@@ -182,4 +183,170 @@ func TestTicksAndReader(t *testing.T) {
 	if first, _ := l.FirstOffset(1); first != 3 {
 		t.Fatalf("first offset after DeleteBefore(3) = %d", first)
 	}
+}
+
+// TestSegments: records of many group commits and partitions read back by
+// Scan over any range and by a Reader in any order, and DeleteBefore cuts
+// inside a segment exactly.
+func TestSegments(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := open(t, dir, Options{Partitions: 2})
+	want := map[uint64]string{} // partition 0 offset -> event id
+	n := 0
+	for c := range 20 { // commits of 1..20 records; some large enough to split
+		var recs []event.Record
+		for i := range c + 1 {
+			e := ev(n)
+			if c == 7 {
+				e.Properties = []byte(strings.Repeat("x", maxSegmentBytes/4+i))
+			}
+			recs = append(recs, event.Record{Kind: event.KindEvent, Time: e.ReceivedAt, Event: e})
+			n++
+			want[uint64(len(want)+1)] = e.ID
+		}
+		if err := l.AppendRecords(t.Context(), 0, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := uint64(len(want))
+	if l.LastOffset(0) != last || l.LastOffset(1) != 0 {
+		t.Fatalf("last offsets %d %d, want %d 0", l.LastOffset(0), l.LastOffset(1), last)
+	}
+	id := func(val []byte) string {
+		t.Helper()
+		r, err := event.Decode(val)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Event.ID
+	}
+	scan := func(from, to uint64) (offs []uint64) {
+		t.Helper()
+		err := l.Scan(0, from, to, func(off uint64, val []byte) error {
+			if id(val) != want[off] {
+				return fmt.Errorf("offset %d: %s, want %s", off, id(val), want[off])
+			}
+			offs = append(offs, off)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return offs
+	}
+	for _, r := range [][2]uint64{{1, 0}, {0, 0}, {2, 2}, {5, 40}, {37, 38}, {100, 0}, {last, 0}, {last + 1, 0}, {3, last + 5}} {
+		got := scan(r[0], r[1])
+		from, to := max(r[0], 1), r[1]
+		if to == 0 || to > last {
+			to = last
+		}
+		var exp []uint64
+		for o := from; o <= to; o++ {
+			exp = append(exp, o)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(exp) {
+			t.Errorf("Scan(%d, %d) = %v, want %v", r[0], r[1], got, exp)
+		}
+	}
+	rd, err := l.NewReader(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []uint64{1, 2, 3, 50, 51, 52, 10, last, 1, last - 1, last} {
+		v, err := rd.Get(off)
+		if err != nil || id(v) != want[off] {
+			t.Fatalf("Get(%d): %v", off, err)
+		}
+	}
+	if _, err := rd.Get(last + 1); !errors.Is(err, ErrNotInLog) {
+		t.Fatalf("Get past the end: %v", err)
+	}
+	rd.Close()
+
+	for _, cut := range []uint64{4, 4, 30, 31, 33} { // inside, at and between segments; repeated
+		if err := l.DeleteBefore(0, cut); err != nil {
+			t.Fatal(err)
+		}
+		if first, _ := l.FirstOffset(0); first != cut {
+			t.Fatalf("FirstOffset after DeleteBefore(%d) = %d", cut, first)
+		}
+		if got := scan(1, 0); len(got) != int(last-cut+1) || got[0] != cut {
+			t.Fatalf("after DeleteBefore(%d): scan from %v, %d records", cut, got[:1], len(got))
+		}
+	}
+	l.Close()
+
+	// Reopen: offsets continue after the last segment.
+	l, _ = open(t, dir, Options{Partitions: 2})
+	defer l.Close()
+	if l.LastOffset(0) != last {
+		t.Fatalf("LastOffset after reopen = %d, want %d", l.LastOffset(0), last)
+	}
+	if err := l.Append(t.Context(), []event.Event{{ID: "after", Org: "o", Device: "d0", Type: "track", ReceivedAt: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	p := l.Partition("o", "d0")
+	if err := l.Scan(p, l.LastOffset(p), 0, func(off uint64, val []byte) error {
+		if id(val) != "after" {
+			return fmt.Errorf("offset %d: %s", off, id(val))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOldFormatRefused: a store with records but no format marker (log
+// format 1) is refused with an error that says what to do.
+func TestOldFormatRefused(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := open(t, dir, Options{Partitions: 1})
+	if err := l.Append(t.Context(), []event.Event{ev(1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.db.Delete(metaFormat, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	_, err := Open(dir, Options{Partitions: 1, Registerer: prometheus.NewRegistry()})
+	if err == nil || !strings.Contains(err.Error(), "log format 1") {
+		t.Fatalf("open of a format 1 store: %v", err)
+	}
+}
+
+func FuzzSegment(f *testing.F) {
+	var w segWriter
+	w.reset(1)
+	f.Add(append([]byte(nil), w.b...))
+	w.add(event.Append(nil, &event.Record{Kind: event.KindTick, Time: 5}))
+	f.Add(append([]byte(nil), w.b...))
+	e := ev(3)
+	w.add(event.Append(nil, &event.Record{Kind: event.KindEvent, Time: e.ReceivedAt, Event: e}))
+	f.Add(append([]byte(nil), w.b...))
+	f.Add([]byte{2, 1, 0})
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var s segment
+		if err := s.parse(7, b); err != nil {
+			if !errors.Is(err, ErrCorruptSegment) {
+				t.Fatalf("error not ErrCorruptSegment: %v", err)
+			}
+			return
+		}
+		// A valid segment's records re-encode to a segment with the same records.
+		var w segWriter
+		w.reset(7)
+		for off := s.first; off <= s.last(); off++ {
+			w.add(s.record(off))
+		}
+		var s2 segment
+		if err := s2.parse(7, w.b); err != nil || s2.last() != s.last() {
+			t.Fatalf("re-encoded segment: %v, last %d vs %d", err, s2.last(), s.last())
+		}
+		for off := s.first; off <= s.last(); off++ {
+			if string(s2.record(off)) != string(s.record(off)) {
+				t.Fatalf("record %d differs after re-encoding", off)
+			}
+		}
+	})
 }

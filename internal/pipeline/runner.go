@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -26,6 +27,9 @@ type Sessionizers struct {
 	cfg      sessionize.Config
 	logger   *slog.Logger
 	perChunk uint64 // records per commit; ChunkRecords unless a test changes it
+	// sem bounds how many partitions process a chunk at once (see
+	// NewSessionizers); a partition holds it for one chunk at a time.
+	sem chan struct{}
 
 	mu     sync.Mutex
 	notify chan struct{}
@@ -40,7 +44,15 @@ type Sessionizers struct {
 
 // NewSessionizers prepares the sessionizers; Run starts them.
 func NewSessionizers(l *eventlog.Log, cfg sessionize.Config, reg prometheus.Registerer, logger *slog.Logger) (*Sessionizers, error) {
-	s := &Sessionizers{log: l, cfg: cfg, logger: logger, notify: make(chan struct{}), perChunk: ChunkRecords,
+	// At most half the CPUs (at least one) sessionize at once, whatever the
+	// number of partitions: the rest is left to ingest, the transports and
+	// the stores' compactions. The log is the buffer: while a partition waits
+	// for its turn its records accumulate, and the next chunk takes them in
+	// one commit, which costs less per record than many small chunks racing
+	// for the same cores. Turns are taken in arrival order (a channel's
+	// waiting senders), so every partition advances and lag stays bounded.
+	workers := max(1, runtime.GOMAXPROCS(0)/2)
+	s := &Sessionizers{log: l, cfg: cfg, logger: logger, notify: make(chan struct{}), perChunk: ChunkRecords, sem: make(chan struct{}, workers),
 		next: make([]atomic.Uint64, l.Partitions()), cursor: make([]atomic.Uint64, l.Partitions()), wm: make([]atomic.Int64, l.Partitions())}
 	for p := range l.Partitions() {
 		h, err := readHeader(l.DB(), p)
@@ -118,10 +130,17 @@ func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
 		return err
 	}
 	sz := sessionize.New(s.cfg, nil, h.Watermark)
+	cache := newDeviceCache()
 	var sweep []byte
 	for {
 		wait := s.log.Notify()
-		n, err := s.chunk(p, &h, sz, &sweep)
+		select {
+		case s.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		n, err := s.chunk(p, &h, sz, cache, &sweep)
+		<-s.sem
 		if err != nil {
 			return fmt.Errorf("sessionize partition %d: %w", p, err)
 		}
@@ -137,7 +156,7 @@ func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
 }
 
 // chunk processes up to ChunkRecords records after the cursor in one atomic batch.
-func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, sweep *[]byte) (int, error) {
+func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, cache *deviceCache, sweep *[]byte) (int, error) {
 	if s.log.LastOffset(p) <= h.Cursor {
 		return 0, nil
 	}
@@ -145,12 +164,13 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, sweep
 	b := db.NewIndexedBatch()
 	defer b.Close()
 	next := *h
-	st := newStore(b, p, &next)
+	st := newStore(db, b, p, &next, cache)
+	defer st.close()
 	sz.SetStore(st)
 	dupes := sz.Dupes
 	var events, ticks int
 	err := s.log.Scan(p, h.Cursor+1, h.Cursor+s.perChunk, func(off uint64, val []byte) error {
-		rec, err := event.Decode(val)
+		rec, err := event.DecodeMeta(val) // the sessionizer never reads the raw JSON fields
 		if err != nil {
 			return fmt.Errorf("log offset %d: %w", off, err)
 		}
@@ -167,6 +187,7 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, sweep
 	})
 	if err != nil {
 		sz.Reset(h.Watermark)
+		cache.clear()
 		return 0, err
 	}
 	next.Watermark = sz.Watermark()
@@ -176,13 +197,16 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, sweep
 	nextSweep, err := st.sweepDedupe(*sweep, next.Watermark-int64(s.cfg.DedupeWindow), 2*(events+ticks)+64)
 	if err != nil {
 		sz.Reset(h.Watermark)
+		cache.clear()
 		return 0, err
 	}
 	st.flush()
 	if err := b.Commit(pebble.NoSync); err != nil {
 		sz.Reset(h.Watermark)
+		cache.clear()
 		return 0, fmt.Errorf("commit sessionizer chunk: %w", err)
 	}
+	st.committed()
 	*h = next
 	*sweep = nextSweep
 	s.cursor[p].Store(h.Cursor)
@@ -219,7 +243,7 @@ func (s *Sessionizers) OldestUnprocessed() int64 {
 		}
 		var t int64
 		_ = s.log.Scan(p, c+1, c+1, func(_ uint64, val []byte) error {
-			if r, err := event.Decode(val); err == nil {
+			if r, err := event.DecodeMeta(val); err == nil {
 				t = r.Time
 			}
 			return nil
@@ -234,22 +258,16 @@ func (s *Sessionizers) OldestUnprocessed() int64 {
 // FirstEventOffset returns the log offset of the first event output with a
 // sequence number in from..to, or 0 when there is none.
 func FirstEventOffset(db *pebble.DB, p int, from, to uint64) (uint64, error) {
-	if from > to {
-		return 0, nil
-	}
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: OutputKey(p, from), UpperBound: OutputKey(p, to+1)})
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		o, err := sessionize.UnmarshalOutput(it.Value())
-		if err != nil {
-			return 0, err
-		}
+	var off uint64
+	err := ScanOutputs(db, p, from, to, func(_ uint64, o *sessionize.Output) error {
 		if o.Kind == sessionize.KindEvent {
-			return o.Offset, nil
+			off = o.Offset
+			return errStopScan
 		}
+		return nil
+	})
+	if err == errStopScan {
+		err = nil
 	}
-	return 0, it.Error()
+	return off, err
 }

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -20,31 +19,28 @@ import (
 // outputs reads partition p's whole output stream.
 func outputs(t testing.TB, db *pebble.DB, p int) []sessionize.Output {
 	t.Helper()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: OutputKey(p, 0), UpperBound: OutputKey(p+1, 0)[:3]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer it.Close()
 	var out []sessionize.Output
 	var want uint64 = 1
-	for it.First(); it.Valid(); it.Next() {
-		if seq := binary.BigEndian.Uint64(it.Key()[3:]); seq != want {
-			t.Fatalf("output seq %d, want %d (gap)", seq, want)
+	err := ScanOutputs(db, p, 0, 1<<62, func(seq uint64, o *sessionize.Output) error {
+		if seq != want {
+			return fmt.Errorf("output seq %d, want %d (gap)", seq, want)
 		}
 		want++
-		o, err := sessionize.UnmarshalOutput(it.Value())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, o)
+		out = append(out, *o)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
 
 // TestGoldenOnPebble runs the sessionizer's golden files through the real log
 // and the Pebble store, with chunk sizes that split the input at every point,
-// and with a restart (reopen of the store) between every chunk: the outputs
-// must equal the pure in-memory run's expected outputs.
+// both with a restart (reopen of the store, fresh sessionizer and device
+// cache) between every chunk and without (one sessionizer and device cache
+// across chunks, as Run): the outputs must equal the pure in-memory run's
+// expected outputs.
 func TestGoldenOnPebble(t *testing.T) {
 	files, _ := filepath.Glob("../sessionize/testdata/*.txt")
 	if len(files) == 0 {
@@ -53,40 +49,51 @@ func TestGoldenOnPebble(t *testing.T) {
 	for _, f := range files {
 		g := sessionizetest.LoadGolden(t, f)
 		for _, chunk := range []uint64{1, 2, 3, 1000} {
-			t.Run(fmt.Sprintf("%s/chunk=%d", filepath.Base(f), chunk), func(t *testing.T) {
-				dir := t.TempDir()
-				l := openLog(t, dir)
-				if err := l.AppendRecords(t.Context(), 0, g.Records); err != nil {
-					t.Fatal(err)
-				}
-				for {
-					s, err := NewSessionizers(l, g.Config, prometheus.NewRegistry(), slog.Default())
-					if err != nil {
+			for _, restart := range []bool{true, false} {
+				t.Run(fmt.Sprintf("%s/chunk=%d/restart=%v", filepath.Base(f), chunk, restart), func(t *testing.T) {
+					dir := t.TempDir()
+					l := openLog(t, dir)
+					if err := l.AppendRecords(t.Context(), 0, g.Records); err != nil {
 						t.Fatal(err)
 					}
-					s.perChunk = chunk
-					h, err := readHeader(l.DB(), 0)
-					if err != nil {
-						t.Fatal(err)
+					// Without restarts, one sessionizer and its device cache
+					// carry over from chunk to chunk, as in Run.
+					var sz *sessionize.Sessionizer
+					cache := newDeviceCache()
+					for {
+						s, err := NewSessionizers(l, g.Config, prometheus.NewRegistry(), slog.Default())
+						if err != nil {
+							t.Fatal(err)
+						}
+						s.perChunk = chunk
+						h, err := readHeader(l.DB(), 0)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if restart || sz == nil {
+							sz, cache = sessionize.New(g.Config, nil, h.Watermark), newDeviceCache()
+						}
+						var sweep []byte
+						n, err := s.chunk(0, &h, sz, cache, &sweep)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if n == 0 {
+							break
+						}
+						if restart {
+							// A fresh log handle and sessionizer from disk.
+							l.Close()
+							l = openLog(t, dir)
+						}
 					}
-					var sweep []byte
-					n, err := s.chunk(0, &h, sessionize.New(g.Config, nil, h.Watermark), &sweep)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if n == 0 {
-						break
-					}
-					// Restart: a fresh log handle and sessionizer from disk.
+					got := sessionizetest.Render(outputs(t, l.DB(), 0))
 					l.Close()
-					l = openLog(t, dir)
-				}
-				got := sessionizetest.Render(outputs(t, l.DB(), 0))
-				l.Close()
-				if got != g.Expected {
-					t.Errorf("outputs differ from %s\n--- got\n%s--- want\n%s", f, got, g.Expected)
-				}
-			})
+					if got != g.Expected {
+						t.Errorf("outputs differ from %s\n--- got\n%s--- want\n%s", f, got, g.Expected)
+					}
+				})
+			}
 		}
 	}
 }
@@ -129,5 +136,38 @@ func TestRunFollowsLog(t *testing.T) {
 	}
 	if got := sessionizetest.Render(outputs(t, l.DB(), 1)); got != g.Expected {
 		t.Errorf("got\n%s\nwant\n%s", got, g.Expected)
+	}
+}
+
+// TestDeviceCache: bounded, least recently used out first, nil removes.
+func TestDeviceCache(t *testing.T) {
+	c := newDeviceCache()
+	for i := range deviceCacheEntries + 10 {
+		c.put(fmt.Sprint(i), &sessionize.Device{Bucket: int64(i)})
+		if i == deviceCacheEntries-1 {
+			c.get("0") // 0 is used again before the evictions start: it stays
+		}
+	}
+	if c.lru.Len() != deviceCacheEntries || len(c.m) != deviceCacheEntries {
+		t.Fatalf("cache holds %d/%d entries, want %d", c.lru.Len(), len(c.m), deviceCacheEntries)
+	}
+	if _, ok := c.get("0"); !ok {
+		t.Error("recently used entry evicted")
+	}
+	if _, ok := c.get("1"); ok {
+		t.Error("least recently used entry kept")
+	}
+	c.put("0", nil)
+	if _, ok := c.get("0"); ok {
+		t.Error("deleted device still cached")
+	}
+	c.clear()
+	if d, ok := c.get(fmt.Sprint(deviceCacheEntries)); ok || d != nil || c.lru.Len() != 0 {
+		t.Error("clear left entries")
+	}
+	var none *deviceCache // a nil cache caches nothing
+	none.put("x", &sessionize.Device{})
+	if _, ok := none.get("x"); ok {
+		t.Error("nil cache returned an entry")
 	}
 }

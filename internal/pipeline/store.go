@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,7 +28,8 @@ func stateKey(p int, kind byte, parts ...[]byte) []byte {
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
-// OutputKey is the store key of output item seq of partition p.
+// OutputKey is the store key of partition p's output segment whose first
+// item has sequence number seq (see ScanOutputs).
 func OutputKey(p int, seq uint64) []byte {
 	k := make([]byte, 11)
 	k[0] = 'O'
@@ -77,23 +79,77 @@ func readHeader(r pebble.Reader, p int) (header, error) {
 
 // store implements sessionize.Store over one indexed Pebble batch. Device
 // states are cached for the chunk and written once at flush.
+//
+// Dedupe lookups, nearly all misses, go to one iterator over the committed
+// state opened once per chunk, plus a map of the entries remembered in the
+// chunk: only this partition's sessionizer writes its dedupe keys, so the two
+// answer exactly what the batch would. The iterator keeps its tables'
+// iterators open from lookup to lookup and rules a table out by its bloom
+// filter, where a Get per lookup sets up and tears down an iterator for every
+// table it consults (most of the sessionizer's CPU when L0 is deep).
 type store struct {
 	b       *pebble.Batch
+	db      *pebble.DB
+	it      *pebble.Iterator // over db, opened at the first lookup
 	p       int
 	hdr     *header
+	cache   *deviceCache                  // committed device states, may be nil
 	devices map[string]*sessionize.Device // nil value: deleted
+	seen    map[string]int64              // dedupe entries remembered in this chunk
 	buf     []byte
+	out     []byte // the chunk's output segment
+	outN    int
+	key     []byte
 	emitted [5]int // outputs by sessionize.Kind
 }
 
-func newStore(b *pebble.Batch, p int, hdr *header) *store {
-	return &store{b: b, p: p, hdr: hdr, devices: make(map[string]*sessionize.Device)}
+func newStore(db *pebble.DB, b *pebble.Batch, p int, hdr *header, cache *deviceCache) *store {
+	return &store{b: b, db: db, p: p, hdr: hdr, cache: cache, devices: make(map[string]*sessionize.Device), seen: make(map[string]int64)}
+}
+
+// lookup reads a committed key; the value is valid until the next lookup.
+func (s *store) lookup(key []byte) ([]byte, bool, error) {
+	if s.it == nil {
+		lo := stateKey(s.p, 0)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo[:3])})
+		if err != nil {
+			return nil, false, err
+		}
+		s.it = it
+	}
+	// The state store's comparer makes the whole key the prefix, so this
+	// is a point lookup that consults the tables' bloom filters.
+	if !s.it.SeekPrefixGE(key) {
+		return nil, false, s.it.Error()
+	}
+	if !bytes.Equal(s.it.Key(), key) {
+		return nil, false, nil
+	}
+	v, err := s.it.ValueAndErr()
+	return v, err == nil, err
+}
+
+// close releases the lookup iterator.
+func (s *store) close() error {
+	if s.it == nil {
+		return nil
+	}
+	err := s.it.Close()
+	s.it = nil
+	return err
 }
 
 func (s *store) Device(key string) (*sessionize.Device, error) {
 	if d, ok := s.devices[key]; ok {
 		return d, nil
 	}
+	if d, ok := s.cache.get(key); ok {
+		s.devices[key] = d
+		return d, nil
+	}
+	// A Get, not the lookup iterator: a device's state is rewritten often,
+	// so older versions sit in several levels, and an iterator's seek would
+	// read a block of each where a Get stops at the newest.
 	v, c, err := s.b.Get(stateKey(s.p, 'd', []byte(key)))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
@@ -157,14 +213,14 @@ func msgKey(org, id string) []byte {
 }
 
 func (s *store) Seen(org, id string) (int64, bool, error) {
-	v, c, err := s.b.Get(stateKey(s.p, 'm', msgKey(org, id)))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, false, nil
+	s.key = append(append(append(append(s.key[:0], stateKey(s.p, 'm')...), org...), 0), id...)
+	if at, ok := s.seen[string(s.key[4:])]; ok {
+		return at, true, nil
 	}
-	if err != nil {
+	v, ok, err := s.lookup(s.key)
+	if err != nil || !ok {
 		return 0, false, err
 	}
-	defer c.Close()
 	if len(v) != 8 {
 		return 0, false, fmt.Errorf("dedupe entry: %d bytes", len(v))
 	}
@@ -172,13 +228,20 @@ func (s *store) Seen(org, id string) (int64, bool, error) {
 }
 
 func (s *store) Remember(org, id string, at int64) {
-	s.b.Set(stateKey(s.p, 'm', msgKey(org, id)), u64(uint64(at)), nil)
+	k := stateKey(s.p, 'm', msgKey(org, id))
+	s.seen[string(k[4:])] = at
+	s.b.Set(k, u64(uint64(at)), nil)
 }
 
 func (s *store) Emit(o *sessionize.Output) error {
 	o.Device = deviceForOutput(o)
+	if s.outN == 0 {
+		s.out = append(s.out[:0], outSegVersion)
+	}
 	s.buf = sessionize.MarshalOutput(s.buf[:0], o)
-	s.b.Set(OutputKey(s.p, s.hdr.NextSeq), s.buf, nil)
+	s.out = binary.AppendUvarint(s.out, uint64(len(s.buf)))
+	s.out = append(s.out, s.buf...)
+	s.outN++
 	s.hdr.NextSeq++
 	s.emitted[o.Kind]++
 	return nil
@@ -192,8 +255,11 @@ func deviceForOutput(o *sessionize.Output) string {
 	return o.Device
 }
 
-// flush writes the cached device states and the header into the batch.
+// flush writes the chunk's outputs, device states and the header into the batch.
 func (s *store) flush() {
+	if s.outN > 0 {
+		s.b.Set(OutputKey(s.p, s.hdr.NextSeq-uint64(s.outN)), s.out, nil)
+	}
 	for k, d := range s.devices {
 		key := stateKey(s.p, 'd', []byte(k))
 		if d == nil {
@@ -203,8 +269,15 @@ func (s *store) flush() {
 		s.buf = sessionize.MarshalDevice(s.buf[:0], d)
 		s.b.Set(key, s.buf, nil)
 	}
-	clear(s.devices)
 	s.b.Set(stateKey(s.p, 'h'), s.hdr.marshal(), nil)
+}
+
+// committed tells the device cache what the batch, now committed, holds.
+func (s *store) committed() {
+	for k, d := range s.devices {
+		s.cache.put(k, d)
+	}
+	clear(s.devices)
 }
 
 // sweepDedupe visits up to limit dedupe entries after the key from and

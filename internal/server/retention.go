@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/pipeline"
@@ -52,10 +50,8 @@ func Retain(lg *eventlog.Log, sz *pipeline.Sessionizers, ts []*transport.Transpo
 		handled = min(handled, prog)
 	}
 	db := lg.DB()
-	if handled > 0 {
-		if err := db.DeleteRange(pipeline.OutputKey(p, 0), pipeline.OutputKey(p, handled+1), pebble.NoSync); err != nil {
-			return fmt.Errorf("delete delivered outputs: %w", err)
-		}
+	if err := pipeline.DeleteOutputsThrough(db, p, handled); err != nil {
+		return fmt.Errorf("delete delivered outputs: %w", err)
 	}
 	needed, err := pipeline.FirstEventOffset(db, p, handled+1, sz.NextSeq(p)-1)
 	if err != nil {
@@ -77,7 +73,7 @@ func Retain(lg *eventlog.Log, sz *pipeline.Sessionizers, ts []*transport.Transpo
 	stop := errStop{}
 	var before uint64 = first
 	err = lg.Scan(p, first, needed-1, func(off uint64, val []byte) error {
-		r, err := event.Decode(val)
+		r, err := event.DecodeMeta(val)
 		if err != nil {
 			return err
 		}

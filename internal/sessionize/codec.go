@@ -9,7 +9,11 @@ import (
 // ErrCorrupt is wrapped by every state or output decoding error.
 var ErrCorrupt = errors.New("corrupt sessionizer record")
 
-const codecVersion = 1
+// codecVersion is the state and output format written by this build.
+// Version 2 stores entity ids (canonical UUID strings, see entityID) as 16
+// bytes instead of 36 characters; version 1 stored every id as a string and
+// is still read.
+const codecVersion = 2
 
 type enc struct{ b []byte }
 
@@ -30,6 +34,98 @@ func (d *dec) fail(what string) { d.err = fmt.Errorf("%w: bad %s", ErrCorrupt, w
 type dec struct {
 	b   []byte
 	err error
+	v   byte // format version being decoded
+	// all is the whole input as one string, so that decoded strings are
+	// slices of one allocation rather than one allocation each; n is its
+	// length (the offset of b in it is n-len(b)).
+	all string
+	n   int
+}
+
+func newDec(b []byte) dec { return dec{b: b, all: string(b), n: len(b)} }
+
+// Id tags (version 2).
+const (
+	idString = 0 // uvarint length and the bytes
+	idUUID   = 1 // 16 bytes of a canonical lowercase UUID string
+)
+
+// id encodes an entity id: 16 bytes when it is a canonical lowercase UUID
+// (every id entityID makes), else the string.
+func (e *enc) id(s string) {
+	var u [16]byte
+	if parseUUID(s, &u) {
+		e.byte(idUUID)
+		e.b = append(e.b, u[:]...)
+		return
+	}
+	e.byte(idString)
+	e.str(s)
+}
+
+func (d *dec) id() string {
+	if d.v < 2 {
+		return d.str()
+	}
+	switch d.byte() {
+	case idString:
+		return d.str()
+	case idUUID:
+		if d.err != nil {
+			return ""
+		}
+		if len(d.b) < 16 {
+			d.fail("id")
+			return ""
+		}
+		s := formatUUID(d.b[:16])
+		d.b = d.b[16:]
+		return s
+	default:
+		if d.err == nil {
+			d.fail("id tag")
+		}
+		return ""
+	}
+}
+
+const hexDigits = "0123456789abcdef"
+
+// uuidHex are the positions of the 16 hex digit pairs of a canonical UUID.
+var uuidHex = [16]int{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
+func parseUUID(s string, u *[16]byte) bool {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return false
+	}
+	for j, i := range uuidHex {
+		hi, lo := unhex(s[i]), unhex(s[i+1])
+		if hi < 0 || lo < 0 {
+			return false
+		}
+		u[j] = byte(hi<<4 | lo)
+	}
+	return true
+}
+
+// unhex is the value of a lowercase hex digit, -1 otherwise (uppercase
+// would not round-trip).
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	}
+	return -1
+}
+
+func formatUUID(u []byte) string {
+	b := []byte("00000000-0000-0000-0000-000000000000")
+	for j, i := range uuidHex {
+		b[i], b[i+1] = hexDigits[u[j]>>4], hexDigits[u[j]&0xf]
+	}
+	return string(b)
 }
 
 func (d *dec) int() int64 {
@@ -67,9 +163,9 @@ func (d *dec) str() string {
 		d.fail("length")
 		return ""
 	}
-	s := string(d.b[:l])
+	at := d.n - len(d.b)
 	d.b = d.b[l:]
-	return s
+	return d.all[at : at+int(l)]
 }
 
 func (d *dec) byte() byte {
@@ -93,7 +189,7 @@ func (d *dec) finish() error {
 }
 
 func (e *enc) page(p *Page) {
-	e.str(p.ID)
+	e.id(p.ID)
 	e.str(p.Type)
 	e.str(p.Name)
 	e.str(p.URL)
@@ -107,12 +203,13 @@ func (e *enc) page(p *Page) {
 }
 
 func (d *dec) page(p *Page) {
-	p.ID, p.Type, p.Name, p.URL, p.Path, p.Title, p.Referrer, p.UserID = d.str(), d.str(), d.str(), d.str(), d.str(), d.str(), d.str(), d.str()
+	p.ID = d.id()
+	p.Type, p.Name, p.URL, p.Path, p.Title, p.Referrer, p.UserID = d.str(), d.str(), d.str(), d.str(), d.str(), d.str(), d.str()
 	p.Start, p.Last, p.Events = d.int(), d.int(), d.int()
 }
 
 func (e *enc) session(s *Session) {
-	e.str(s.ID)
+	e.id(s.ID)
 	e.str(s.UserID)
 	e.str(s.EntryURL)
 	e.str(s.ExitURL)
@@ -123,7 +220,8 @@ func (e *enc) session(s *Session) {
 }
 
 func (d *dec) session(s *Session) {
-	s.ID, s.UserID, s.EntryURL, s.ExitURL = d.str(), d.str(), d.str(), d.str()
+	s.ID = d.id()
+	s.UserID, s.EntryURL, s.ExitURL = d.str(), d.str(), d.str()
 	s.Start, s.Last, s.Pages, s.Events = d.int(), d.int(), d.int(), d.int()
 }
 
@@ -142,9 +240,9 @@ func MarshalDevice(dst []byte, dv *Device) []byte {
 
 // UnmarshalDevice decodes MarshalDevice's output.
 func UnmarshalDevice(b []byte) (*Device, error) {
-	d := dec{b: b}
-	if v := d.byte(); d.err == nil && v != codecVersion {
-		return nil, fmt.Errorf("%w: device version %d", ErrCorrupt, v)
+	d := newDec(b)
+	if d.v = d.byte(); d.err == nil && (d.v == 0 || d.v > codecVersion) {
+		return nil, fmt.Errorf("%w: device version %d", ErrCorrupt, d.v)
 	}
 	dv := &Device{}
 	dv.Bucket = d.int()
@@ -170,12 +268,12 @@ func MarshalOutput(dst []byte, o *Output) []byte {
 		e.str(o.Org)
 		e.uint(o.Offset)
 		e.int(o.Size)
-		e.str(o.SessionID)
-		e.str(o.PageID)
+		e.id(o.SessionID)
+		e.id(o.PageID)
 	case KindPage:
 		e.str(o.Org)
 		e.str(o.Device)
-		e.str(o.SessionID)
+		e.id(o.SessionID)
 		e.str(o.EndReason)
 		e.int(o.EndedAt)
 		e.page(o.Page)
@@ -189,10 +287,10 @@ func MarshalOutput(dst []byte, o *Output) []byte {
 
 // UnmarshalOutput decodes MarshalOutput's output.
 func UnmarshalOutput(b []byte) (Output, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	var o Output
-	if v := d.byte(); d.err == nil && v != codecVersion {
-		return o, fmt.Errorf("%w: output version %d", ErrCorrupt, v)
+	if d.v = d.byte(); d.err == nil && (d.v == 0 || d.v > codecVersion) {
+		return o, fmt.Errorf("%w: output version %d", ErrCorrupt, d.v)
 	}
 	o.Kind = Kind(d.byte())
 	o.LogTime = d.int()
@@ -201,10 +299,12 @@ func UnmarshalOutput(b []byte) (Output, error) {
 		o.Org = d.str()
 		o.Offset = d.uint()
 		o.Size = d.int()
-		o.SessionID = d.str()
-		o.PageID = d.str()
+		o.SessionID = d.id()
+		o.PageID = d.id()
 	case KindPage:
-		o.Org, o.Device, o.SessionID, o.EndReason = d.str(), d.str(), d.str(), d.str()
+		o.Org, o.Device = d.str(), d.str()
+		o.SessionID = d.id()
+		o.EndReason = d.str()
 		o.EndedAt = d.int()
 		o.Page = &Page{}
 		d.page(o.Page)

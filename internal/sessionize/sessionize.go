@@ -91,7 +91,7 @@ type Store interface {
 	FirstDue(from int64) (bucket int64, ok bool, err error)
 	Seen(org, id string) (at int64, ok bool, err error)
 	Remember(org, id string, at int64)
-	Emit(o *Output) error
+	Emit(o *Output) error // o is valid only during the call
 }
 
 // IndexEntry is one expiry index entry.
@@ -109,7 +109,8 @@ type Sessionizer struct {
 	nextDue   int64 // smallest indexed bucket; valid when dueKnown
 	dueKnown  bool
 	hasDue    bool
-	Dupes     int64 // duplicates skipped since creation (not persisted)
+	out       Output // the event output being built, see Process
+	Dupes     int64  // duplicates skipped since creation (not persisted)
 	Processed int64
 }
 
@@ -173,7 +174,8 @@ func (s *Sessionizer) Process(off uint64, size int, rec *event.Record) error {
 	if d == nil {
 		d = &Device{Bucket: -1, Session: Session{ID: entityID("s", ev, t), Start: t}}
 	}
-	out := Output{Kind: KindEvent, LogTime: t, Org: ev.Org, Offset: off, Size: int64(size)}
+	out := &s.out // reused: one allocation less per event
+	*out = Output{Kind: KindEvent, LogTime: t, Org: ev.Org, Offset: off, Size: int64(size)}
 	if event.StartsPage(ev.Type) {
 		if d.Page != nil {
 			if err := s.emitPage(ev.Org, ev.Device, d, t, "next_page"); err != nil {
@@ -203,7 +205,7 @@ func (s *Sessionizer) Process(off uint64, size int, rec *event.Record) error {
 	}
 	out.SessionID = d.Session.ID
 	s.file(key, d)
-	return s.st.Emit(&out)
+	return s.st.Emit(out)
 }
 
 // file stores d and files it in the expiry index under its current expiry.

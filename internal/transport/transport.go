@@ -320,22 +320,7 @@ func (t *Transport) start(ctx context.Context, p int) (uint64, error) {
 }
 
 func (t *Transport) scan(p int, from, to uint64, fn func(seq uint64, o *sessionize.Output) error) error {
-	it, err := t.o.Log.DB().NewIter(&pebble.IterOptions{LowerBound: pipeline.OutputKey(p, from), UpperBound: pipeline.OutputKey(p, to+1)})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		seq := binary.BigEndian.Uint64(it.Key()[3:])
-		o, err := sessionize.UnmarshalOutput(it.Value())
-		if err != nil {
-			return fmt.Errorf("output %d: %w", seq, err)
-		}
-		if err := fn(seq, &o); err != nil {
-			return err
-		}
-	}
-	return it.Error()
+	return pipeline.ScanOutputs(t.o.Log.DB(), p, from, to, fn)
 }
 
 // flush builds the pending batch, writes it until it commits, and records progress.
@@ -494,14 +479,10 @@ func (t *Transport) OldestPending() int64 {
 }
 
 func (t *Transport) outputTime(p int, seq uint64) int64 {
-	v, c, err := t.o.Log.DB().Get(pipeline.OutputKey(p, seq))
-	if err != nil {
-		return 0
-	}
-	defer c.Close()
-	o, err := sessionize.UnmarshalOutput(v)
-	if err != nil {
-		return 0
-	}
-	return o.LogTime
+	var at int64
+	_ = t.scan(p, seq, seq, func(_ uint64, o *sessionize.Output) error {
+		at = o.LogTime
+		return nil
+	})
+	return at
 }

@@ -1,0 +1,119 @@
+package pipeline
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/tidemark/tidemark/internal/sessionize"
+)
+
+// An output segment is the store value holding the output items one chunk
+// produced, under OutputKey(p, seq of its first item): a format byte
+// (outSegVersion) and then each item as a uvarint length and its
+// sessionize.MarshalOutput encoding; item i has sequence number first+i. One
+// value per chunk instead of one key per item spares the state store most of
+// its per-key work (writes, flushes, compactions, the transports' scans).
+const outSegVersion = 1
+
+// errStopScan ends ScanOutputs early without an error.
+var errStopScan = errors.New("stop scan")
+
+// splitOutputs calls fn for each item of the segment val stored under first.
+func splitOutputs(first uint64, val []byte, fn func(seq uint64, item []byte) error) error {
+	if len(val) < 2 || val[0] != outSegVersion {
+		return fmt.Errorf("%w: output segment %d: bad header", sessionize.ErrCorrupt, first)
+	}
+	seq := first
+	for pos := 1; pos < len(val); seq++ {
+		l, n := binary.Uvarint(val[pos:])
+		if n <= 0 || l == 0 || l > uint64(len(val)-pos-n) {
+			return fmt.Errorf("%w: output segment %d: bad item length at byte %d", sessionize.ErrCorrupt, first, pos)
+		}
+		pos += n
+		if err := fn(seq, val[pos:pos+int(l):pos+int(l)]); err != nil {
+			return err
+		}
+		pos += int(l)
+	}
+	return nil
+}
+
+// ScanOutputs calls fn for the output items of partition p with sequence
+// numbers from..to, in order. o is valid only during the call; fn returning
+// an error stops the scan with it.
+func ScanOutputs(db *pebble.DB, p int, from, to uint64, fn func(seq uint64, o *sessionize.Output) error) error {
+	if from > to {
+		return nil
+	}
+	hi := OutputKey(p+1, 0)[:3]
+	if to < 1<<63 {
+		hi = OutputKey(p, to+1)
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: OutputKey(p, 0), UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	// The segment holding from starts at or before it.
+	ok := it.SeekLT(OutputKey(p, from+1))
+	if !ok {
+		if err := it.Error(); err != nil {
+			return err
+		}
+		ok = it.First()
+	}
+	for ; ok; ok = it.Next() {
+		err := splitOutputs(binary.BigEndian.Uint64(it.Key()[3:]), it.Value(), func(seq uint64, item []byte) error {
+			if seq < from {
+				return nil
+			}
+			if seq > to {
+				return errStopScan
+			}
+			o, err := sessionize.UnmarshalOutput(item)
+			if err != nil {
+				return fmt.Errorf("output %d: %w", seq, err)
+			}
+			return fn(seq, &o)
+		})
+		if err == errStopScan {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// DeleteOutputsThrough removes partition p's output segments whose items all
+// have sequence numbers up to handled; a segment that also holds later items
+// stays whole (readers skip its handled items).
+func DeleteOutputsThrough(db *pebble.DB, p int, handled uint64) error {
+	if handled == 0 {
+		return nil
+	}
+	end := handled + 1
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: OutputKey(p, 0), UpperBound: OutputKey(p+1, 0)[:3]})
+	if err != nil {
+		return err
+	}
+	if it.SeekLT(OutputKey(p, handled+1)) {
+		first := binary.BigEndian.Uint64(it.Key()[3:])
+		var last uint64
+		if err := splitOutputs(first, it.Value(), func(seq uint64, _ []byte) error { last = seq; return nil }); err != nil {
+			it.Close()
+			return err
+		}
+		if last > handled {
+			end = first
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return err
+	}
+	return db.DeleteRange(OutputKey(p, 0), OutputKey(p, end), pebble.NoSync)
+}
