@@ -18,9 +18,11 @@ import (
 
 	"cloud.google.com/go/storage"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 )
@@ -285,7 +287,8 @@ func AzureClient(t testing.TB) *azblob.Client {
 // Objects returns every object under the prefix of a URL returned by S3,
 // GCS, Azure or their *URL functions, keyed by the name relative to the
 // prefix ("events/dt=.../x.parquet"), read with the cloud's own SDK rather
-// than through gocloud.
+// than through gocloud. An object deleted between the listing and its read
+// (such as the probe object tidemark writes and deletes at start) is left out.
 func Objects(t testing.TB, rawURL string) map[string][]byte {
 	t.Helper()
 	u, err := url.Parse(rawURL)
@@ -319,6 +322,10 @@ func Objects(t testing.TB, rawURL string) map[string][]byte {
 			}
 			for _, o := range page.Contents {
 				obj, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(u.Host), Key: o.Key})
+				var gone *s3types.NoSuchKey
+				if errors.As(err, &gone) {
+					continue // deleted since the listing
+				}
 				if err != nil {
 					t.Fatalf("testenv: Objects: S3 get %s: %v", *o.Key, err)
 				}
@@ -337,6 +344,9 @@ func Objects(t testing.TB, rawURL string) map[string][]byte {
 				t.Fatalf("testenv: Objects: GCS list %s: %v", u.Host, err)
 			}
 			r, err := b.Object(attrs.Name).NewReader(ctx)
+			if errors.Is(err, storage.ErrObjectNotExist) {
+				continue // deleted since the listing
+			}
 			if err != nil {
 				t.Fatalf("testenv: Objects: GCS read %s: %v", attrs.Name, err)
 			}
@@ -352,6 +362,9 @@ func Objects(t testing.TB, rawURL string) map[string][]byte {
 			}
 			for _, item := range page.Segment.BlobItems {
 				resp, err := c.DownloadStream(ctx, u.Host, *item.Name, nil)
+				if bloberror.HasCode(err, bloberror.BlobNotFound) {
+					continue // deleted since the listing
+				}
 				if err != nil {
 					t.Fatalf("testenv: Objects: Azure download %s: %v", *item.Name, err)
 				}
