@@ -168,6 +168,15 @@ func committedEvents(t *testing.T, s store) map[string]int {
 	return counts
 }
 
+// waitAcked waits until the loader has n acknowledged events.
+func (l *loader) waitAcked(t *testing.T, n int) {
+	t.Helper()
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d acknowledged events", n), func() (bool, string) {
+		got := len(l.Acked())
+		return got >= n, fmt.Sprintf("%d acknowledged", got)
+	})
+}
+
 // waitCommitted waits until every id of acked is committed in s.
 func waitCommitted(t *testing.T, s store, acked map[string]bool, what string) {
 	t.Helper()
@@ -240,7 +249,7 @@ func TestIncidentLostNotifications(t *testing.T) {
 			p := startProcEnv(t, cfg, port, append(s.env, "TIDEMARK_FAULT_DROP_PAGES=4"))
 			start := time.Now()
 			load := startLoad(t, p.addr, testKey, "lost-", 2, 20, 50*time.Millisecond)
-			time.Sleep(4 * time.Second)
+			load.waitAcked(t, 3000)
 			acked := load.Stop()
 			stopped := time.Now()
 
@@ -325,7 +334,7 @@ func TestIncidentLostObjects(t *testing.T) {
 			p := startProcEnv(t, cfg, port, s.env)
 			start := time.Now()
 			load := startLoad(t, p.addr, testKey, "objs-", 2, 20, 50*time.Millisecond)
-			time.Sleep(3 * time.Second)
+			load.waitAcked(t, 2000)
 			acked := load.Stop()
 			stopped := time.Now()
 			waitCommitted(t, s, acked, "delivery")
@@ -438,7 +447,7 @@ func TestIncidentFailureElsewhere(t *testing.T) {
 			p := startProcEnv(t, cfg, port, append(s.env,
 				"TIDEMARK_FAULT_PANIC_DESTINATION=acme/broken", "TIDEMARK_FAULT_HANG_DESTINATION=acme/stuck"))
 			load := startLoad(t, p.addr, testKey, "elsewhere-", 2, 20, 50*time.Millisecond)
-			time.Sleep(3 * time.Second)
+			load.waitAcked(t, 2000)
 			acked := load.Stop()
 			stopped := time.Now()
 			waitCommitted(t, s, acked, "delivery to the healthy destination")
