@@ -236,7 +236,7 @@ func inLog(h, start time.Time, complete bool) bool {
 }
 
 func (a *Auditor) audit(ctx context.Context, t Target, hours []time.Time, start time.Time, complete bool, now time.Time, maxListed int) (*Result, error) {
-	res := &Result{Org: t.Org, Destination: t.Name, SLASeconds: t.SLA.Seconds()}
+	res := &Result{Org: t.Org, Destination: t.Name, SLASeconds: t.SLA.Seconds(), Missing: []Event{}}
 	res.Total.Hour, res.Total.InLog = hours[0], true
 	cache := a.manifests[t.Dest]
 	if cache == nil {

@@ -262,5 +262,10 @@ func (x *auditor) backfillHandler(w http.ResponseWriter, r *http.Request) {
 				"events", b.Events, "batches", len(b.Batches))
 		}
 	}
+	// The audit's lists of missing events are what was just written: leave
+	// them out of the answer, which could otherwise run to megabytes.
+	for i := range rep.Results {
+		rep.Results[i].Missing = nil
+	}
 	send(BackfillLine{Results: res, Report: rep})
 }
