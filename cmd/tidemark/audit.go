@@ -198,6 +198,29 @@ func (f *auditFlags) adminRequest(ctx context.Context, method, path string, from
 	return resp, nil
 }
 
+// failer prints err for command name and returns exit status 2.
+func failer(stderr io.Writer, name string) func(error) int {
+	return func(err error) int {
+		fmt.Fprintf(stderr, "tidemark %s: %v\n", name, err)
+		return 2
+	}
+}
+
+// parseArgs parses a command's flags; done is true when the command must
+// exit with code (after -h, a flag error or a stray argument).
+func parseArgs(fs *flag.FlagSet, args []string, fail func(error) int) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, true
+		}
+		return 2, true
+	}
+	if fs.NArg() > 0 {
+		return fail(fmt.Errorf("unexpected argument %q", fs.Arg(0))), true
+	}
+	return 0, false
+}
+
 // auditCmd runs `tidemark audit` and returns its exit status: 0 when nothing
 // is missing or duplicated, 1 otherwise, 2 on error.
 func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -207,18 +230,9 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	f.register(fs, "24h")
 	asJSON := fs.Bool("json", false, "print the report as JSON (see README)")
 	deep := fs.Bool("deep", false, "compare event ids of every hour, not only of hours whose counts differ")
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "tidemark audit: %v\n", err)
-		return 2
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		return fail(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	fail := failer(stderr, "audit")
+	if code, done := parseArgs(fs, args, fail); done {
+		return code
 	}
 	from, to, err := f.times()
 	if err != nil {
@@ -320,18 +334,9 @@ func backfillCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	var f auditFlags
 	f.register(fs, "")
 	dry := fs.Bool("dry-run", false, "print the batches it would write, and write nothing")
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "tidemark backfill: %v\n", err)
-		return 2
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		return fail(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	fail := failer(stderr, "backfill")
+	if code, done := parseArgs(fs, args, fail); done {
+		return code
 	}
 	if f.from == "" {
 		return fail(errors.New("--from is required (and --to, default now)"))

@@ -23,9 +23,8 @@ type BackfillOptions struct {
 	// Sessions is the configuration the pipeline sessionizes with: backfilled
 	// events get the session and page the pipeline gave them.
 	Sessions  sessionize.Config
-	BatchSize int                         // events per batch; default DefaultBackfillBatch
-	Progress  func(done, total int)       // after each written batch; may be nil
-	Planned   func(t Target, p []Planned) // the plan of a target, before writing; may be nil
+	BatchSize int                   // events per batch; default DefaultBackfillBatch
+	Progress  func(done, total int) // after each written batch; may be nil
 }
 
 // Planned is one backfill batch.
@@ -110,9 +109,6 @@ func (a *Auditor) Backfill(ctx context.Context, from, to time.Time, targets []Ta
 				br.Events += len(b.Events)
 				jobs = append(jobs, job{t, b})
 			}
-		}
-		if o.Planned != nil {
-			o.Planned(t, br.Batches)
 		}
 		results = append(results, br)
 	}

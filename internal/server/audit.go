@@ -180,20 +180,30 @@ func apiError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, map[string]string{"error": err.Error()})
 }
 
-// auditHandler serves GET /api/v1/audit?from=&to=[&org=][&destination=][&deep=true]:
-// the audit report as JSON (see README "Audit").
-func (x *auditor) auditHandler(w http.ResponseWriter, r *http.Request) {
+// request reads the range and the destinations of an audit or backfill
+// request; on a bad request it answers it and returns false.
+func (x *auditor) request(w http.ResponseWriter, r *http.Request) (from, to time.Time, targets []audit.Target, ok bool) {
 	from, to, err := rangeParams(r)
 	if err != nil {
 		apiError(w, http.StatusBadRequest, err)
+		return from, to, nil, false
+	}
+	q := r.URL.Query()
+	if targets, err = selectTargets(x.targets, q.Get("org"), q.Get("destination")); err != nil {
+		apiError(w, http.StatusNotFound, err)
+		return from, to, nil, false
+	}
+	return from, to, targets, true
+}
+
+// auditHandler serves GET /api/v1/audit?from=&to=[&org=][&destination=][&deep=true]:
+// the audit report as JSON (see README "Audit").
+func (x *auditor) auditHandler(w http.ResponseWriter, r *http.Request) {
+	from, to, targets, ok := x.request(w, r)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
-	targets, err := selectTargets(x.targets, q.Get("org"), q.Get("destination"))
-	if err != nil {
-		apiError(w, http.StatusNotFound, err)
-		return
-	}
 	a := x.a
 	if q.Get("deep") == "true" {
 		o := x.o
@@ -226,17 +236,11 @@ type Progress struct {
 // backfillHandler serves POST /api/v1/backfill?from=&to=[&org=][&destination=][&dry_run=true]
 // as a stream of BackfillLine.
 func (x *auditor) backfillHandler(w http.ResponseWriter, r *http.Request) {
-	from, to, err := rangeParams(r)
-	if err != nil {
-		apiError(w, http.StatusBadRequest, err)
+	from, to, targets, ok := x.request(w, r)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
-	targets, err := selectTargets(x.targets, q.Get("org"), q.Get("destination"))
-	if err != nil {
-		apiError(w, http.StatusNotFound, err)
-		return
-	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
