@@ -117,10 +117,15 @@ func Open(dir string, o Options) (*Log, error) {
 	logOpts.L0CompactionFileThreshold = 1000
 	logOpts.L0StopWritesThreshold = 200
 	logOpts.LBaseMaxBytes = 512 << 20
+	separateValues(logOpts)
 	stateOpts := &pebble.Options{Cache: cache, MemTableSize: memtable, Logger: quietLogger{o.Logger}}
 	for i := range stateOpts.Levels {
 		stateOpts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
+	// The state's large values are the sessionizer's output segments, read
+	// once by each transport and deleted once delivered: no reason to
+	// rewrite them in every compaction of the device and dedupe keys.
+	separateValues(stateOpts)
 	db, err := pebble.Open(filepath.Join(dir, "store", "log"), logOpts)
 	if err != nil {
 		return nil, fmt.Errorf("open log store: %w", err)
@@ -536,6 +541,36 @@ func (l *Log) Close() error {
 	close(l.quit)
 	<-l.done
 	return l.closeStores()
+}
+
+// separateValues makes o's store keep values of 1 KiB and more (log
+// segments, output segments) in blob files, written once at flush:
+// compactions then rewrite only the keys and value handles. Without it each
+// log byte was written three to four times (WAL, flush, then again by every
+// L0 compaction, since every flush spans all partitions), and those
+// compactions were the largest single CPU cost of ingest (BENCHMARKS.md).
+//
+// MaxBlobReferenceDepth is high on purpose: every flush overlaps the whole
+// key space, so Pebble's estimate of how many blob files a table references
+// grows by the number of L0 sublevels at each compaction, and with a limit
+// of 10 nearly every compaction rewrote all the values it touched (the cost
+// this is meant to remove). Readers scan each partition in offset order, so
+// a table referencing many blob files costs them little. Retention's range
+// deletions leave blob files partly unreferenced; Pebble rewrites a file
+// once a fifth of it is garbage and it is 5 minutes old. Opening a data dir
+// of an older build upgrades its store format (one way: older builds cannot
+// open it again).
+func separateValues(o *pebble.Options) {
+	o.FormatMajorVersion = pebble.FormatValueSeparation
+	o.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		return pebble.ValueSeparationPolicy{
+			Enabled:               true,
+			MinimumSize:           1 << 10,
+			MaxBlobReferenceDepth: 1000,
+			RewriteMinimumAge:     5 * time.Minute,
+			TargetGarbageRatio:    0.2,
+		}
+	}
 }
 
 type quietLogger struct{ l *slog.Logger }
