@@ -93,6 +93,9 @@ func (h *Hub) Done() <-chan struct{} { return h.closed }
 // Close tells every subscriber to end.
 func (h *Hub) Close() { h.once.Do(func() { close(h.closed) }) }
 
+// Subscribed reports whether anybody tails now; false for a nil Hub.
+func (h *Hub) Subscribed() bool { return h != nil && h.n.Load() > 0 }
+
 // publish sends the event to every matching subscriber without blocking.
 func (h *Hub) publish(e *event.Event, p int, off uint64) error {
 	if h.n.Load() == 0 {

@@ -387,7 +387,16 @@ func (s *Stream) runLive(ctx context.Context) error {
 		for p := range n {
 			err := s.o.Log.Scan(p, pos[p]+1, 0, func(off uint64, val []byte) error {
 				pos[p] = off
-				r, err := event.Decode(val)
+				// The metrics need only the record's identity and type: the
+				// raw JSON fields are copied only while somebody tails. A
+				// subscriber that arrives between the two checks starts
+				// with the next record (the live tail has no history).
+				full := s.o.Hub.Subscribed()
+				decode := event.DecodeMeta
+				if full {
+					decode = event.Decode
+				}
+				r, err := decode(val)
 				if err != nil {
 					s.m.poison.WithLabelValues("live").Inc()
 					s.o.Logger.Error("undecodable log record skipped", "consumer", "live", "partition", p, "offset", off, "err", err)
@@ -400,7 +409,7 @@ func (s *Stream) runLive(ctx context.Context) error {
 				_ = s.handle("live", p, off, &r.Event, func() error {
 					s.liveCounter(r.Event.Org, r.Event.Type).Inc()
 					s.active.observe(&r)
-					if s.o.Hub != nil {
+					if full {
 						return s.o.Hub.publish(&r.Event, p, off)
 					}
 					return nil
