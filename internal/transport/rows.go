@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"unsafe"
+
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/sessionize"
@@ -13,11 +15,14 @@ func opt(s string) *string {
 	return &s
 }
 
-func optBytes(b []byte) *string {
+// optJSON returns b as a string without copying it: the row takes b over,
+// so nothing may change b afterwards (event.Decode's raw fields are fresh
+// copies that nothing else holds).
+func optJSON(b []byte) *string {
 	if len(b) == 0 {
 		return nil
 	}
-	s := string(b)
+	s := unsafe.String(&b[0], len(b))
 	return &s
 }
 
@@ -31,7 +36,9 @@ func optMicros(ns int64) *int64 {
 	return &v
 }
 
-// EventRow is the events table row of a log event and its assignment.
+// EventRow is the events table row of a log event and its assignment. The
+// row shares e's raw JSON fields (see optJSON): e must come from
+// event.Decode and not be changed afterwards.
 func EventRow(p int, o *sessionize.Output, e *event.Event) format.EventRow {
 	name := e.Name
 	return format.EventRow{
@@ -41,7 +48,7 @@ func EventRow(p int, o *sessionize.Output, e *event.Event) format.EventRow {
 		ClientTimestamp: optMicros(e.Timestamp), SentAt: optMicros(e.SentAt),
 		URL: opt(e.URL), Path: opt(e.Path), Referrer: opt(e.Referrer), Title: opt(e.Title), UserAgent: opt(e.UserAgent),
 		GroupID: opt(e.GroupID), PreviousID: opt(e.PreviousID),
-		Properties: optBytes(e.Properties), Traits: optBytes(e.Traits), Context: optBytes(e.Context),
+		Properties: optJSON(e.Properties), Traits: optJSON(e.Traits), Context: optJSON(e.Context),
 		LogPartition: int32(p), LogOffset: int64(o.Offset),
 	}
 }
