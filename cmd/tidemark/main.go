@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -149,13 +150,27 @@ func loadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&o.AckedFile, "acked-file", "", "write the messageIds of acknowledged events here, one per line")
 	lake := fs.String("lake", "", "after sending, wait for the acknowledged events in this local lake directory and report end-to-end latency and duplicates")
 	lakeWait := fs.Duration("lake-timeout", 10*time.Minute, "how long -lake waits for the events")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator itself to this file (while sending)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if o.WriteKey == "" {
 		return errors.New("a write key is required: -write-key or $TIDEMARK_WRITE_KEY")
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+	}
 	res, err := lg.Run(ctx, o, stdout)
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	if err != nil || *lake == "" {
 		return err
 	}
