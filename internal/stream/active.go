@@ -20,7 +20,9 @@ const maxTracked = 200000
 // reads nothing of the batch pipeline) and restarts empty.
 type active struct {
 	pageIdle, sessionIdle int64
-	devs                  map[string]map[string]devState // org -> device
+	devs                  map[string]map[string]*devState // org -> device
+	lastOrg               string                          // org of lastDevs, the previous event's
+	lastDevs              map[string]*devState
 	n                     int
 	watermark             int64 // largest record time seen
 	lastSweep             int64
@@ -33,7 +35,7 @@ type devState struct {
 }
 
 func newActive(pageIdle, sessionIdle time.Duration, pages, sessions *prometheus.GaugeVec) *active {
-	return &active{pageIdle: int64(pageIdle), sessionIdle: int64(sessionIdle), devs: map[string]map[string]devState{},
+	return &active{pageIdle: int64(pageIdle), sessionIdle: int64(sessionIdle), devs: map[string]map[string]*devState{},
 		pages: pages, sessions: sessions}
 }
 
@@ -41,24 +43,28 @@ func (a *active) observe(r *event.Record) {
 	a.watermark = max(a.watermark, r.Time)
 	if r.Kind == event.KindEvent {
 		e := &r.Event
-		m := a.devs[e.Org]
-		if m == nil {
-			m = map[string]devState{}
-			a.devs[e.Org] = m
+		m := a.lastDevs
+		if m == nil || e.Org != a.lastOrg {
+			if m = a.devs[e.Org]; m == nil {
+				m = map[string]*devState{}
+				a.devs[e.Org] = m
+			}
+			a.lastOrg, a.lastDevs = e.Org, m
 		}
-		d, ok := m[e.Device]
-		if !ok && a.n >= maxTracked {
-			return
-		}
-		if !ok {
+		d := m[e.Device]
+		if d == nil {
+			if a.n >= maxTracked {
+				return
+			}
 			a.n++
+			d = &devState{}
+			m[e.Device] = d
 		}
 		if d.last != 0 && e.ReceivedAt-d.last >= a.sessionIdle {
 			d.hasPage = false // a new session
 		}
 		d.last = max(d.last, e.ReceivedAt)
 		d.hasPage = d.hasPage || event.StartsPage(e.Type)
-		m[e.Device] = d
 	}
 	if a.watermark-a.lastSweep >= int64(time.Second) {
 		a.sweep()

@@ -135,13 +135,14 @@ func (h *hook) count(i int, n int64) {
 }
 
 type metrics struct {
-	live      *prometheus.CounterVec
-	poison    *prometheus.CounterVec
-	missed    *prometheus.CounterVec
-	liveOrgs  map[[2]string]prometheus.Counter
-	pages     *prometheus.GaugeVec
-	sessions  *prometheus.GaugeVec
-	webhookDL *prometheus.CounterVec
+	live       *prometheus.CounterVec
+	poison     *prometheus.CounterVec
+	missed     *prometheus.CounterVec
+	liveOrgs   map[[2]string]prometheus.Counter
+	liveRecent [4]liveEntry // runLive's goroutine only
+	pages      *prometheus.GaugeVec
+	sessions   *prometheus.GaugeVec
+	webhookDL  *prometheus.CounterVec
 }
 
 // New returns the stage and registers its metrics. Call it before the server
@@ -429,13 +430,28 @@ func (s *Stream) runLive(ctx context.Context) error {
 }
 
 func (s *Stream) liveCounter(org, typ string) prometheus.Counter {
+	// The few (org, type) pairs of the last events answer most lookups
+	// without hashing two strings per event.
+	r := &s.m.liveRecent
+	for i := range r {
+		if e := &r[i]; e.c != nil && e.typ == typ && e.org == org {
+			return e.c
+		}
+	}
 	k := [2]string{org, typ}
 	c := s.m.liveOrgs[k]
 	if c == nil {
 		c = s.m.live.WithLabelValues(org, typ)
 		s.m.liveOrgs[k] = c
 	}
+	copy(r[1:], r[:len(r)-1])
+	r[0] = liveEntry{org: strings.Clone(org), typ: strings.Clone(typ), c: c}
 	return c
+}
+
+type liveEntry struct {
+	org, typ string
+	c        prometheus.Counter
 }
 
 var errBatchFull = errors.New("batch full")
