@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,7 +76,12 @@ type Handler struct {
 	bufs    sync.Pool // *[]byte
 	gzips   sync.Pool // *gzip.Reader
 	maxBody int
+	busy    atomic.Int64 // requests being served now
 }
+
+// InFlight is the number of requests being served now, waiting for the log
+// included.
+func (h *Handler) InFlight() int64 { return h.busy.Load() }
 
 // New returns a Handler. It panics if o.Log or o.Org is nil, or if the
 // metrics cannot be registered (as prometheus.MustRegister does).
@@ -126,6 +132,8 @@ var endpoints = map[string]struct{ typ, label string }{
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	h.busy.Add(1)
+	defer h.busy.Add(-1)
 	ep, found := endpoints[strings.TrimSuffix(r.URL.Path, "/")]
 	label := ep.label
 	if !found {

@@ -37,6 +37,10 @@ type Ingest struct {
 	MaxBodyBytes  ByteSize `yaml:"max_body_bytes"`  // default 4MiB (after gunzip)
 	MaxEventBytes ByteSize `yaml:"max_event_bytes"` // default 32KiB
 	MaxPending    int      `yaml:"max_pending"`     // events queued for the log before 503; default 100000
+	// PriorityLag: while requests queue at the collector, the batch
+	// pipeline yields the CPU to ingest until its backlog is this old
+	// (pipeline.Yield); 0 turns it off. Default 30s.
+	PriorityLag Duration `yaml:"priority_lag"`
 }
 
 // Sessions configures entity derivation. Times are log time, not wall time.
@@ -141,6 +145,7 @@ func Default() *Config {
 			MaxBodyBytes:  4 * MiB,
 			MaxEventBytes: 32 * KiB,
 			MaxPending:    100000,
+			PriorityLag:   Duration(30 * time.Second),
 		},
 		Sessions: Sessions{
 			PageIdle:    Duration(30 * time.Minute),

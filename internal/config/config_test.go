@@ -126,7 +126,7 @@ func TestGood(t *testing.T) {
 			DedupeWindow: Duration(12 * time.Hour),
 			CacheBytes:   128 * MiB,
 		},
-		Ingest:   Ingest{MaxBodyBytes: 8 * MiB, MaxEventBytes: 64 * KiB, MaxPending: 5000},
+		Ingest:   Ingest{MaxBodyBytes: 8 * MiB, MaxEventBytes: 64 * KiB, MaxPending: 5000, PriorityLag: Duration(30 * time.Second)},
 		Sessions: Sessions{PageIdle: Duration(10 * time.Minute), SessionIdle: Duration(90 * time.Minute)},
 		Audit:    Audit{Interval: Duration(2 * time.Minute), Lookback: Duration(3 * time.Hour)},
 		Stream:   Stream{Enabled: false},

@@ -104,6 +104,9 @@ func (c *Config) validate() []*FieldError {
 		p.add("ingest.max_event_bytes", "must not exceed ingest.max_body_bytes (%s), got %s", in.MaxBodyBytes, in.MaxEventBytes)
 	}
 	p.positive("ingest.max_pending", int64(in.MaxPending), strconv.Itoa(in.MaxPending))
+	if in.PriorityLag < 0 {
+		p.add("ingest.priority_lag", "must not be negative (0 turns it off), got %s", in.PriorityLag)
+	}
 
 	s := c.Sessions
 	p.positive("sessions.page_idle", int64(s.PageIdle), s.PageIdle.String())

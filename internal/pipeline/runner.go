@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,8 @@ type Sessionizers struct {
 	next   []atomic.Uint64 // next output seq per partition (committed)
 	cursor []atomic.Uint64 // last processed log offset per partition
 	wm     []atomic.Int64
+
+	yield *Yield // nil: never pause (see SetYield)
 
 	mRecords *prometheus.CounterVec
 	mDupes   prometheus.Counter
@@ -73,13 +76,19 @@ func NewSessionizers(l *eventlog.Log, cfg sessionize.Config, reg prometheus.Regi
 		}
 		return float64(n)
 	})
-	for _, c := range []prometheus.Collector{s.mRecords, s.mDupes, s.mOutputs, lag} {
+	yielded := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tidemark_sessionizer_yield_seconds_total", Help: "Time the sessionizer paused to leave the CPU to a saturated ingest (ingest.priority_lag)."}, func() float64 {
+		return s.yield.Paused().Seconds()
+	})
+	for _, c := range []prometheus.Collector{s.mRecords, s.mDupes, s.mOutputs, lag, yielded} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
 }
+
+// SetYield makes the sessionizers pause for ingest as y says. Call it before Run.
+func (s *Sessionizers) SetYield(y *Yield) { s.yield = y }
 
 // Notify returns a channel closed when any partition commits new outputs.
 func (s *Sessionizers) Notify() <-chan struct{} {
@@ -139,7 +148,12 @@ func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
 		case <-ctx.Done():
 			return nil
 		}
+		start := time.Now()
 		n, err := s.chunk(p, &h, sz, cache, &sweep)
+		if n > 0 {
+			// Holding the turn: no other partition sessionizes meanwhile.
+			s.yield.Pause(ctx, time.Since(start))
+		}
 		<-s.sem
 		if err != nil {
 			return fmt.Errorf("sessionize partition %d: %w", p, err)

@@ -154,6 +154,17 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		MaxBodyBytes: int64(cfg.Ingest.MaxBodyBytes), MaxEventBytes: int64(cfg.Ingest.MaxEventBytes),
 		Now: o.Now, Registerer: reg, Logger: logger,
 	})
+	// Ingest first: during a burst the log is the buffer (pipeline.Yield).
+	sz.SetYield(&pipeline.Yield{
+		Share: yieldShare, MaxLag: cfg.Ingest.PriorityLag.D(),
+		Busy: func() bool { return coll.InFlight() >= yieldBusyRequests },
+		Lag: func() time.Duration {
+			if t := sz.OldestUnprocessed(); t > 0 {
+				return max(o.Now().Sub(time.Unix(0, t)), 0)
+			}
+			return 0
+		},
+	})
 	// The streaming pipeline: its own cursors and store, nothing the batch
 	// pipeline reads. Off, it neither serves the live tail nor holds retention.
 	var st *stream.Stream
@@ -299,6 +310,15 @@ func runRecovered(ctx context.Context, run func(context.Context) error) (err err
 	}
 	return errors.New("stage returned before shutdown")
 }
+
+// While at least yieldBusyRequests requests are in flight at the collector
+// (they are waiting for CPU or for a group commit, not trickling in), the
+// sessionizer works at most yieldShare of the time, until its backlog is
+// ingest.priority_lag old. Measured in BENCHMARKS.md ("Ingest first").
+const (
+	yieldBusyRequests = 8
+	yieldShare        = 0.1
+)
 
 // Webhooks returns the webhooks of cfg as the stream uses them.
 func Webhooks(cfg *config.Config) []stream.Webhook {
