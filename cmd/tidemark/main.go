@@ -24,7 +24,7 @@ import (
 
 // defaultMemHeadroom is the soft memory limit above log.cache_bytes when
 // GOMEMLIMIT is not set: memtables, request and batch buffers.
-const defaultMemHeadroom = 192 << 20
+const defaultMemHeadroom = 176 << 20
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
