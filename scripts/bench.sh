@@ -8,7 +8,8 @@
 # SECONDS, waits until every acknowledged event is committed in the local lake
 # (`loadgen -lake`: counts duplicates and end-to-end latency from sending to the
 # batch's manifest), samples the server's RSS every second, and prints one
-# table row. Destinations use flush.max_age 5s so end-to-end latency shows the
+# table row. Every row runs with the default ingest.priority_lag (30s) but
+# no-ingest-first, which sets it to 0s (the pipeline never yields to ingest). Destinations use flush.max_age 5s so end-to-end latency shows the
 # pipeline, not the batching wait. The machine is shared and noisy: compare rows
 # of one run as ratios, not across runs.
 set -euo pipefail
@@ -19,13 +20,14 @@ trap 'pkill -f "$work/tidemark serve" 2>/dev/null || true; rm -rf "$work"' EXIT
 CGO_ENABLED=0 go build -o "$work/tidemark" ./cmd/tidemark
 port=18181
 
-run() { # name partitions batch gzip
-  local name=$1 parts=$2 batch=$3 gz=$4 dir="$work/$1"
+run() { # name partitions batch gzip [priority_lag]
+  local name=$1 parts=$2 batch=$3 gz=$4 plag=${5:-30s} dir="$work/$1"
   mkdir -p "$dir"
   cat > "$dir/cfg.yaml" <<CFG
 listen: 127.0.0.1:$port
 data_dir: $dir/data
 log: {partitions: $parts}
+ingest: {priority_lag: $plag}
 orgs:
   - id: bench
     write_keys: ["bench-write-key-000001"]
@@ -44,19 +46,21 @@ CFG
     -duration "${secs}s" -connections 64 -batch "$batch" "${gzflag[@]}" -lake "$dir/lake" > "$dir/lg.out" 2>&1 || true
   kill $pid; wait $pid 2>/dev/null || true
   maxrss=$(sort -n "$dir/rss" | tail -1)
-  local acked lat e2e lake
+  local acked lat e2e lake after
   acked=$(grep -o '= [0-9]* events/s' "$dir/lg.out" | grep -o '[0-9]*')
   lat=$(grep '^  latency' "$dir/lg.out" | awk '{print $3" / "$7}')
   e2e=$(grep '^  end-to-end' "$dir/lg.out" | awk '{print $3" / "$7}')
   lake=$(grep '^  lake' "$dir/lg.out" | awk '{print $2" of "$4", "$10" dup"}')
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %d |\n' "$name" "$parts" "$batch" "$gz" "$acked" "$lat" "$e2e" "$lake" $((maxrss / 1024))
+  after=$(grep '^  lake' "$dir/lg.out" | awk '{print $8}')
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n' "$name" "$parts" "$batch" "$gz" "$plag" "$acked" "$lat" "$after" "$e2e" "$lake" $((maxrss / 1024))
 }
 
 echo "tidemark end-to-end benchmark: ${secs}s per row, $(nproc) cores, $(go version | awk '{print $3}'), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo '| config | partitions | events/batch | gzip | acked events/s | ack latency p50 / p99 | end-to-end p50 / p99 | in lake | max RSS MiB |'
-echo '|---|---|---|---|---|---|---|---|---|'
+echo '| config | partitions | events/batch | gzip | priority_lag | acked events/s | ack latency p50 / p99 | lake complete after load | end-to-end p50 / p99 | in lake | max RSS MiB |'
+echo '|---|---|---|---|---|---|---|---|---|---|---|'
 run baseline 8 50 no
+run no-ingest-first 8 50 no 0s
 run batch-10 8 10 no
 run batch-200 8 200 no
 run partitions-1 1 50 no

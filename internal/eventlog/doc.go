@@ -20,6 +20,11 @@
 // are gone exactly. Format 1 (a key per record) was never released; a store
 // holding it is refused at open.
 //
+// Both stores keep values of 1 KiB and more (segments here, the
+// sessionizer's output segments in the state) in Pebble blob files, so that
+// compactions move keys and value handles instead of rewriting the values
+// (see separateValues).
+//
 // A ticker appends tick records (wall time) to every partition so quiet
 // partitions' watermarks advance (DESIGN.md).
 //
