@@ -314,7 +314,8 @@ func runRecovered(ctx context.Context, run func(context.Context) error) (err err
 // While at least yieldBusyRequests requests are in flight at the collector
 // (they are waiting for CPU or for a group commit, not trickling in), the
 // sessionizer works at most yieldShare of the time, until its backlog is
-// ingest.priority_lag old. Measured in BENCHMARKS.md ("Ingest first").
+// ingest.priority_lag old. The share was chosen by measurement: BENCHMARKS.md,
+// "End to end" (a quarter, a tenth and a twentieth compared).
 const (
 	yieldBusyRequests = 8
 	yieldShare        = 0.1
