@@ -39,7 +39,8 @@ type Ingest struct {
 	MaxPending    int      `yaml:"max_pending"`     // events queued for the log before 503; default 100000
 	// PriorityLag: while requests queue at the collector, the batch
 	// pipeline yields the CPU to ingest until its backlog is this old
-	// (pipeline.Yield); 0 turns it off. Default 30s.
+	// (pipeline.Yield; capped by Config.PriorityLag); 0 turns it off.
+	// Default 30s.
 	PriorityLag Duration `yaml:"priority_lag"`
 }
 
@@ -106,6 +107,20 @@ type Destination struct {
 // in it: session_idle + flush.max_age + freshness_grace.
 func (c *Config) FreshnessSLA(d *Destination) time.Duration {
 	return c.Sessions.SessionIdle.D() + d.Flush.MaxAge.D() + d.FreshnessGrace.D()
+}
+
+// PriorityLag is how old the sessionizer's backlog may grow while it yields
+// to ingest: ingest.priority_lag, but at most half of the shortest freshness
+// SLA of any destination, so that yielding alone never makes a destination
+// stale. 0: never yield.
+func (c *Config) PriorityLag() time.Duration {
+	lag := c.Ingest.PriorityLag.D()
+	for _, org := range c.Orgs {
+		for i := range org.Destinations {
+			lag = min(lag, c.FreshnessSLA(&org.Destinations[i])/2)
+		}
+	}
+	return max(lag, 0)
 }
 
 // Flush says when a destination cuts a batch, evaluated in log time.

@@ -596,3 +596,23 @@ func TestFieldError(t *testing.T) {
 		}
 	}
 }
+
+func TestPriorityLagAtMostHalfTheShortestSLA(t *testing.T) {
+	c := Default()
+	if got := c.PriorityLag(); got != 30*time.Second {
+		t.Errorf("defaults: %v, want 30s", got)
+	}
+	c.Orgs = []Org{{ID: "a", Destinations: []Destination{
+		{Name: "slow", Flush: Flush{MaxAge: Duration(time.Minute)}, FreshnessGrace: Duration(5 * time.Minute)},
+	}}}
+	c.Sessions.SessionIdle = Duration(2 * time.Second)
+	c.Orgs[0].Destinations = append(c.Orgs[0].Destinations,
+		Destination{Name: "fast", Flush: Flush{MaxAge: Duration(time.Second)}, FreshnessGrace: Duration(time.Second)})
+	if got := c.PriorityLag(); got != 2*time.Second { // (2s + 1s + 1s) / 2
+		t.Errorf("short SLA: %v, want 2s", got)
+	}
+	c.Ingest.PriorityLag = 0
+	if got := c.PriorityLag(); got != 0 {
+		t.Errorf("off: %v, want 0", got)
+	}
+}

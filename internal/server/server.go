@@ -156,7 +156,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	})
 	// Ingest first: during a burst the log is the buffer (pipeline.Yield).
 	sz.SetYield(&pipeline.Yield{
-		Share: yieldShare, MaxLag: cfg.Ingest.PriorityLag.D(),
+		Share: yieldShare, MaxLag: cfg.PriorityLag(),
 		Busy: func() bool { return coll.InFlight() >= yieldBusyRequests },
 		Lag: func() time.Duration {
 			if t := sz.OldestUnprocessed(); t > 0 {
