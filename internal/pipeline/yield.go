@@ -17,9 +17,10 @@ import (
 // transports' and the state store's work, which follow the sessionizer's
 // output) is followed by a pause that keeps the sessionizer busy at most
 // Share of the time. Pausing stops as soon as the oldest unprocessed record
-// is MaxLag old: past that the pipeline takes its full share again, so a
-// sustained overload slows acknowledgements instead of growing the backlog
-// without bound, and the lag never exceeds MaxLag by more than a chunk.
+// is MaxLag old: past that the pipeline competes for the CPU as it does
+// without Yield, so yielding adds at most MaxLag (and a pause) to any
+// record's delay. A load above what the pipeline sustains even then builds
+// a backlog either way; the lag metrics show it.
 //
 // Pauses change only when the sessionizer runs, never what it computes: the
 // outputs are a function of the log alone.
