@@ -16,6 +16,7 @@
 # one run is the only fair comparison on a shared, noisy machine.
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n '2,16p' "$0"; exit 2; }
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 a=$(realpath "$1") b=$(realpath "$2") rounds=${3:-2} secs=${4:-20} extra=${5:-}
 work=$(mktemp -d)
 trap 'pkill -f "$work/.*/cfg.yaml" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -24,41 +25,20 @@ clk=$(getconf CLK_TCK)
 
 run() { # label binary
   local label=$1 bin=$2 dir="$work/$1"
-  mkdir -p "$dir"
-  cat > "$dir/cfg.yaml" <<CFG
-listen: 127.0.0.1:$port
-data_dir: $dir/data
-log: {partitions: 8}
-$extra
-orgs:
-  - id: bench
-    write_keys: ["bench-write-key-000001"]
-    destinations:
-      - name: lake
-        url: file://$dir/lake
-        flush: {max_age: 5s}
-CFG
-  "$bin" serve --config "$dir/cfg.yaml" > "$dir/serve.log" 2>&1 &
-  local pid=$!
-  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-  ( while kill -0 $pid 2>/dev/null; do ps -o rss= -p $pid; sleep 1; done ) > "$dir/rss" &
+  bench_serve "$bin" "$dir" $port 8 "$extra"
   local t0 t1 s0 s1
-  t0=$(awk '{print $14+$15}' /proc/$pid/stat)
+  t0=$(awk '{print $14+$15}' /proc/$BENCH_PID/stat)
   s0=$(date +%s.%N)
-  "$bin" loadgen -url "http://127.0.0.1:$port" -write-key bench-write-key-000001 -duration "${secs}s" \
+  "$bin" loadgen -url "http://127.0.0.1:$port" -write-key $BENCH_KEY -duration "${secs}s" \
     -connections 64 -batch 50 -lake "$dir/lake" > "$dir/lg.out" 2>&1 || true
   s1=$(date +%s.%N)
-  t1=$(awk '{print $14+$15}' /proc/$pid/stat)
-  kill $pid; wait $pid 2>/dev/null || true
-  local acked total lat lake rss
-  acked=$(grep -o '= [0-9]* events/s' "$dir/lg.out" | grep -o '[0-9]*')
-  total=$(grep -o 'acked *[0-9]*' "$dir/lg.out" | grep -o '[0-9]*$')
-  lat=$(grep '^  latency' "$dir/lg.out" | awk '{print $3" / "$7}')
-  lake=$(grep '^  lake' "$dir/lg.out" | awk '{print $2" of "$4", "$10" dup"}')
-  rss=$(sort -n "$dir/rss" | tail -1)
+  t1=$(awk '{print $14+$15}' /proc/$BENCH_PID/stat)
+  kill $BENCH_PID; wait $BENCH_PID 2>/dev/null || true
+  local acked total lat e2e lake after maxrss
+  bench_results "$dir"
   printf '| %s | %s | %s | %.1f | %.0f | %d | %s |\n' "$label" "$acked" "$lat" \
     "$(echo "($t1 - $t0) * 1000000 / $clk / $total" | bc -l)" "$(echo "$total / ($s1 - $s0)" | bc -l)" \
-    $((rss / 1024)) "$lake"
+    "$maxrss" "$lake"
 }
 
 echo "A = $1, B = $2; ${secs}s of load per run; $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -9,11 +9,13 @@
 # (`loadgen -lake`: counts duplicates and end-to-end latency from sending to the
 # batch's manifest), samples the server's RSS every second, and prints one
 # table row. Every row runs with the default ingest.priority_lag (30s) but
-# no-ingest-first, which sets it to 0s (the pipeline never yields to ingest). Destinations use flush.max_age 5s so end-to-end latency shows the
+# no-ingest-first, which sets it to 0s (the pipeline never yields to ingest).
+# Destinations use flush.max_age 5s so end-to-end latency shows the
 # pipeline, not the batching wait. The machine is shared and noisy: compare rows
 # of one run as ratios, not across runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/bench-lib.sh
 secs=${1:-20}
 work=$(mktemp -d)
 trap 'pkill -f "$work/tidemark serve" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -22,37 +24,15 @@ port=18181
 
 run() { # name partitions batch gzip [priority_lag]
   local name=$1 parts=$2 batch=$3 gz=$4 plag=${5:-30s} dir="$work/$1"
-  mkdir -p "$dir"
-  cat > "$dir/cfg.yaml" <<CFG
-listen: 127.0.0.1:$port
-data_dir: $dir/data
-log: {partitions: $parts}
-ingest: {priority_lag: $plag}
-orgs:
-  - id: bench
-    write_keys: ["bench-write-key-000001"]
-    destinations:
-      - name: lake
-        url: file://$dir/lake
-        flush: {max_age: 5s}
-CFG
-  "$work/tidemark" serve --config "$dir/cfg.yaml" > "$dir/serve.log" 2>&1 &
-  local pid=$! maxrss=0
-  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-  ( while kill -0 $pid 2>/dev/null; do ps -o rss= -p $pid; sleep 1; done ) > "$dir/rss" &
+  bench_serve "$work/tidemark" "$dir" $port "$parts" "ingest: {priority_lag: $plag}"
   local gzflag=()
   [ "$gz" = yes ] && gzflag=(-gzip)
-  "$work/tidemark" loadgen -url "http://127.0.0.1:$port" -write-key bench-write-key-000001 \
+  "$work/tidemark" loadgen -url "http://127.0.0.1:$port" -write-key $BENCH_KEY \
     -duration "${secs}s" -connections 64 -batch "$batch" "${gzflag[@]}" -lake "$dir/lake" > "$dir/lg.out" 2>&1 || true
-  kill $pid; wait $pid 2>/dev/null || true
-  maxrss=$(sort -n "$dir/rss" | tail -1)
-  local acked lat e2e lake after
-  acked=$(grep -o '= [0-9]* events/s' "$dir/lg.out" | grep -o '[0-9]*')
-  lat=$(grep '^  latency' "$dir/lg.out" | awk '{print $3" / "$7}')
-  e2e=$(grep '^  end-to-end' "$dir/lg.out" | awk '{print $3" / "$7}')
-  lake=$(grep '^  lake' "$dir/lg.out" | awk '{print $2" of "$4", "$10" dup"}')
-  after=$(grep '^  lake' "$dir/lg.out" | awk '{print $8}')
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n' "$name" "$parts" "$batch" "$gz" "$plag" "$acked" "$lat" "$after" "$e2e" "$lake" $((maxrss / 1024))
+  kill $BENCH_PID; wait $BENCH_PID 2>/dev/null || true
+  local acked total lat e2e lake after maxrss
+  bench_results "$dir"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n' "$name" "$parts" "$batch" "$gz" "$plag" "$acked" "$lat" "$after" "$e2e" "$lake" "$maxrss"
 }
 
 echo "tidemark end-to-end benchmark: ${secs}s per row, $(nproc) cores, $(go version | awk '{print $3}'), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
