@@ -591,11 +591,20 @@ func (q quietLogger) Fatalf(format string, args ...any) {
 // Scan calls fn for the records of partition p with offsets from..to
 // (inclusive; to 0 means to the end) in offset order. val is valid only during
 // the call. fn returning a non-nil error stops the scan with that error.
+//
+// Scan never goes past LastOffset: Pebble makes a batch visible before its
+// WAL fsync returns, so a record past it may be in the store without being
+// durable yet, and a reader that acted on it (a sessionizer checkpointing
+// past it, a webhook sending it) could be ahead of what a crash keeps.
 func (l *Log) Scan(p int, from, to uint64, fn func(off uint64, val []byte) error) error {
-	lo, hi := partitionBounds(p)
-	if to != 0 {
-		hi = Key(p, to+1)
+	if last := l.LastOffset(p); to == 0 || to > last {
+		to = last
 	}
+	if from > to || to == 0 {
+		return nil
+	}
+	lo, _ := partitionBounds(p)
+	hi := Key(p, to+1)
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err
@@ -614,10 +623,7 @@ func (l *Log) Scan(p int, from, to uint64, fn func(off uint64, val []byte) error
 		if err := seg.parse(keyOffset(it.Key()), it.Value()); err != nil {
 			return fmt.Errorf("partition %d: %w", p, err)
 		}
-		last := seg.last()
-		if to != 0 {
-			last = min(last, to)
-		}
+		last := min(seg.last(), to)
 		for off := max(seg.first, from); off <= last; off++ {
 			if err := fn(off, seg.record(off)); err != nil {
 				return err
@@ -669,6 +675,7 @@ func (l *Log) DeleteBefore(p int, off uint64) error {
 // Reader reads records of one partition by offset, cheaply when offsets
 // increase. Close it when done.
 type Reader struct {
+	l   *Log
 	it  *pebble.Iterator
 	p   int
 	seg segment
@@ -682,14 +689,18 @@ func (l *Log) NewReader(p int) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{it: it, p: p}, nil
+	return &Reader{l: l, it: it, p: p}, nil
 }
 
 // ErrNotInLog means the record was removed by retention or never written.
 var ErrNotInLog = errors.New("record not in log")
 
 // Get returns the record at off; the bytes are valid until the next call.
+// Like Scan it answers only offsets up to LastOffset.
 func (r *Reader) Get(off uint64) ([]byte, error) {
+	if off > r.l.LastOffset(r.p) {
+		return nil, fmt.Errorf("partition %d offset %d: past the last committed offset: %w", r.p, off, ErrNotInLog)
+	}
 	if r.ok && r.seg.contains(off) {
 		return r.seg.record(off), nil
 	}

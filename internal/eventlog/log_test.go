@@ -350,3 +350,55 @@ func FuzzSegment(f *testing.F) {
 		}
 	})
 }
+
+// TestReadersStopAtLastOffset: a segment in the store past LastOffset — what
+// Pebble shows readers between a batch's publish and its WAL fsync — is read
+// neither by Scan (to the end or over an explicit range) nor by a Reader.
+func TestReadersStopAtLastOffset(t *testing.T) {
+	l, _ := open(t, t.TempDir(), Options{Partitions: 1})
+	defer l.Close()
+	var recs []event.Record
+	for i := range 3 {
+		e := ev(i)
+		recs = append(recs, event.Record{Kind: event.KindEvent, Time: e.ReceivedAt, Event: e})
+	}
+	if err := l.AppendRecords(t.Context(), 0, recs); err != nil {
+		t.Fatal(err)
+	}
+	// Offsets 4 and 5, in the store but not committed by the writer.
+	var w segWriter
+	w.reset(4)
+	for i := 3; i < 5; i++ {
+		e := ev(i)
+		w.add(event.Append(nil, &event.Record{Kind: event.KindEvent, Time: e.ReceivedAt, Event: e}))
+	}
+	if err := l.db.Set(Key(0, 4), w.b, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		from, to uint64
+		want     string
+	}{{1, 0, "[1 2 3]"}, {1, 5, "[1 2 3]"}, {2, 4, "[2 3]"}, {4, 0, "[]"}, {4, 5, "[]"}} {
+		got := []uint64{}
+		if err := l.Scan(0, c.from, c.to, func(off uint64, _ []byte) error {
+			got = append(got, off)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != c.want {
+			t.Errorf("Scan(%d, %d) read %v, want %s", c.from, c.to, got, c.want)
+		}
+	}
+	rd, err := l.NewReader(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	if _, err := rd.Get(3); err != nil {
+		t.Fatalf("Get(3): %v", err)
+	}
+	if _, err := rd.Get(4); !errors.Is(err, ErrNotInLog) {
+		t.Fatalf("Get(4) of an uncommitted record: %v, want ErrNotInLog", err)
+	}
+}
