@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Version is the record format version written by this build. Readers accept
@@ -81,11 +82,16 @@ func StartsPage(t string) bool { return t == "page" || t == "screen" }
 // the string fields and raw JSON fields in the order of the Event struct, each
 // as a uvarint length and the bytes.
 func Append(dst []byte, r *Record) []byte {
-	dst = append(dst, Version, byte(r.Kind))
 	if r.Kind == KindTick {
-		return binary.AppendVarint(dst, r.Time)
+		return binary.AppendVarint(append(dst, Version, byte(r.Kind)), r.Time)
 	}
 	e := &r.Event
+	// One allocation per record: the fields plus the two header bytes and
+	// at most a varint's 10 bytes for each of the 21 times and lengths.
+	dst = slices.Grow(dst, 2+21*binary.MaxVarintLen64+len(e.ID)+len(e.Org)+len(e.Device)+len(e.AnonymousID)+
+		len(e.UserID)+len(e.Type)+len(e.Name)+len(e.GroupID)+len(e.PreviousID)+len(e.URL)+len(e.Path)+
+		len(e.Referrer)+len(e.Title)+len(e.UserAgent)+len(e.Properties)+len(e.Traits)+len(e.Context))
+	dst = append(dst, Version, byte(r.Kind))
 	dst = binary.AppendVarint(dst, e.ReceivedAt)
 	dst = binary.AppendVarint(dst, e.Timestamp)
 	dst = binary.AppendVarint(dst, e.SentAt)

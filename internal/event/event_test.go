@@ -96,3 +96,29 @@ func FuzzPeek(f *testing.F) {
 		}
 	})
 }
+
+// benchRecord is an event of the load generator's shape (~300 bytes encoded).
+var benchRecord = Record{Kind: KindEvent, Time: 1700000000123456789, Event: Event{
+	ID: "4b6f1d0e-2f7a-4c56-9a51-6b7f0a3c9e21", Org: "bench", Device: "dev-000123", AnonymousID: "dev-000123",
+	Type: "track", Name: "Button Clicked", ReceivedAt: 1700000000123456789, Timestamp: 1700000000100000000,
+	EventTime: 1700000000100000000, URL: "https://example.com/pricing", Path: "/pricing", Title: "Pricing",
+	UserAgent:  "Mozilla/5.0 (X11; Linux x86_64)",
+	Properties: []byte(`{"button":"signup","plan":"pro","position":3,"experiment":"b"}`),
+	Context:    []byte(`{"page":{"url":"https://example.com/pricing","path":"/pricing","title":"Pricing"},"userAgent":"Mozilla/5.0 (X11; Linux x86_64)"}`)}}
+
+func BenchmarkAppend(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = Append(nil, &benchRecord)
+	}
+}
+
+func BenchmarkDecodeMeta(b *testing.B) {
+	buf := Append(nil, &benchRecord)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeMeta(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -23,7 +23,7 @@
 // Both stores keep values of 1 KiB and more (segments here, the
 // sessionizer's output segments in the state) in Pebble blob files, so that
 // compactions move keys and value handles instead of rewriting the values
-// (see separateValues).
+// (see storeFormat).
 //
 // A ticker appends tick records (wall time) to every partition so quiet
 // partitions' watermarks advance (DESIGN.md).

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ type Options struct {
 	CacheBytes   int64
 	MaxPending   int   // events waiting for the writer before Append answers ErrOverloaded
 	MinFreeBytes int64 // Append answers ErrDiskLow below this much free disk
+	TailRecords  int   // records the tail keeps for Tail (default 4096)
 	Registerer   prometheus.Registerer
 	Logger       *slog.Logger
 }
@@ -65,6 +67,10 @@ type Log struct {
 	notify   chan struct{} // closed and replaced after every commit
 	lastOffs []atomic.Uint64
 
+	tailMu   sync.Mutex
+	tail     []Committed // ring: the last TailRecords records committed
+	tailNext uint64      // records ever put in tail: the next one's sequence number
+
 	mAppended prometheus.Counter
 	mBytes    prometheus.Counter
 	mCommits  prometheus.Counter
@@ -73,9 +79,30 @@ type Log struct {
 }
 
 type appendReq struct {
-	recs [][]byte // encoded records
-	part []int
-	done chan error
+	recs  [][]byte // encoded records
+	part  []int
+	brief []Brief // recs' identities, for the tail
+	done  chan error
+}
+
+// Brief is what the tail keeps of a record: its kind and time and, for an
+// event, the fields that identify and classify it.
+type Brief struct {
+	Kind                        event.Kind
+	Time                        int64  // the record's time: ReceivedAt for events
+	ID, Org, Device, Type, Name string // events only
+}
+
+func briefOf(r *event.Record) Brief {
+	e := &r.Event
+	return Brief{Kind: r.Kind, Time: r.Time, ID: e.ID, Org: e.Org, Device: e.Device, Type: e.Type, Name: e.Name}
+}
+
+// Committed is one record of the tail: its partition, offset and Brief.
+type Committed struct {
+	Part int
+	Off  uint64
+	Brief
 }
 
 // Open opens or creates the store under dir.
@@ -85,6 +112,9 @@ func Open(dir string, o Options) (*Log, error) {
 	}
 	if o.MaxPending <= 0 {
 		o.MaxPending = 100000
+	}
+	if o.TailRecords <= 0 {
+		o.TailRecords = 4096
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -117,7 +147,7 @@ func Open(dir string, o Options) (*Log, error) {
 	logOpts.L0CompactionFileThreshold = 1000
 	logOpts.L0StopWritesThreshold = 200
 	logOpts.LBaseMaxBytes = 512 << 20
-	separateValues(logOpts)
+	storeFormat(logOpts)
 	stateOpts := &pebble.Options{Cache: cache, MemTableSize: memtable, Logger: quietLogger{o.Logger}}
 	for i := range stateOpts.Levels {
 		stateOpts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
@@ -125,7 +155,7 @@ func Open(dir string, o Options) (*Log, error) {
 	// The state's large values are the sessionizer's output segments, read
 	// once by each transport and deleted once delivered: no reason to
 	// rewrite them in every compaction of the device and dedupe keys.
-	separateValues(stateOpts)
+	storeFormat(stateOpts)
 	db, err := pebble.Open(filepath.Join(dir, "store", "log"), logOpts)
 	if err != nil {
 		return nil, fmt.Errorf("open log store: %w", err)
@@ -137,7 +167,7 @@ func Open(dir string, o Options) (*Log, error) {
 	}
 	l := &Log{db: db, state: state, dir: dir, parts: o.Partitions, opts: o,
 		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{}),
-		notify: make(chan struct{})}
+		notify: make(chan struct{}), tail: make([]Committed, o.TailRecords)}
 	if err := l.checkPartitions(); err != nil {
 		l.closeStores()
 		return nil, err
@@ -331,22 +361,24 @@ func (l *Log) Append(ctx context.Context, evs []event.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	req := &appendReq{recs: make([][]byte, len(evs)), part: make([]int, len(evs)), done: make(chan error, 1)}
+	req := &appendReq{recs: make([][]byte, len(evs)), part: make([]int, len(evs)), brief: make([]Brief, len(evs)), done: make(chan error, 1)}
 	var rec event.Record
 	for i := range evs {
 		rec = event.Record{Kind: event.KindEvent, Time: evs[i].ReceivedAt, Event: evs[i]}
 		req.recs[i] = event.Append(nil, &rec)
 		req.part[i] = l.Partition(evs[i].Org, evs[i].Device)
+		req.brief[i] = briefOf(&rec)
 	}
 	return l.submit(ctx, req, true)
 }
 
 // AppendTicks appends one tick record with time t to every partition.
 func (l *Log) AppendTicks(ctx context.Context, t time.Time) error {
-	req := &appendReq{recs: make([][]byte, l.parts), part: make([]int, l.parts), done: make(chan error, 1)}
+	req := &appendReq{recs: make([][]byte, l.parts), part: make([]int, l.parts), brief: make([]Brief, l.parts), done: make(chan error, 1)}
 	for p := range l.parts {
 		req.recs[p] = event.Append(nil, &event.Record{Kind: event.KindTick, Time: t.UnixNano()})
 		req.part[p] = p
+		req.brief[p] = Brief{Kind: event.KindTick, Time: t.UnixNano()}
 	}
 	return l.submit(ctx, req, false)
 }
@@ -354,10 +386,11 @@ func (l *Log) AppendTicks(ctx context.Context, t time.Time) error {
 // AppendRecords appends already-built records to explicit partitions (tests and
 // log import: recorded logs replayed into a fresh store).
 func (l *Log) AppendRecords(ctx context.Context, part int, recs []event.Record) error {
-	req := &appendReq{recs: make([][]byte, len(recs)), part: make([]int, len(recs)), done: make(chan error, 1)}
+	req := &appendReq{recs: make([][]byte, len(recs)), part: make([]int, len(recs)), brief: make([]Brief, len(recs)), done: make(chan error, 1)}
 	for i := range recs {
 		req.recs[i] = event.Append(nil, &recs[i])
 		req.part[i] = part
+		req.brief[i] = briefOf(&recs[i])
 	}
 	return l.submit(ctx, req, false)
 }
@@ -433,7 +466,7 @@ func (l *Log) writer() {
 		}
 		batch.Reset()
 		var events, bytes int64
-		next := append([]uint64(nil), l.next...)
+		next := slices.Clone(l.next)
 		for p := range segs {
 			segs[p].reset(next[p])
 		}
@@ -470,10 +503,12 @@ func (l *Log) writer() {
 			err = fmt.Errorf("commit log batch: %w", err)
 			l.opts.Logger.Error("log commit failed", "err", err)
 		} else {
+			start := l.next
 			l.next = next
 			for p := range l.parts {
 				l.lastOffs[p].Store(next[p] - 1)
 			}
+			l.addTail(group, start)
 			l.mAppended.Add(float64(events))
 			l.mBytes.Add(float64(bytes))
 			l.mCommits.Inc()
@@ -493,6 +528,50 @@ func (l *Log) writer() {
 			lastDisk = time.Now()
 		}
 	}
+}
+
+// addTail puts a committed group's records in the tail; start is the
+// group's first offset per partition (consumed).
+func (l *Log) addTail(group []*appendReq, start []uint64) {
+	l.tailMu.Lock()
+	defer l.tailMu.Unlock()
+	n := uint64(len(l.tail))
+	for _, r := range group {
+		for i, b := range r.brief {
+			p := r.part[i]
+			l.tail[l.tailNext%n] = Committed{Part: p, Off: start[p], Brief: b}
+			start[p]++
+			l.tailNext++
+		}
+	}
+}
+
+// Tail appends to dst the records committed from sequence number from on
+// (records are numbered in commit order from 0 at Open), and returns them
+// with the sequence number to ask for next. It lets a follower of every
+// commit (the live follower) see each record without reading the store.
+// ok is false when some of them are no longer kept (the follower is more
+// than Options.TailRecords behind): Scan to LastOffset instead, after
+// taking TailSeq.
+func (l *Log) Tail(from uint64, dst []Committed) (out []Committed, next uint64, ok bool) {
+	l.tailMu.Lock()
+	defer l.tailMu.Unlock()
+	if l.tailNext-min(from, l.tailNext) > uint64(len(l.tail)) {
+		return dst, l.tailNext, false
+	}
+	for s := from; s < l.tailNext; s++ {
+		dst = append(dst, l.tail[s%uint64(len(l.tail))])
+	}
+	return dst, l.tailNext, true
+}
+
+// TailSeq is the sequence number of the next record to commit. Every record
+// numbered below it is at or below LastOffset when LastOffset is read after
+// TailSeq.
+func (l *Log) TailSeq() uint64 {
+	l.tailMu.Lock()
+	defer l.tailMu.Unlock()
+	return l.tailNext
 }
 
 func (l *Log) checkDisk() {
@@ -543,7 +622,7 @@ func (l *Log) Close() error {
 	return l.closeStores()
 }
 
-// separateValues makes o's store keep values of 1 KiB and more (log
+// storeFormat makes o's store keep values of 1 KiB and more (log
 // segments, output segments) in blob files, written once at flush:
 // compactions then rewrite only the keys and value handles. Without it each
 // log byte was written three to four times (WAL, flush, then again by every
@@ -560,8 +639,13 @@ func (l *Log) Close() error {
 // once a fifth of it is garbage and it is 5 minutes old. Opening a data dir
 // of an older build upgrades its store format (one way: older builds cannot
 // open it again).
-func separateValues(o *pebble.Options) {
+//
+// Blocks and blob files are compressed with Pebble's fastest profile (MinLZ
+// on amd64, Snappy on arm64) instead of its default Snappy: compressing the
+// log's blob files at flush was ~7% of the server's CPU under a burst.
+func storeFormat(o *pebble.Options) {
 	o.FormatMajorVersion = pebble.FormatValueSeparation
+	o.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
 	o.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
 		return pebble.ValueSeparationPolicy{
 			Enabled:               true,

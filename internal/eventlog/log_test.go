@@ -402,3 +402,74 @@ func TestReadersStopAtLastOffset(t *testing.T) {
 		t.Fatalf("Get(4) of an uncommitted record: %v, want ErrNotInLog", err)
 	}
 }
+
+// TestTail: the tail numbers committed records in commit order and gives
+// each one's partition, offset and identity as the store holds them, until
+// it no longer keeps them.
+func TestTail(t *testing.T) {
+	l, _ := open(t, t.TempDir(), Options{Partitions: 2, TailRecords: 8})
+	defer l.Close()
+	if s := l.TailSeq(); s != 0 {
+		t.Fatalf("TailSeq of a new log = %d", s)
+	}
+	var evs []event.Event
+	for i := range 3 {
+		evs = append(evs, ev(i))
+	}
+	if err := l.Append(t.Context(), evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AppendTicks(t.Context(), time.Unix(0, 99)); err != nil {
+		t.Fatal(err)
+	}
+	got, next, ok := l.Tail(0, nil)
+	if !ok || next != 5 || len(got) != 5 || l.TailSeq() != 5 {
+		t.Fatalf("Tail(0) = %d records, next %d, ok %v; TailSeq %d", len(got), next, ok, l.TailSeq())
+	}
+	check := func(cs []Committed) {
+		t.Helper()
+		for _, c := range cs {
+			var r event.Record
+			if err := l.Scan(c.Part, c.Off, c.Off, func(_ uint64, val []byte) (err error) {
+				r, err = event.Decode(val)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if b := briefOf(&r); b != c.Brief {
+				t.Errorf("tail partition %d offset %d: %+v, store has %+v", c.Part, c.Off, c.Brief, b)
+			}
+		}
+	}
+	check(got)
+	for i, c := range got[:3] {
+		if c.ID != evs[i].ID || c.Kind != event.KindEvent || c.Time != evs[i].ReceivedAt {
+			t.Errorf("tail record %d = %+v, want event %s", i, c, evs[i].ID)
+		}
+	}
+	for _, c := range got[3:] {
+		if c.Kind != event.KindTick || c.Time != 99 {
+			t.Errorf("tail tick = %+v", c)
+		}
+	}
+	var more []event.Event
+	for i := range 10 {
+		more = append(more, ev(3+i))
+	}
+	if err := l.Append(t.Context(), more); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []uint64{0, 5, 6} {
+		if _, next, ok := l.Tail(from, nil); ok || next != 15 {
+			t.Errorf("Tail(%d) with 15 committed and 8 kept: ok %v, next %d", from, ok, next)
+		}
+	}
+	got, next, ok = l.Tail(7, nil)
+	if !ok || next != 15 || len(got) != 8 || got[7].ID != more[9].ID {
+		t.Fatalf("Tail(7) = %d records, next %d, ok %v", len(got), next, ok)
+	}
+	check(got)
+	if got, _, ok := l.Tail(15, nil); !ok || len(got) != 0 {
+		t.Fatalf("Tail at the end = %d records, ok %v", len(got), ok)
+	}
+}

@@ -31,6 +31,8 @@ type Log interface {
 	FirstOffset(p int) (uint64, error)
 	Scan(p int, from, to uint64, fn func(off uint64, val []byte) error) error
 	Notify() <-chan struct{}
+	Tail(from uint64, dst []eventlog.Committed) ([]eventlog.Committed, uint64, bool)
+	TailSeq() uint64
 }
 
 // Options configure New.
@@ -377,48 +379,49 @@ func (s *Stream) handle(consumer string, p int, off uint64, e *event.Event, fn f
 }
 
 // runLive follows every partition from its tail: metrics and the live tail.
+// While nobody tails it takes each committed record's identity from the
+// log's tail in memory; it reads the store when somebody tails (the live
+// tail needs the whole event) or when it fell further behind than the log's
+// tail keeps.
 func (s *Stream) runLive(ctx context.Context) error {
 	n := s.o.Log.Partitions()
 	pos := make([]uint64, n)
+	seq := s.o.Log.TailSeq()
 	for p := range n {
 		pos[p] = s.o.Log.LastOffset(p)
 	}
+	var tail []eventlog.Committed
 	for {
 		notify := s.o.Log.Notify()
-		for p := range n {
-			err := s.o.Log.Scan(p, pos[p]+1, 0, func(off uint64, val []byte) error {
-				pos[p] = off
-				// The metrics need only the record's identity and type: the
-				// raw JSON fields are copied only while somebody tails. A
-				// subscriber that arrives between the two checks starts
-				// with the next record (the live tail has no history).
-				full := s.o.Hub.Subscribed()
-				decode := event.DecodeMeta
-				if full {
-					decode = event.Decode
+		ok := false
+		if !s.o.Hub.Subscribed() {
+			var next uint64
+			tail, next, ok = s.o.Log.Tail(seq, tail[:0])
+			for i := 0; ok && i < len(tail); i++ {
+				c := &tail[i]
+				if c.Off <= pos[c.Part] {
+					continue // read by a scan already
 				}
-				r, err := decode(val)
-				if err != nil {
-					s.m.poison.WithLabelValues("live").Inc()
-					s.o.Logger.Error("undecodable log record skipped", "consumer", "live", "partition", p, "offset", off, "err", err)
-					return nil
-				}
-				if r.Kind != event.KindEvent {
-					s.active.observe(&r)
-					return nil
-				}
-				_ = s.handle("live", p, off, &r.Event, func() error {
-					s.liveCounter(r.Event.Org, r.Event.Type).Inc()
-					s.active.observe(&r)
-					if full {
-						return s.o.Hub.publish(&r.Event, p, off)
+				if c.Off > pos[c.Part]+1 { // not expected: the tail has every commit
+					if err := s.scanLive(c.Part, pos, c.Off-1); err != nil {
+						return err
 					}
-					return nil
-				})
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("follow log partition %d: %w", p, err)
+				}
+				pos[c.Part] = c.Off
+				r := event.Record{Kind: c.Kind, Time: c.Time, Event: event.Event{
+					ID: c.ID, Org: c.Org, Device: c.Device, Type: c.Type, Name: c.Name, ReceivedAt: c.Time}}
+				s.live(c.Part, c.Off, &r, false)
+			}
+			seq = next
+		}
+		if !ok {
+			// Records numbered below seq are at or below the LastOffset
+			// each scan reads after it; later ones the tail skips.
+			seq = s.o.Log.TailSeq()
+			for p := range n {
+				if err := s.scanLive(p, pos, 0); err != nil {
+					return err
+				}
 			}
 		}
 		select {
@@ -427,6 +430,52 @@ func (s *Stream) runLive(ctx context.Context) error {
 		case <-notify:
 		}
 	}
+}
+
+// scanLive reads partition p's records after pos[p] up to to (0: to the
+// end) from the store for runLive.
+func (s *Stream) scanLive(p int, pos []uint64, to uint64) error {
+	err := s.o.Log.Scan(p, pos[p]+1, to, func(off uint64, val []byte) error {
+		pos[p] = off
+		// Only the record's identity and type are needed unless somebody
+		// tails: the raw JSON fields are copied only then. A subscriber
+		// that arrives between the two checks starts with the next record
+		// (the live tail has no history).
+		full := s.o.Hub.Subscribed()
+		decode := event.DecodeMeta
+		if full {
+			decode = event.Decode
+		}
+		r, err := decode(val)
+		if err != nil {
+			s.m.poison.WithLabelValues("live").Inc()
+			s.o.Logger.Error("undecodable log record skipped", "consumer", "live", "partition", p, "offset", off, "err", err)
+			return nil
+		}
+		s.live(p, off, &r, full)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("follow log partition %d: %w", p, err)
+	}
+	return nil
+}
+
+// live counts one record, observes it for the active gauges and, when
+// publish is set, sends it to the live tail.
+func (s *Stream) live(p int, off uint64, r *event.Record, publish bool) {
+	if r.Kind != event.KindEvent {
+		s.active.observe(r)
+		return
+	}
+	_ = s.handle("live", p, off, &r.Event, func() error {
+		s.liveCounter(r.Event.Org, r.Event.Type).Inc()
+		s.active.observe(r)
+		if publish {
+			return s.o.Hub.publish(&r.Event, p, off)
+		}
+		return nil
+	})
 }
 
 func (s *Stream) liveCounter(org, typ string) prometheus.Counter {

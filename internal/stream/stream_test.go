@@ -119,9 +119,16 @@ type env struct {
 
 func newEnv(t *testing.T, hooks []stream.Webhook, faults stream.Faults) *env {
 	t.Helper()
+	return newEnvTail(t, hooks, faults, 0)
+}
+
+// newEnvTail is newEnv with a log whose tail keeps tail records (0: the
+// default).
+func newEnvTail(t *testing.T, hooks []stream.Webhook, faults stream.Faults, tail int) *env {
+	t.Helper()
 	dir := t.TempDir()
 	reg := prometheus.NewRegistry()
-	l, err := eventlog.Open(dir, eventlog.Options{Partitions: 3, Registerer: reg, Logger: slog.Default()})
+	l, err := eventlog.Open(dir, eventlog.Options{Partitions: 3, TailRecords: tail, Registerer: reg, Logger: slog.Default()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,5 +557,61 @@ func TestWebhookRequestSizeIsBounded(t *testing.T) {
 	limit := stream.MaxRequestBytes/(100<<10) + 1 // the item that reaches the limit is the last
 	if len(r.sizes) < 3 || slices.Max(r.sizes) > limit {
 		t.Errorf("events per request %v, want at most %d of ~100 KiB each", r.sizes, limit)
+	}
+}
+
+// TestLiveFollowerCountsEveryRecordOnce: the live follower counts every
+// committed event exactly once whether it takes them from the log's tail,
+// falls behind the tail and scans the store, or scans because somebody
+// tails, and switches between the three without a gap or a repeat.
+func TestLiveFollowerCountsEveryRecordOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tail int
+	}{{"tail", 0}, {"behind the tail", 8}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnvTail(t, nil, stream.Faults{}, tc.tail)
+			stop := e.run(t)
+			defer stop()
+			live := func() float64 { // the one series: acme, track; 0 before it exists
+				mfs, err := e.reg.Gather()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, mf := range mfs {
+					if mf.GetName() == "tidemark_live_events_total" && len(mf.Metric) > 0 {
+						return mf.Metric[0].GetCounter().GetValue()
+					}
+				}
+				return 0
+			}
+			// The follower starts at the log's end: wait until it counts.
+			waitUntil(t, 30*time.Second, "the follower running", func() bool {
+				send(t, e.log, "probe", 1, 1, click)
+				time.Sleep(20 * time.Millisecond)
+				return live() > 0
+			})
+			time.Sleep(100 * time.Millisecond)
+			base := live()
+			sent := 0
+			for round := range 3 {
+				// Rounds of 5-event commits (more than a tail of 8 holds
+				// when two are pending), with a live-tail subscriber in
+				// the middle round.
+				var unsub func()
+				if round == 1 {
+					_, unsub = subscribe(t, e.hub, stream.NewFilter("acme", nil, nil, nil))
+				}
+				sent += len(send(t, e.log, fmt.Sprintf("r%d", round), 5, 200, click))
+				if unsub != nil {
+					unsub()
+				}
+			}
+			waitUntil(t, 30*time.Second, "every event counted", func() bool { return live()-base >= float64(sent) })
+			time.Sleep(200 * time.Millisecond)
+			if got := live() - base; got != float64(sent) {
+				t.Fatalf("live follower counted %v events, %d were committed", got, sent)
+			}
+		})
 	}
 }
