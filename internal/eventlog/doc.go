@@ -5,7 +5,12 @@
 // device. Offsets are dense per partition and start at 1. Appends are
 // group-committed: one writer goroutine gathers every waiting request into one
 // Pebble batch and commits it with fsync, so a returned Append is durable and
-// many concurrent requests share one fsync.
+// many concurrent requests share one fsync. Readers (Scan, Reader) never go
+// past LastOffset, the last offset whose commit returned: Pebble shows a
+// batch before its fsync has, and nothing downstream may act on a record a
+// crash could still lose. The writer also keeps the identities of the last
+// committed records in memory (Tail) for the live follower, which then
+// needs no store reads while nobody tails.
 //
 // Log format 2 (metadata key 'Mlogformat' = "2"): a group commit stores the
 // records of each partition as one segment, under key 'L' + partition (2
