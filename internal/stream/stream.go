@@ -80,6 +80,13 @@ type Stream struct {
 	dirty  atomic.Bool // a cursor was written since the last sync
 	m      metrics
 	active *active
+	// Where the live follower is: the last offset it handled per
+	// partition and the log's tail sequence number it reads next. Taken
+	// at New, before the server answers requests, so that every event
+	// committed after start-up is seen however late Run starts, and kept
+	// across restarts of Run. Used only by runLive.
+	livePos []uint64
+	liveSeq uint64
 }
 
 type hook struct {
@@ -175,7 +182,10 @@ func New(o Options) (*Stream, error) {
 	if o.Faults.PanicOnEvent != "" {
 		o.Logger.Warn("test fault injection is on: the stream panics on some events", "env", FaultsEnv)
 	}
-	s := &Stream{o: o}
+	s := &Stream{o: o, liveSeq: o.Log.TailSeq(), livePos: make([]uint64, o.Log.Partitions())}
+	for p := range s.livePos {
+		s.livePos[p] = o.Log.LastOffset(p) // after TailSeq: see Log.TailSeq
+	}
 	s.m = metrics{
 		live: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_live_events_total",
 			Help: "Events seen by the streaming pipeline, within milliseconds of their commit."}, []string{"org", "type"}),
@@ -378,18 +388,15 @@ func (s *Stream) handle(consumer string, p int, off uint64, e *event.Event, fn f
 	return fn()
 }
 
-// runLive follows every partition from its tail: metrics and the live tail.
-// While nobody tails it takes each committed record's identity from the
+// runLive follows every partition from where the follower is (the log's end
+// at New on the first run): metrics and the live tail. While nobody tails it takes each committed record's identity from the
 // log's tail in memory; it reads the store when somebody tails (the live
 // tail needs the whole event) or when it fell further behind than the log's
 // tail keeps.
 func (s *Stream) runLive(ctx context.Context) error {
 	n := s.o.Log.Partitions()
-	pos := make([]uint64, n)
-	seq := s.o.Log.TailSeq()
-	for p := range n {
-		pos[p] = s.o.Log.LastOffset(p)
-	}
+	pos, seq := s.livePos, s.liveSeq
+	defer func() { s.liveSeq = seq }()
 	var tail []eventlog.Committed
 	for {
 		notify := s.o.Log.Notify()

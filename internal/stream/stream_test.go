@@ -615,3 +615,54 @@ func TestLiveFollowerCountsEveryRecordOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestLiveFollowerStartsAtNew: events committed after New and before Run
+// (the server answers requests before the stage is running) are seen by the
+// live follower and its subscribers; those committed before New are not
+// (the live tail has no history).
+func TestLiveFollowerStartsAtNew(t *testing.T) {
+	dir := t.TempDir()
+	reg := prometheus.NewRegistry()
+	l, err := eventlog.Open(dir, eventlog.Options{Partitions: 3, Registerer: reg, Logger: slog.Default()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	before := send(t, l, "before", 3, 2, click)
+	hub, err := stream.NewHub(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := stream.New(stream.Options{Log: l, DataDir: dir, Hub: hub, Registerer: reg,
+		PageIdle: time.Minute, SessionIdle: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, unsub := subscribe(t, hub, stream.NewFilter("acme", nil, nil, nil))
+	defer unsub()
+	after := send(t, l, "after", 3, 4, click)
+	e := &env{dir: dir, log: l, reg: reg, st: st, hub: hub}
+	stop := e.run(t)
+	defer stop()
+	got := map[string]bool{}
+	waitUntil(t, 30*time.Second, "every event committed after New on the live tail", func() bool {
+		for len(sub.C()) > 0 {
+			var it stream.Item
+			if err := json.Unmarshal(<-sub.C(), &it); err != nil {
+				t.Fatal(err)
+			}
+			got[it.EventID] = true
+		}
+		return len(got) >= len(after)
+	})
+	for _, id := range after {
+		if !got[id] {
+			t.Errorf("event %s (committed after New) not on the live tail", id)
+		}
+	}
+	for _, id := range before {
+		if got[id] {
+			t.Errorf("event %s (committed before New) on the live tail", id)
+		}
+	}
+}
