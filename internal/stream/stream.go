@@ -389,10 +389,10 @@ func (s *Stream) handle(consumer string, p int, off uint64, e *event.Event, fn f
 }
 
 // runLive follows every partition from where the follower is (the log's end
-// at New on the first run): metrics and the live tail. While nobody tails it takes each committed record's identity from the
-// log's tail in memory; it reads the store when somebody tails (the live
-// tail needs the whole event) or when it fell further behind than the log's
-// tail keeps.
+// at New on the first run): metrics and the live tail. While nobody tails it
+// takes each committed record's identity from the log's tail in memory; it
+// reads the store when somebody tails (the live tail needs the whole event)
+// or when it fell further behind than the log's tail keeps.
 func (s *Stream) runLive(ctx context.Context) error {
 	n := s.o.Log.Partitions()
 	pos, seq := s.livePos, s.liveSeq
