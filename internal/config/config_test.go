@@ -108,6 +108,10 @@ func TestBadConfigsDoNotRevealWriteKeys(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "AKIAEXAMPLE") {
 		t.Errorf("error reveals URL credentials:\n%v", err)
 	}
+	_, err = parseFile(t, "testdata/overlap_same.bad.yml")
+	if err == nil || strings.Contains(err.Error(), "SuperSecretSig0123") {
+		t.Errorf("error reveals URL credentials:\n%v", err)
+	}
 }
 
 func TestGood(t *testing.T) {

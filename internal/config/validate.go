@@ -137,7 +137,6 @@ func (c *Config) validate() []*FieldError {
 	for j, k := range c.AdminKeys {
 		addKey(fmt.Sprintf("admin_keys[%d]", j), k, "duplicate key (also %s)")
 	}
-	urls := map[string]string{} // normalized destination URL -> path
 	for i, o := range c.Orgs {
 		op := fmt.Sprintf("orgs[%d]", i)
 		switch {
@@ -166,12 +165,8 @@ func (c *Config) validate() []*FieldError {
 		for j, d := range o.Destinations {
 			dp := fmt.Sprintf("%s.destinations[%d]", op, j)
 			p.name(dp+".name", d.Name, "destination", names)
-			if key, msg := checkURL(d.URL); msg != "" {
+			if msg := checkURL(d.URL); msg != "" {
 				p.add(dp+".url", "%s", msg)
-			} else if prev := urls[key]; prev != "" {
-				p.add(dp+".url", "same location as %s: two destinations writing one place would overwrite each other's batches", prev)
-			} else {
-				urls[key] = dp + ".url"
 			}
 			switch d.Format {
 			case FormatParquet:
@@ -225,6 +220,7 @@ func (c *Config) validate() []*FieldError {
 			p.positive(wp+".retry_for", int64(w.RetryFor), w.RetryFor.String())
 		}
 	}
+	p.overlaps(c)
 	return p
 }
 
@@ -263,33 +259,33 @@ func checkWriteKey(k string) string {
 	return ""
 }
 
-// checkURL validates a destination URL and returns a key identifying the
-// location it writes to, or a problem.
-func checkURL(raw string) (key, problem string) {
+// checkURL returns what is wrong with a destination URL's form, never its
+// credentials. Where it writes is checked by overlaps.
+func checkURL(raw string) string {
 	if raw == "" {
-		return "", "must not be empty"
+		return "must not be empty"
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", "not a valid URL: want scheme://location, e.g. file:///var/lib/tidemark/lake or s3://bucket/prefix"
+		return "not a valid URL: want scheme://location, e.g. file:///var/lib/tidemark/lake or s3://bucket/prefix"
 	}
 	if u.User != nil {
-		return "", "must not contain credentials: use the environment or the instance's credentials"
+		return "must not contain credentials: use the environment or the instance's credentials"
 	}
 	if !slices.Contains(schemes, u.Scheme) {
-		return "", fmt.Sprintf("unsupported scheme %q: want one of %s", u.Scheme, strings.Join(schemes, ", "))
+		return fmt.Sprintf("unsupported scheme %q: want one of %s", u.Scheme, strings.Join(schemes, ", "))
 	}
 	if u.Opaque != "" {
-		return "", fmt.Sprintf("want %s://location, got %s:%s", u.Scheme, u.Scheme, u.Opaque)
+		return fmt.Sprintf("want %s://location, got %s:%s", u.Scheme, u.Scheme, u.Opaque)
 	}
 	p := strings.TrimRight(u.Path, "/")
 	switch u.Scheme {
 	case "file":
 		if u.Host != "" && u.Host != "." {
-			return "", fmt.Sprintf("file URL host must be empty (file:///absolute/path) or \".\" (file://./relative/path), got %q", u.Host)
+			return fmt.Sprintf("file URL host must be empty (file:///absolute/path) or \".\" (file://./relative/path), got %q", u.Host)
 		}
 		if p == "" {
-			return "", "file URL needs a directory: file:///absolute/path or file://./relative/path"
+			return "file URL needs a directory: file:///absolute/path or file://./relative/path"
 		}
 	default:
 		if u.Host == "" {
@@ -297,8 +293,8 @@ func checkURL(raw string) (key, problem string) {
 			if u.Scheme == "azblob" {
 				what = "container"
 			}
-			return "", fmt.Sprintf("%s URL needs a %s: %s://%s/optional/prefix", u.Scheme, what, u.Scheme, what)
+			return fmt.Sprintf("%s URL needs a %s: %s://%s/optional/prefix", u.Scheme, what, u.Scheme, what)
 		}
 	}
-	return u.Scheme + "://" + u.Host + p, ""
+	return ""
 }

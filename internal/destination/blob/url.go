@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -177,28 +176,7 @@ func openAzure(ctx context.Context, u *url.URL) (*blob.Bucket, string, string, e
 }
 
 func openFile(_ context.Context, u *url.URL) (*blob.Bucket, string, string, error) {
-	if u.Opaque != "" {
-		return nil, "", "", errors.New("want file:///absolute/path or file://./relative/path")
-	}
-	if u.User != nil {
-		return nil, "", "", errors.New("file URLs take no user info")
-	}
-	if len(u.Query()) > 0 {
-		return nil, "", "", errors.New("file URLs take no query parameters")
-	}
-	var dir string
-	switch u.Host {
-	case "", "localhost":
-		dir = u.Path
-	case ".", "..": // file://./lake: relative to the working directory
-		dir = u.Host + u.Path
-	default:
-		return nil, "", "", fmt.Errorf("file URL host %q is not supported: want file:///absolute/path or file://./relative/path", u.Host)
-	}
-	if dir == "" || dir == "/" {
-		return nil, "", "", errors.New("file URL has no directory")
-	}
-	dir, err := filepath.Abs(filepath.FromSlash(dir))
+	dir, err := fileDir(u)
 	if err != nil {
 		return nil, "", "", err
 	}
