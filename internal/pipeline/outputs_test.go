@@ -19,7 +19,7 @@ func TestOutputSegments(t *testing.T) {
 	hdr := header{NextSeq: 1}
 	for chunk, n := range []int{3, 1, 4, 2} { // segments 1-3, 4, 5-8, 9-10
 		b := db.NewIndexedBatch()
-		st := newStore(db, b, 1, &hdr, nil)
+		st := newStore(db, b, 1, &hdr, nil, false)
 		for i := range n {
 			o := &sessionize.Output{Kind: sessionize.KindEvent, LogTime: int64(chunk), Org: "o", Offset: hdr.NextSeq * 10, SessionID: fmt.Sprint(i)}
 			if err := st.Emit(o); err != nil {

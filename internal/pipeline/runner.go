@@ -67,7 +67,7 @@ func NewSessionizers(l *eventlog.Log, cfg sessionize.Config, reg prometheus.Regi
 		s.wm[p].Store(h.Watermark)
 	}
 	s.mRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_sessionizer_records_total", Help: "Log records processed by the sessionizer."}, []string{"kind"})
-	s.mDupes = prometheus.NewCounter(prometheus.CounterOpts{Name: "tidemark_sessionizer_duplicate_events_total", Help: "Events skipped because their messageId was seen within the dedupe window."})
+	s.mDupes = prometheus.NewCounter(prometheus.CounterOpts{Name: "tidemark_sessionizer_duplicate_events_total", Help: "Events skipped because their org, device and messageId were seen within the dedupe window."})
 	s.mOutputs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_sessionizer_outputs_total", Help: "Output items produced by the sessionizer."}, []string{"kind"})
 	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tidemark_sessionizer_lag_records", Help: "Log records not yet processed by the sessionizer, all partitions."}, func() float64 {
 		var n uint64
@@ -140,7 +140,10 @@ func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
 	}
 	sz := sessionize.New(s.cfg, nil, h.Watermark)
 	cache := newDeviceCache()
-	var sweep []byte
+	ds := dedupeSweep{}
+	if ds.legacy, err = hasLegacyDedupe(db, p); err != nil {
+		return err
+	}
 	for {
 		wait := s.log.Notify()
 		select {
@@ -149,7 +152,7 @@ func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
 			return nil
 		}
 		start := time.Now()
-		n, err := s.chunk(p, &h, sz, cache, &sweep)
+		n, err := s.chunk(p, &h, sz, cache, &ds)
 		if n > 0 {
 			// Holding the turn: no other partition sessionizes meanwhile.
 			s.yield.Pause(ctx, time.Since(start))
@@ -169,8 +172,15 @@ func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
 	}
 }
 
+// dedupeSweep is where a partition's dedupe sweep goes on, and whether old-key
+// entries may remain (looked up only while they may: see store.Seen).
+type dedupeSweep struct {
+	next   []byte
+	legacy bool
+}
+
 // chunk processes up to ChunkRecords records after the cursor in one atomic batch.
-func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, cache *deviceCache, sweep *[]byte) (int, error) {
+func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, cache *deviceCache, ds *dedupeSweep) (int, error) {
 	if s.log.LastOffset(p) <= h.Cursor {
 		return 0, nil
 	}
@@ -178,7 +188,7 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, cache
 	b := db.NewIndexedBatch()
 	defer b.Close()
 	next := *h
-	st := newStore(db, b, p, &next, cache)
+	st := newStore(db, b, p, &next, cache, ds.legacy)
 	defer st.close()
 	sz.SetStore(st)
 	dupes := sz.Dupes
@@ -208,7 +218,7 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, cache
 	// Sweep twice as many dedupe entries as records processed, so the sweep
 	// outpaces the inserts and each entry is forgotten within about a window
 	// and a sweep after it expires.
-	nextSweep, err := st.sweepDedupe(*sweep, next.Watermark-int64(s.cfg.DedupeWindow), 2*(events+ticks)+64)
+	nextSweep, err := st.sweepDedupe(ds.next, next.Watermark-int64(s.cfg.DedupeWindow), 2*(events+ticks)+64)
 	if err != nil {
 		sz.Reset(h.Watermark)
 		cache.clear()
@@ -222,7 +232,15 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, cache
 	}
 	st.committed()
 	*h = next
-	*sweep = nextSweep
+	ds.next = nextSweep
+	if ds.legacy && nextSweep == nil {
+		// A whole pass is done: old-key entries are gone once a window has
+		// passed since the upgrade (nothing writes them any more). On an
+		// error, keep looking them up: that is never wrong, only slower.
+		if found, err := hasLegacyDedupe(db, p); err == nil {
+			ds.legacy = found
+		}
+	}
 	s.cursor[p].Store(h.Cursor)
 	s.wm[p].Store(h.Watermark)
 	s.mRecords.WithLabelValues("event").Add(float64(events))

@@ -73,8 +73,8 @@ func TestGoldenOnPebble(t *testing.T) {
 						if restart || sz == nil {
 							sz, cache = sessionize.New(g.Config, nil, h.Watermark), newDeviceCache()
 						}
-						var sweep []byte
-						n, err := s.chunk(0, &h, sz, cache, &sweep)
+						var ds dedupeSweep
+						n, err := s.chunk(0, &h, sz, cache, &ds)
 						if err != nil {
 							t.Fatal(err)
 						}

@@ -96,6 +96,7 @@ type store struct {
 	cache   *deviceCache                  // committed device states, may be nil
 	devices map[string]*sessionize.Device // nil value: deleted
 	seen    map[string]int64              // dedupe entries remembered in this chunk
+	legacy  bool                          // the partition may hold old-key dedupe entries
 	buf     []byte
 	out     []byte // the chunk's output segment
 	outN    int
@@ -103,8 +104,8 @@ type store struct {
 	emitted [5]int // outputs by sessionize.Kind
 }
 
-func newStore(db *pebble.DB, b *pebble.Batch, p int, hdr *header, cache *deviceCache) *store {
-	return &store{b: b, db: db, p: p, hdr: hdr, cache: cache, devices: make(map[string]*sessionize.Device), seen: make(map[string]int64)}
+func newStore(db *pebble.DB, b *pebble.Batch, p int, hdr *header, cache *deviceCache, legacy bool) *store {
+	return &store{b: b, db: db, p: p, hdr: hdr, cache: cache, legacy: legacy, devices: make(map[string]*sessionize.Device), seen: make(map[string]int64)}
 }
 
 // lookup reads a committed key; the value is valid until the next lookup.
@@ -205,19 +206,48 @@ func (s *store) FirstDue(from int64) (int64, bool, error) {
 	return int64(binary.BigEndian.Uint64(it.Key()[4:])), true, nil
 }
 
-func msgKey(org, id string) []byte {
-	k := make([]byte, 0, len(org)+1+len(id))
-	k = append(k, org...)
-	k = append(k, 0)
-	return append(k, id...)
+// Kinds of dedupe entry. kindDedupe keys hold org, device and messageId;
+// kindDedupeLegacy keys, written by earlier versions that deduplicated by org
+// and messageId alone, are still read (see Seen) until the sweep has
+// removed the last of them, one dedupe window after the upgrade.
+const (
+	kindDedupeLegacy = 'm'
+	kindDedupe       = 'n'
+)
+
+// appendDedupeKey appends the dedupe key of (org, device, id) after the
+// state key prefix: org 0 uvarint(len(device)) device id. org holds no 0
+// byte; the length makes the key unambiguous whatever bytes device and id
+// hold.
+func appendDedupeKey(k []byte, p int, org, device, id string) []byte {
+	k = append(k, stateKey(p, kindDedupe)...)
+	k = append(append(k, org...), 0)
+	k = binary.AppendUvarint(k, uint64(len(device)))
+	return append(append(k, device...), id...)
 }
 
-func (s *store) Seen(org, id string) (int64, bool, error) {
-	s.key = append(append(append(append(s.key[:0], stateKey(s.p, 'm')...), org...), 0), id...)
+func (s *store) Seen(org, device, id string) (int64, bool, error) {
+	s.key = appendDedupeKey(s.key[:0], s.p, org, device, id)
 	if at, ok := s.seen[string(s.key[4:])]; ok {
 		return at, true, nil
 	}
-	v, ok, err := s.lookup(s.key)
+	at, ok, err := s.lookupTime(s.key)
+	if err != nil || ok || !s.legacy {
+		return at, ok, err
+	}
+	// An entry of the old key: the messageId was seen in this org and
+	// partition, on some device, before the upgrade. Taken as a duplicate
+	// within its window, as the old version would have: a client retry that
+	// straddles the upgrade is not delivered twice (the audit finds another
+	// device's event dropped this way as missing, and backfill repairs it).
+	s.key = append(append(append(s.key[:0], stateKey(s.p, kindDedupeLegacy)...), org...), 0)
+	s.key = append(s.key, id...)
+	return s.lookupTime(s.key)
+}
+
+// lookupTime reads a committed dedupe entry.
+func (s *store) lookupTime(key []byte) (int64, bool, error) {
+	v, ok, err := s.lookup(key)
 	if err != nil || !ok {
 		return 0, false, err
 	}
@@ -227,10 +257,22 @@ func (s *store) Seen(org, id string) (int64, bool, error) {
 	return int64(binary.BigEndian.Uint64(v)), true, nil
 }
 
-func (s *store) Remember(org, id string, at int64) {
-	k := stateKey(s.p, 'm', msgKey(org, id))
+func (s *store) Remember(org, device, id string, at int64) {
+	k := appendDedupeKey(nil, s.p, org, device, id)
 	s.seen[string(k[4:])] = at
 	s.b.Set(k, u64(uint64(at)), nil)
+}
+
+// hasLegacyDedupe reports whether partition p holds dedupe entries of the
+// old key (see kindDedupeLegacy).
+func hasLegacyDedupe(r pebble.Reader, p int) (bool, error) {
+	lo := stateKey(p, kindDedupeLegacy)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return false, err
+	}
+	found := it.First()
+	return found, errors.Join(it.Error(), it.Close())
 }
 
 func (s *store) Emit(o *sessionize.Output) error {
@@ -280,17 +322,16 @@ func (s *store) committed() {
 	clear(s.devices)
 }
 
-// sweepDedupe visits up to limit dedupe entries after the key from and
-// deletes those first seen before cutoff. It returns where to continue (nil:
-// start over). Forgetting an entry older than the window changes nothing a
-// later Seen decides, so when and how fast the sweep runs does not affect
-// determinism.
+// sweepDedupe visits up to limit dedupe entries (of both kinds) after the
+// key from and deletes those first seen before cutoff. It returns where to
+// continue (nil: start over). Forgetting an entry older than the window
+// changes nothing a later Seen decides, so when and how fast the sweep runs
+// does not affect determinism.
 func (s *store) sweepDedupe(from []byte, cutoff int64, limit int) ([]byte, error) {
-	lo := stateKey(s.p, 'm')
 	if from == nil {
-		from = lo
+		from = stateKey(s.p, kindDedupeLegacy)
 	}
-	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: prefixEnd(lo)})
+	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: prefixEnd(stateKey(s.p, kindDedupe))})
 	if err != nil {
 		return nil, err
 	}

@@ -20,10 +20,11 @@
 //     active device costs one index rewrite per timeout, not one per event.
 //     Closures due at the same watermark are emitted in (bucket, org, device)
 //     order.
-//   - A messageId seen for the same org within DedupeWindow of log time is a
-//     duplicate: it produces no output. A sessionizer sees one partition, so
-//     the scope is (org, messageId) among the devices of that partition; a
-//     client retry carries the same device and always lands there.
+//   - An event whose (org, device, messageId) was seen within DedupeWindow of
+//     log time is a duplicate: it produces no output. The same messageId from
+//     another device is another event. The log partitions by org and device,
+//     so a client retry (same device) lands in the partition of the original,
+//     and each partition's sessionizer holds the whole index for its devices.
 //
 // Outputs, in order, per partition: one Event per accepted (non-duplicate)
 // event, carrying its session and page; one Page and one Session row per

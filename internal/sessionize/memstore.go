@@ -15,12 +15,14 @@ type MemStore struct {
 
 	devices map[string]*Device
 	index   []IndexEntry // sorted by (bucket, key)
-	seen    map[string]int64
+	seen    map[dedupeKey]int64
 }
+
+type dedupeKey struct{ org, device, id string }
 
 // NewMemStore returns an empty MemStore that passes outputs to emitted.
 func NewMemStore(emitted func(o *Output)) *MemStore {
-	return &MemStore{Emitted: emitted, devices: map[string]*Device{}, seen: map[string]int64{}}
+	return &MemStore{Emitted: emitted, devices: map[string]*Device{}, seen: map[dedupeKey]int64{}}
 }
 
 // Device returns a copy, as a store on disk would.
@@ -74,12 +76,14 @@ func (m *MemStore) FirstDue(from int64) (int64, bool, error) {
 	return m.index[i].Bucket, true, nil
 }
 
-func (m *MemStore) Seen(org, id string) (int64, bool, error) {
-	at, ok := m.seen[org+"\x00"+id]
+func (m *MemStore) Seen(org, device, id string) (int64, bool, error) {
+	at, ok := m.seen[dedupeKey{org, device, id}]
 	return at, ok, nil
 }
 
-func (m *MemStore) Remember(org, id string, at int64) { m.seen[org+"\x00"+id] = at }
+func (m *MemStore) Remember(org, device, id string, at int64) {
+	m.seen[dedupeKey{org, device, id}] = at
+}
 
 func (m *MemStore) Emit(o *Output) error {
 	if m.Emitted != nil {

@@ -89,8 +89,11 @@ type Store interface {
 	Due(from, wm int64, limit int) ([]IndexEntry, error)
 	// FirstDue returns the smallest bucket >= from in the index.
 	FirstDue(from int64) (bucket int64, ok bool, err error)
-	Seen(org, id string) (at int64, ok bool, err error)
-	Remember(org, id string, at int64)
+	// Seen returns the log time an event with this org, device and
+	// messageId was last remembered at; the three together are the dedupe
+	// key, compared exactly (any byte may occur in device and id).
+	Seen(org, device, id string) (at int64, ok bool, err error)
+	Remember(org, device, id string, at int64)
 	Emit(o *Output) error // o is valid only during the call
 }
 
@@ -147,13 +150,13 @@ func (s *Sessionizer) Process(off uint64, size int, rec *event.Record) error {
 	}
 	ev := &rec.Event
 	window := int64(s.cfg.DedupeWindow)
-	if at, ok, err := s.st.Seen(ev.Org, ev.ID); err != nil {
+	if at, ok, err := s.st.Seen(ev.Org, ev.Device, ev.ID); err != nil {
 		return err
 	} else if ok && s.wm-at < window {
 		s.Dupes++
 		return nil
 	}
-	s.st.Remember(ev.Org, ev.ID, s.wm)
+	s.st.Remember(ev.Org, ev.Device, ev.ID, s.wm)
 
 	key := ev.Org + "\x00" + ev.Device
 	d, err := s.st.Device(key)
