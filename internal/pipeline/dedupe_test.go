@@ -106,4 +106,3 @@ func TestDedupeUpgradeFromOrgMessageIDKey(t *testing.T) {
 	}
 	l.Close()
 }
-
