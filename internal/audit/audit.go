@@ -417,23 +417,30 @@ func (a *Auditor) acceptedCount(c cell, now time.Time) (int64, error) {
 	return n, nil
 }
 
-// logEntry is one distinct event id of a cell in the log.
+// ident is what makes an event itself: the sessionizer's dedupe key within
+// an org. The same messageId from two devices is two events; the
+// destination's rows carry both parts (device_id, event_id), so the audit
+// compares what it reads back from the destination's own files, whatever
+// bookkeeping says.
+type ident struct{ device, id string }
+
+// logEntry is one distinct event of a cell in the log.
 type logEntry struct {
 	first  Event // its first occurrence
 	copies int   // occurrences at least a dedupe window apart: each is delivered
 	last   int64 // time of the last counted occurrence
 }
 
-// logCell reads the cell's events from the log: each id once, unless it
-// recurs after the dedupe window.
-func (a *Auditor) logCell(c cell) (map[string]*logEntry, error) {
+// logCell reads the cell's events from the log: each (device, messageId)
+// once, unless it recurs after the dedupe window.
+func (a *Auditor) logCell(c cell) (map[ident]*logEntry, error) {
 	lg := a.o.Log
 	lo, hi := c.hour.UnixNano(), c.hour.Add(time.Hour).UnixNano()
 	from, err := a.seek(c.p, lo-int64(disorder))
 	if err != nil || from == 0 {
 		return nil, err
 	}
-	entries := map[string]*logEntry{}
+	entries := map[ident]*logEntry{}
 	stop := errors.New("stop")
 	window := int64(a.o.DedupeWindow)
 	err = lg.Scan(c.p, from, 0, func(off uint64, val []byte) error {
@@ -447,10 +454,11 @@ func (a *Auditor) logCell(c cell) (map[string]*logEntry, error) {
 		if h.Kind != event.KindEvent || h.Org != c.org || h.Time < lo || h.Time >= hi {
 			return nil
 		}
-		e := entries[h.ID]
+		k := ident{h.Device, h.ID}
+		e := entries[k]
 		switch {
 		case e == nil:
-			entries[h.ID] = &logEntry{first: Event{EventID: h.ID, DeviceID: h.Device, Partition: c.p, Offset: off,
+			entries[k] = &logEntry{first: Event{EventID: h.ID, DeviceID: h.Device, Partition: c.p, Offset: off,
 				ReceivedAt: time.Unix(0, h.Time).UTC()}, copies: 1, last: h.Time}
 		case h.Time-e.last >= window:
 			e.copies++
@@ -513,28 +521,28 @@ type comparison struct {
 	absent     []Event
 }
 
-// compare reads the cell's event ids from the log and from the
-// destination's files and compares them.
+// compare reads the cell's events, (device, messageId), from the log and
+// from the destination's files and compares them.
 func (a *Auditor) compare(ctx context.Context, d *blob.Blob, c cell) (*comparison, error) {
 	entries, err := a.logCell(c)
 	if err != nil {
 		return nil, err
 	}
-	held := map[string]int{}
+	held := map[ident]int{}
 	for _, f := range c.files {
 		rows, err := d.ReadFileEvents(ctx, f)
 		if err != nil {
 			return nil, err
 		}
 		for i := range rows {
-			held[rows[i].EventID]++
+			held[ident{rows[i].DeviceID, rows[i].EventID}]++
 		}
 	}
 	out := &comparison{}
-	for id, e := range entries {
+	for k, e := range entries {
 		out.accepted += int64(e.copies)
-		n := held[id]
-		delete(held, id)
+		n := held[k]
+		delete(held, k)
 		switch {
 		case n < e.copies:
 			out.absent = append(out.absent, e.first)
@@ -548,9 +556,9 @@ func (a *Auditor) compare(ctx context.Context, d *blob.Blob, c cell) (*compariso
 	return out, nil
 }
 
-// dropRetries separates from the absent events the retries: those whose id
-// occurred in their partition's log earlier, within the dedupe window but
-// before their hour. That earlier occurrence is the one delivered (or found
+// dropRetries separates from the absent events the retries: those whose
+// (device, messageId) occurred in their partition's log earlier, within the
+// dedupe window but before their hour. That earlier occurrence is the one delivered (or found
 // missing in its own hour).
 func (a *Auditor) dropRetries(org string, absent []Event) (kept, retries []Event, err error) {
 	byPart := map[int][]Event{}
@@ -560,10 +568,11 @@ func (a *Auditor) dropRetries(org string, absent []Event) (kept, retries []Event
 	window := a.o.DedupeWindow
 	drop := map[Event]bool{}
 	for p, es := range byPart {
-		want := map[string][]Event{}
+		want := map[ident][]Event{}
 		earliest := es[0].ReceivedAt
 		for _, e := range es {
-			want[e.EventID] = append(want[e.EventID], e)
+			k := ident{e.DeviceID, e.EventID}
+			want[k] = append(want[k], e)
 			if e.ReceivedAt.Before(earliest) {
 				earliest = e.ReceivedAt
 			}
@@ -584,7 +593,7 @@ func (a *Auditor) dropRetries(org string, absent []Event) (kept, retries []Event
 			if h.Kind != event.KindEvent || h.Org != org {
 				return nil
 			}
-			for _, e := range want[h.ID] {
+			for _, e := range want[ident{h.Device, h.ID}] {
 				t := time.Unix(0, h.Time)
 				if off < e.Offset && t.Before(e.ReceivedAt.Truncate(time.Hour)) && e.ReceivedAt.Sub(t) < window {
 					drop[e] = true
