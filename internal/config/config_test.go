@@ -29,6 +29,10 @@ var testEnv = map[string]string{
 	"TIDEMARK_ADMIN_KEY":           "example-admin-key-000001",
 	"TIDEMARK_ACME_WRITE_KEY_ALT":  "unused",
 	"TIDEMARK_ACME_WEBHOOK_SECRET": "example-webhook-secret-01",
+	// secrets.bad.yml and env_values.bad.yml: no error may show these.
+	"TIDEMARK_TEST_WRITE_KEYS": "first-secret-key-0000001,second-secret-key-00002",
+	"TIDEMARK_TEST_ADMIN_KEYS": "admin-secret-key-0000001 admin-secret-key-0000002",
+	"TIDEMARK_TEST_SECRET":     "pa55w0rd-Secret-Value-01",
 }
 
 func lookupTestEnv(name string) (string, bool) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -93,7 +94,7 @@ func parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 			Msg: "a config file holds one YAML document; remove the second one (or the \"---\" line)"}})
 	}
 
-	d := &decoder{lookup: lookup, lines: map[string]int{}}
+	d := &decoder{lookup: lookup, lines: map[string]int{}, hidden: map[*yaml.Node]string{}, expanded: map[string]string{}}
 	if len(doc.Content) > 0 {
 		d.decode(doc.Content[0], reflect.ValueOf(cfg).Elem(), "")
 	}
@@ -105,6 +106,9 @@ func parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 			continue // already reported when decoding; the value is a default, not the user's
 		}
 		e.Line = d.lineOf(e.Path)
+		if val, ok := d.expanded[e.Path]; ok {
+			e.Msg = hideQuoted(hideValue(e.Msg, val, hiddenEnv), val)
+		}
 		errs = append(errs, e)
 	}
 	for _, e := range errs {
@@ -151,12 +155,56 @@ type decoder struct {
 	errs   []*FieldError
 	failed []string       // paths with decode errors
 	lines  map[string]int // path -> line of its key (or list element)
+	// hidden: scalar nodes whose value no error may quote (secrets and
+	// values expanded from ${VAR}), each with the words that replace it.
+	hidden map[*yaml.Node]string
+	// expanded: paths whose value came from ${VAR}, with the value, so that
+	// Validate's problems at those paths are stripped of it too.
+	expanded map[string]string
 }
 
+// Words that stand for a value an error must not quote.
+const (
+	hiddenSecret = "(a secret, not shown)"
+	hiddenEnv    = "(a value from the environment, not shown)"
+)
+
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
-	d.errs = append(d.errs, &FieldError{Line: n.Line, Path: path, Msg: fmt.Sprintf(format, args...)})
+	msg := fmt.Sprintf(format, args...)
+	if words, ok := d.hidden[n]; ok {
+		msg = hideValue(msg, n.Value, words)
+	}
+	d.errs = append(d.errs, &FieldError{Line: n.Line, Path: path, Msg: msg})
 	d.failed = append(d.failed, path)
 }
+
+// hideValue replaces val in msg, quoted or not, by words. Error messages
+// quote a bad value so that the user can find it; a secret, or a value
+// taken from the environment (which may hold one: "write_keys: ${KEYS}"
+// given a string, a mistyped variable name), must never reach a log.
+func hideValue(msg, val, words string) string {
+	if val == "" {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, strconv.Quote(val), words)
+	return strings.ReplaceAll(msg, val, words)
+}
+
+var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+// hideQuoted replaces every quoted string of msg that holds a part of val
+// (Validate quotes parts of a value too: the port of listen), but not the
+// one- and two-character examples of a help text (`"_" or "-"`).
+func hideQuoted(msg, val string) string {
+	return quoted.ReplaceAllStringFunc(msg, func(q string) string {
+		if s, err := strconv.Unquote(q); err == nil && len(s) > 2 && strings.Contains(val, s) {
+			return hiddenEnv
+		}
+		return q
+	})
+}
+
+var secretTypes = []reflect.Type{reflect.TypeFor[Secret](), reflect.TypeFor[[]Secret]()}
 
 // failedAt reports whether path, or a key above or below it, failed to decode.
 func (d *decoder) failedAt(path string) bool {
@@ -208,6 +256,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		var ok bool
 		if n, ok = d.expand(n, path); !ok {
 			return
+		}
+		if slices.Contains(secretTypes, v.Type()) {
+			d.hidden[n] = hiddenSecret
 		}
 		if n.ShortTag() == "!!null" {
 			return // absent: keep the default
@@ -273,6 +324,8 @@ func (d *decoder) expand(n *yaml.Node, path string) (*yaml.Node, bool) {
 	}
 	c := *n
 	c.Value = v
+	d.hidden[&c] = hiddenEnv
+	d.expanded[path] = v
 	if c.Style&(yaml.TaggedStyle|yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
 		c.Tag = ""
 		if c.ShortTag() == "!!null" {

@@ -276,7 +276,8 @@ func checkURL(raw string) string {
 		return fmt.Sprintf("unsupported scheme %q: want one of %s", u.Scheme, strings.Join(schemes, ", "))
 	}
 	if u.Opaque != "" {
-		return fmt.Sprintf("want %s://location, got %s:%s", u.Scheme, u.Scheme, u.Opaque)
+		// Not the rest of the URL: "s3:KEY:SECRET@bucket" parses as opaque.
+		return fmt.Sprintf("want %s://location: the URL has no \"//\" after %q", u.Scheme, u.Scheme+":")
 	}
 	p := strings.TrimRight(u.Path, "/")
 	switch u.Scheme {
