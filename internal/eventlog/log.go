@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -24,11 +25,14 @@ import (
 
 // Options configure Open.
 type Options struct {
-	Partitions   int
-	CacheBytes   int64
-	MaxPending   int   // events waiting for the writer before Append answers ErrOverloaded
-	MinFreeBytes int64 // Append answers ErrDiskLow below this much free disk
-	TailRecords  int   // records the tail keeps for Tail (default 4096)
+	Partitions int
+	CacheBytes int64
+	MaxPending int // events waiting for the writer before Append answers ErrOverloaded
+	// MinFreeBytes: Append answers Backpressure when an append would leave
+	// less free disk than this, or than StoreReserve if that is more; 0
+	// turns the check off.
+	MinFreeBytes int64
+	TailRecords  int // records the tail keeps for Tail (default 4096)
 	Registerer   prometheus.Registerer
 	Logger       *slog.Logger
 }
@@ -42,6 +46,13 @@ type Backpressure struct {
 
 func (e *Backpressure) Error() string             { return "log backpressure: " + e.Reason }
 func (e *Backpressure) RetryAfter() time.Duration { return e.After }
+
+// StoreReserve is the free disk that ingest never uses, whatever
+// Options.MinFreeBytes says: room for what the stores write while ingest is
+// refused (ticks, the pipeline's state and progress, memtable flushes).
+// Pebble cannot survive a failed write of its write-ahead log: the process
+// would stop, so ingest must stop well before the disk is full.
+const StoreReserve = 64 << 20
 
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("event log closed")
@@ -79,10 +90,11 @@ type Log struct {
 }
 
 type appendReq struct {
-	recs  [][]byte // encoded records
-	part  []int
-	brief []Brief // recs' identities, for the tail
-	done  chan error
+	recs    [][]byte // encoded records
+	part    []int
+	brief   []Brief // recs' identities, for the tail
+	done    chan error
+	limited bool // ingest: refused when the disk is low (ticks never are)
 }
 
 // Brief is what the tail keeps of a record: its kind and time and, for an
@@ -401,6 +413,7 @@ func (l *Log) submit(ctx context.Context, req *appendReq, limited bool) error {
 		l.closeMu.RUnlock()
 		return ErrClosed
 	}
+	req.limited = limited
 	err := l.enqueue(ctx, req, limited)
 	l.closeMu.RUnlock()
 	if err != nil {
@@ -415,7 +428,7 @@ func (l *Log) enqueue(ctx context.Context, req *appendReq, limited bool) error {
 	n := int64(len(req.recs))
 	if limited {
 		if l.diskLow.Load() {
-			return &Backpressure{Reason: "free disk space below log.min_free_bytes", After: 30 * time.Second}
+			return errDiskLow()
 		}
 		if l.pending.Add(n) > int64(l.opts.MaxPending) {
 			l.pending.Add(-n)
@@ -439,7 +452,6 @@ func (l *Log) writer() {
 	var group []*appendReq
 	segs := make([]segWriter, l.parts)
 	batch := l.db.NewBatch()
-	lastDisk := time.Now()
 	for {
 		group = group[:0]
 		select {
@@ -463,6 +475,9 @@ func (l *Log) writer() {
 			default:
 				break drain
 			}
+		}
+		if group = l.admit(group); len(group) == 0 {
+			continue
 		}
 		batch.Reset()
 		var events, bytes int64
@@ -523,12 +538,45 @@ func (l *Log) writer() {
 			r.done <- err
 		}
 		clear(group) // release the answered requests' records
-		if time.Since(lastDisk) > time.Second {
-			l.checkDisk()
-			lastDisk = time.Now()
-		}
 	}
 }
+
+func errDiskLow() error {
+	return &Backpressure{Reason: "free disk space below log.min_free_bytes", After: 30 * time.Second}
+}
+
+// admit checks the free disk before a group commit and answers the ingest
+// requests that would leave less than the minimum with Backpressure (nothing
+// of them is written); it returns the rest. Checking every group, by the
+// bytes it adds, rather than now and then keeps a fast burst from filling
+// the disk between two checks.
+func (l *Log) admit(group []*appendReq) []*appendReq {
+	free, ok := l.checkDisk()
+	if !ok {
+		return group
+	}
+	room := free - l.minFree()
+	kept := group[:0]
+	for _, r := range group {
+		var n int64
+		for _, rec := range r.recs {
+			n += int64(len(rec))
+		}
+		if r.limited && n > room {
+			l.diskLow.Store(true)
+			l.pending.Add(-int64(len(r.recs)))
+			r.done <- errDiskLow()
+			continue
+		}
+		room -= n
+		kept = append(kept, r)
+	}
+	clear(group[len(kept):])
+	return kept
+}
+
+// minFree is the free disk below which ingest is refused.
+func (l *Log) minFree() int64 { return max(l.opts.MinFreeBytes, StoreReserve) }
 
 // addTail puts a committed group's records in the tail; start is the
 // group's first offset per partition (consumed).
@@ -574,20 +622,22 @@ func (l *Log) TailSeq() uint64 {
 	return l.tailNext
 }
 
-func (l *Log) checkDisk() {
+// checkDisk updates the disk-low state and returns the free bytes; ok is
+// false when the check is off or the file system cannot say.
+func (l *Log) checkDisk() (free int64, ok bool) {
 	if l.opts.MinFreeBytes <= 0 {
-		return
+		return 0, false
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(l.dir, &st); err != nil {
-		return
+		return 0, false
 	}
-	free := int64(st.Bavail) * int64(st.Bsize)
-	low := free < l.opts.MinFreeBytes
-	if low != l.diskLow.Load() {
-		l.opts.Logger.Warn("disk space state changed", "low", low, "free_bytes", free)
+	free = int64(st.Bavail) * int64(st.Bsize)
+	low := free < l.minFree()
+	if low != l.diskLow.Swap(low) {
+		l.opts.Logger.Warn("disk space state changed", "low", low, "free_bytes", free, "min_free_bytes", l.minFree())
 	}
-	l.diskLow.Store(low)
+	return free, true
 }
 
 // RunTicker appends ticks every interval until ctx ends. It also refreshes the
@@ -667,9 +717,17 @@ func (q quietLogger) Infof(format string, args ...any) {}
 func (q quietLogger) Errorf(format string, args ...any) {
 	q.l.Error("pebble", "msg", fmt.Sprintf(format, args...))
 }
+
+// Fatalf is called when Pebble cannot go on (a write of its write-ahead log
+// failed: a full disk that something other than tidemark filled, an I/O
+// error). It must not return: Pebble would report the failed batch as
+// committed. The process stops with a message instead of a stack trace;
+// every acknowledged event was fsynced before, and a restart recovers.
 func (q quietLogger) Fatalf(format string, args ...any) {
-	q.l.Error("pebble fatal", "msg", fmt.Sprintf(format, args...))
-	panic(fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	q.l.Error("store failed; stopping", "err", msg)
+	fmt.Fprintf(os.Stderr, "tidemark: the embedded store cannot continue (%s); stopping. Every acknowledged event is on disk: fix the cause (free disk space) and start tidemark again.\n", msg)
+	os.Exit(1)
 }
 
 // Scan calls fn for the records of partition p with offsets from..to
