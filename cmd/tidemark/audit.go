@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -30,6 +31,11 @@ import (
 	"github.com/tidemark/tidemark/internal/transport"
 )
 
+// adminKeyEnv names the environment variable that holds the admin key for
+// --url, so that commands (and the repair command audit prints) need not
+// show it.
+const adminKeyEnv = "TIDEMARK_ADMIN_KEY"
+
 // auditFlags are the flags audit and backfill share.
 type auditFlags struct {
 	config, url, adminKey string
@@ -40,7 +46,7 @@ type auditFlags struct {
 func (f *auditFlags) register(fs *flag.FlagSet, defaultFrom string) {
 	fs.StringVar(&f.config, "config", "", "YAML config file (default: embedded defaults); offline mode reads its data_dir")
 	fs.StringVar(&f.url, "url", "", "base URL of a running tidemark (e.g. http://127.0.0.1:8080): use its admin API instead of opening the data dir")
-	fs.StringVar(&f.adminKey, "admin-key", "", "admin key for --url (default $TIDEMARK_ADMIN_KEY)")
+	fs.StringVar(&f.adminKey, "admin-key", "", "admin key for --url (default $"+adminKeyEnv+"; prefer the variable: a flag shows in the process list and shell history)")
 	fs.StringVar(&f.from, "from", defaultFrom, "start of the range: RFC 3339 time, YYYY-MM-DD[THH[:MM]] (UTC), or a duration ago like 24h")
 	fs.StringVar(&f.to, "to", "now", "end of the range (exclusive), same forms as --from")
 	fs.StringVar(&f.org, "org", "", "only this org")
@@ -98,8 +104,13 @@ func openOffline(ctx context.Context, f *auditFlags) (*offline, error) {
 	// Without orgs, serve runs org "default" with a lake under data_dir;
 	// offline commands need its destination, not its key.
 	cfg.WithDefaultOrg(strings.Repeat("x", config.MinWriteKeyLen))
+	// Never create a store here: a fresh empty log would make an audit
+	// clean and a backfill a success while the real data is elsewhere.
 	if _, err := os.Stat(cfg.DataDir); err != nil {
-		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+		return nil, fmt.Errorf("data_dir %s: %w (%s)", cfg.DataDir, err, wrongDataDir(f))
+	}
+	if !eventlog.Exists(cfg.DataDir) {
+		return nil, fmt.Errorf("data_dir %s holds no tidemark log (%s)", cfg.DataDir, wrongDataDir(f))
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
@@ -140,6 +151,10 @@ func openOffline(ctx context.Context, f *auditFlags) (*offline, error) {
 			}
 			o.closers = append(o.closers, d.Close)
 			tr := transport.New(transport.Options{Org: org.ID, Name: dc.Name, Dest: d, Log: lg, Outputs: sz, Metrics: tm, Logger: logger})
+			if err := hasRun(tr, lg.Partitions()); err != nil {
+				o.close()
+				return nil, fmt.Errorf("data_dir %s has no record of org %s destination %s (%w): %s", cfg.DataDir, org.ID, dc.Name, err, wrongDataDir(f))
+			}
 			o.targets = append(o.targets, audit.Target{Org: org.ID, Name: dc.Name, Dest: d, SLA: cfg.FreshnessSLA(&dc), Frontier: tr.Frontier})
 		}
 	}
@@ -148,6 +163,30 @@ func openOffline(ctx context.Context, f *auditFlags) (*offline, error) {
 		return nil, fmt.Errorf("no destination matches --org %q --destination %q", f.org, f.dest)
 	}
 	return o, nil
+}
+
+// hasRun returns an error unless tr's pipeline has read the log of this data
+// dir: every destination of a server that ran saves progress within a tick.
+func hasRun(tr *transport.Transport, parts int) error {
+	for p := range parts {
+		prog, err := tr.Progress(p)
+		if err != nil {
+			return err
+		}
+		if prog > 0 {
+			return nil
+		}
+	}
+	return errors.New("no delivery progress")
+}
+
+// wrongDataDir says what to check when the data dir is not the one of the
+// server that holds the events.
+func wrongDataDir(f *auditFlags) string {
+	if f.config == "" {
+		return "without --config the embedded defaults are used: give the server's --config, or --url and $" + adminKeyEnv + " to go through the running server"
+	}
+	return "is --config the running server's config? Or use --url and $" + adminKeyEnv + " to go through the running server"
 }
 
 func (o *offline) close() {
@@ -160,10 +199,10 @@ func (o *offline) close() {
 func (f *auditFlags) adminRequest(ctx context.Context, method, path string, from, to time.Time, extra url.Values) (*http.Response, error) {
 	key := f.adminKey
 	if key == "" {
-		key = os.Getenv("TIDEMARK_ADMIN_KEY")
+		key = os.Getenv(adminKeyEnv)
 	}
 	if key == "" {
-		return nil, errors.New("--url needs an admin key: --admin-key or $TIDEMARK_ADMIN_KEY")
+		return nil, errors.New("--url needs an admin key: --admin-key or $" + adminKeyEnv)
 	}
 	q := url.Values{"from": {from.UTC().Format(time.RFC3339Nano)}, "to": {to.UTC().Format(time.RFC3339Nano)}}
 	if f.org != "" {
@@ -271,7 +310,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return fail(err)
 		}
 	} else {
-		printReport(stdout, rep)
+		printReport(stdout, rep, &f)
 	}
 	warnRetention(stderr, rep)
 	if !rep.Clean() {
@@ -280,7 +319,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return 0
 }
 
-func printReport(w io.Writer, rep *audit.Report) {
+func printReport(w io.Writer, rep *audit.Report, f *auditFlags) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "org\tdestination\thour (UTC)\taccepted\tdelivered\tpending\tmissing\tduplicated\t")
 	row := func(res *audit.Result, label string, h audit.Hour) {
@@ -298,7 +337,8 @@ func printReport(w io.Writer, rep *audit.Report) {
 		row(res, "total", res.Total)
 	}
 	tw.Flush()
-	for _, res := range rep.Results {
+	for i := range rep.Results {
+		res := &rep.Results[i]
 		switch {
 		case res.Total.Missing == 0 && res.Total.Duplicated == 0:
 			fmt.Fprintf(w, "%s/%s: clean: every accepted event that is due is in the destination exactly once\n", res.Org, res.Destination)
@@ -308,12 +348,43 @@ func printReport(w io.Writer, rep *audit.Report) {
 				msg += fmt.Sprintf(" (oldest missing event received %s)", res.OldestMissing.Format(time.RFC3339))
 			}
 			if res.Total.Missing > 0 {
-				msg += fmt.Sprintf("; repair with: tidemark backfill --from %s --to %s --org %s --destination %s",
-					rep.From.Format(time.RFC3339), rep.To.Format(time.RFC3339), res.Org, res.Destination)
+				msg += "; repair with:\n  " + f.repairCommand(rep, res)
+				if f.url != "" {
+					msg += "\n  (with the admin key in $" + adminKeyEnv + ")"
+				}
 			}
 			fmt.Fprintln(w, msg)
 		}
 	}
+}
+
+// repairCommand is the backfill that repairs res: the audit's range, and the
+// target the audit used (--url or --config), never the admin key itself.
+func (f *auditFlags) repairCommand(rep *audit.Report, res *audit.Result) string {
+	args := []string{"tidemark", "backfill"}
+	if f.url != "" {
+		args = append(args, "--url", f.url)
+	} else if f.config != "" {
+		cfg := f.config
+		if abs, err := filepath.Abs(cfg); err == nil {
+			cfg = abs // pasted in another directory, it still names the file
+		}
+		args = append(args, "--config", cfg)
+	}
+	args = append(args, "--from", rep.From.Format(time.RFC3339), "--to", rep.To.Format(time.RFC3339),
+		"--org", res.Org, "--destination", res.Destination)
+	for i, a := range args {
+		args[i] = shellQuote(a)
+	}
+	return strings.Join(args, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@+,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // warnRetention says which part of the range the log no longer holds.
