@@ -155,7 +155,7 @@ func openOffline(ctx context.Context, f *auditFlags) (*offline, error) {
 				o.close()
 				return nil, fmt.Errorf("data_dir %s has no record of org %s destination %s (%w): %s", cfg.DataDir, org.ID, dc.Name, err, wrongDataDir(f))
 			}
-			o.targets = append(o.targets, audit.Target{Org: org.ID, Name: dc.Name, Dest: d, SLA: cfg.FreshnessSLA(&dc), Frontier: tr.Frontier})
+			o.targets = append(o.targets, audit.Target{Org: org.ID, Name: dc.Name, Dest: d, SLA: cfg.FreshnessSLA(&dc, "events"), Frontier: tr.Frontier})
 		}
 	}
 	if len(o.targets) == 0 {

@@ -255,7 +255,7 @@ func (p *proc) dest(org, name string) destMetrics {
 	var d destMetrics
 	var ok1, ok2 bool
 	d.Up, ok1 = p.metric("tidemark_destination_up" + labels)
-	d.Age, ok2 = p.metric("tidemark_oldest_undelivered_event_age_seconds" + labels)
+	d.Age, ok2 = p.metric(fmt.Sprintf(`tidemark_oldest_undelivered_event_age_seconds{destination=%q,org=%q,table="events"}`, name, org))
 	d.Delivered, _ = p.metric(fmt.Sprintf(`tidemark_delivered_events_total{destination=%q,org=%q,table="events"}`, name, org))
 	d.Failures, _ = p.metric("tidemark_destination_failures_total" + labels)
 	d.ok = ok1 && ok2

@@ -167,7 +167,7 @@ func TestServeEndToEnd(t *testing.T) {
 	// Metrics agree with the lake, and nothing is pending.
 	waitFor(t, 30*time.Second, "metrics to settle", func() (bool, string) {
 		delivered, _ := p.metric(`tidemark_delivered_events_total{destination="lake",org="acme",table="events"}`)
-		age, ok := p.metric(`tidemark_oldest_undelivered_event_age_seconds{destination="lake",org="acme"}`)
+		age, ok := p.metric(`tidemark_oldest_undelivered_event_age_seconds{destination="lake",org="acme",table="events"}`)
 		return ok && delivered == float64(len(all)) && age == 0, fmt.Sprintf("delivered=%v age=%v", delivered, age)
 	})
 	p.stop()

@@ -622,7 +622,7 @@ func TestStreamIsolationSlowWebhook(t *testing.T) {
 		}
 		t.Logf("%s acknowledged after %v, on the live tail after %v", id, ack, time.Since(sent))
 		markers = append(markers, id)
-		age, ok := p.metric(`tidemark_oldest_undelivered_event_age_seconds{destination="lake",org="acme"}`)
+		age, ok := p.metric(`tidemark_oldest_undelivered_event_age_seconds{destination="lake",org="acme",table="events"}`)
 		if !ok || age > 20 {
 			t.Fatalf("lake delivery stalled while the webhooks are broken: oldest undelivered age %v (metric found: %v)", age, ok)
 		}

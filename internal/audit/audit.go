@@ -29,8 +29,9 @@ const disorder = 5 * time.Minute
 type Target struct {
 	Org, Name string
 	Dest      *blob.Blob
-	// SLA is the destination's freshness SLA: an absent event accepted less
-	// than SLA ago is pending, older ones are missing.
+	// SLA is the freshness SLA of the destination's events table
+	// (flush.max_age + freshness_grace): an absent event accepted less than
+	// SLA ago is pending, older ones are missing.
 	SLA time.Duration
 	// Frontier returns the smallest log offset of partition p that the
 	// pipeline has not yet delivered to this destination

@@ -97,27 +97,52 @@ type Destination struct {
 	Format      string `yaml:"format"`      // parquet (default) or ndjson
 	Compression string `yaml:"compression"` // parquet: zstd (default), snappy, gzip, none
 	Flush       Flush  `yaml:"flush"`
-	// FreshnessGrace is added to sessions.session_idle and flush.max_age to
-	// make the destination's freshness SLA: an event not delivered that long
-	// after it was accepted is stale (alerts) and, if absent, missing (audit).
+	// FreshnessGrace is added to flush.max_age (and, for pages and sessions,
+	// to their idle timeout) to make the destination's freshness SLA per
+	// table: an event not delivered that long after it was accepted is
+	// stale (alerts) and, if absent, missing (audit). See FreshnessSLA.
 	FreshnessGrace Duration `yaml:"freshness_grace"` // default 5m
 }
 
-// FreshnessSLA is how long after acceptance an event of destination d must be
-// in it: session_idle + flush.max_age + freshness_grace.
-func (c *Config) FreshnessSLA(d *Destination) time.Duration {
-	return c.Sessions.SessionIdle.D() + d.Flush.MaxAge.D() + d.FreshnessGrace.D()
+// Tables are the output tables, in the order of the per-table values of
+// FreshnessSLAs (and transport.Status).
+var Tables = [3]string{"events", "pages", "sessions"}
+
+// FreshnessSLA is how long after acceptance a row of table ("events",
+// "pages" or "sessions") must be in destination d. An event is written
+// when it is read, so it is due after flush.max_age + freshness_grace; a
+// page or session row only after its entity closed, so its SLA adds
+// sessions.page_idle or sessions.session_idle (counted from the entity's
+// last event).
+func (c *Config) FreshnessSLA(d *Destination, table string) time.Duration {
+	sla := d.Flush.MaxAge.D() + d.FreshnessGrace.D()
+	switch table {
+	case "pages":
+		sla += c.Sessions.PageIdle.D()
+	case "sessions":
+		sla += c.Sessions.SessionIdle.D()
+	}
+	return sla
+}
+
+// FreshnessSLAs is FreshnessSLA of each of Tables.
+func (c *Config) FreshnessSLAs(d *Destination) [3]time.Duration {
+	var s [3]time.Duration
+	for i, t := range Tables {
+		s[i] = c.FreshnessSLA(d, t)
+	}
+	return s
 }
 
 // PriorityLag is how old the sessionizer's backlog may grow while it yields
 // to ingest: ingest.priority_lag, but at most half of the shortest freshness
-// SLA of any destination, so that yielding alone never makes a destination
-// stale. 0: never yield.
+// SLA of any destination (its events table's), so that yielding alone never
+// makes a destination stale. 0: never yield.
 func (c *Config) PriorityLag() time.Duration {
 	lag := c.Ingest.PriorityLag.D()
 	for _, org := range c.Orgs {
 		for i := range org.Destinations {
-			lag = min(lag, c.FreshnessSLA(&org.Destinations[i])/2)
+			lag = min(lag, c.FreshnessSLA(&org.Destinations[i], "events")/2)
 		}
 	}
 	return max(lag, 0)

@@ -605,6 +605,23 @@ func TestFieldError(t *testing.T) {
 	}
 }
 
+// TestFreshnessSLAPerTable: events are due after flush.max_age + grace,
+// pages and sessions after their idle timeout too.
+func TestFreshnessSLAPerTable(t *testing.T) {
+	c := Default()
+	d := NewDestination("lake", "file:///lake")
+	want := [3]time.Duration{6 * time.Minute, 36 * time.Minute, 36 * time.Minute}
+	if got := c.FreshnessSLAs(&d); got != want {
+		t.Errorf("defaults: %v, want %v", got, want)
+	}
+	c.Sessions.PageIdle = Duration(10 * time.Minute)
+	d.Flush.MaxAge, d.FreshnessGrace = Duration(30*time.Second), Duration(2*time.Minute)
+	want = [3]time.Duration{150 * time.Second, 750 * time.Second, 1950 * time.Second}
+	if got := c.FreshnessSLAs(&d); got != want {
+		t.Errorf("%v, want %v", got, want)
+	}
+}
+
 func TestPriorityLagAtMostHalfTheShortestSLA(t *testing.T) {
 	c := Default()
 	if got := c.PriorityLag(); got != 30*time.Second {
@@ -616,8 +633,8 @@ func TestPriorityLagAtMostHalfTheShortestSLA(t *testing.T) {
 	c.Sessions.SessionIdle = Duration(2 * time.Second)
 	c.Orgs[0].Destinations = append(c.Orgs[0].Destinations,
 		Destination{Name: "fast", Flush: Flush{MaxAge: Duration(time.Second)}, FreshnessGrace: Duration(time.Second)})
-	if got := c.PriorityLag(); got != 2*time.Second { // (2s + 1s + 1s) / 2
-		t.Errorf("short SLA: %v, want 2s", got)
+	if got := c.PriorityLag(); got != time.Second { // events: (1s + 1s) / 2; idle timeouts do not count
+		t.Errorf("short SLA: %v, want 1s", got)
 	}
 	c.Ingest.PriorityLag = 0
 	if got := c.PriorityLag(); got != 0 {

@@ -10,8 +10,8 @@ import (
 // Yield makes the batch pipeline give the CPU to ingest during a burst.
 //
 // The log is the buffer (DESIGN.md): what the sessionizer has not read yet is
-// durable and its delivery has the whole freshness SLA (session idle +
-// flush age + grace) to happen, while a client waiting for an acknowledgement
+// durable and its delivery has the whole freshness SLA of its events
+// (flush age + grace) to happen, while a client waiting for an acknowledgement
 // holds its events in memory and retries or drops them. So while requests
 // queue at the collector, each sessionizer turn (and through it the
 // transports' and the state store's work, which follow the sessionizer's

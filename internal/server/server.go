@@ -118,7 +118,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	var transports []*transport.Transport
 	var targets []audit.Target
-	var urls []string // of each transport's destination
+	var urls []string           // of each transport's destination
+	var slas [][3]time.Duration // of each transport's destination, per table
 	var dests []destination.Destination
 	defer func() {
 		for _, d := range dests {
@@ -137,14 +138,15 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			}
 			dests = append(dests, d)
 			urls = append(urls, dc.URL)
-			sla := cfg.FreshnessSLA(&dc)
+			slas = append(slas, cfg.FreshnessSLAs(&dc))
+			sla := cfg.FreshnessSLAs(&dc)
 			tr := transport.New(transport.Options{
 				Org: org.ID, Name: dc.Name, Dest: flt.wrap(org.ID, dc.Name, d), Log: lg, Outputs: sz, Metrics: tm, Logger: logger, Now: o.Now,
 				Flush:     transport.Flush{MaxEvents: dc.Flush.MaxEvents, MaxBytes: int64(dc.Flush.MaxBytes), MaxAge: dc.Flush.MaxAge.D()},
 				Permanent: blob.IsPermanent, SLA: sla, DropPage: flt.dropPage(),
 			})
 			transports = append(transports, tr)
-			targets = append(targets, audit.Target{Org: org.ID, Name: dc.Name, Dest: d, SLA: sla, Frontier: tr.Frontier})
+			targets = append(targets, audit.Target{Org: org.ID, Name: dc.Name, Dest: d, SLA: sla[0], Frontier: tr.Frontier})
 		}
 	}
 
@@ -198,7 +200,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	})
 	aud := newAuditor(audit.Options{Log: lg, DedupeWindow: cfg.Log.DedupeWindow.D(), Now: o.Now}, targets, transports, cfg, reg, logger)
 	admin := func(h http.Handler) http.Handler { return requireAdmin(cfg.AdminKeys, h) }
-	mux.Handle("GET /api/v1/status", admin(statusHandler(o.Version, lg, sz, transports, urls, aud, st, o.Now)))
+	mux.Handle("GET /api/v1/status", admin(statusHandler(o.Version, lg, sz, transports, urls, slas, aud, st, o.Now)))
 	mux.Handle("GET /api/v1/audit", admin(http.HandlerFunc(aud.auditHandler)))
 	mux.Handle("POST /api/v1/backfill", admin(http.HandlerFunc(aud.backfillHandler)))
 	if o.Pprof {

@@ -64,16 +64,19 @@ type logStatus struct {
 }
 
 type destinationStatus struct {
-	Org                         string     `json:"org"`
-	Name                        string     `json:"name"`
-	URL                         string     `json:"url"`   // redacted
-	State                       string     `json:"state"` // "up" or "failing"
-	LastError                   string     `json:"last_error,omitempty"`
-	LastErrorOp                 string     `json:"last_error_op,omitempty"`
-	LastErrorAt                 *time.Time `json:"last_error_at,omitempty"`
-	LastCommitAt                *time.Time `json:"last_commit_at,omitempty"`
-	OldestUndeliveredAgeSeconds float64    `json:"oldest_undelivered_age_seconds"`
-	FreshnessSLASeconds         float64    `json:"freshness_sla_seconds"`
+	Org          string     `json:"org"`
+	Name         string     `json:"name"`
+	URL          string     `json:"url"`   // redacted
+	State        string     `json:"state"` // "up" or "failing"
+	LastError    string     `json:"last_error,omitempty"`
+	LastErrorOp  string     `json:"last_error_op,omitempty"`
+	LastErrorAt  *time.Time `json:"last_error_at,omitempty"`
+	LastCommitAt *time.Time `json:"last_commit_at,omitempty"`
+	// OldestUndeliveredAgeSeconds and FreshnessSLASeconds are the events
+	// table's (the shortest SLA); Tables has every table's.
+	OldestUndeliveredAgeSeconds float64                   `json:"oldest_undelivered_age_seconds"`
+	FreshnessSLASeconds         float64                   `json:"freshness_sla_seconds"`
+	Tables                      map[string]tableFreshness `json:"tables"`
 	// PendingEvents are the events of the audited hours not in the
 	// destination yet and not yet due (last audit; 0 before it).
 	PendingEvents int64             `json:"pending_events"`
@@ -85,6 +88,13 @@ type destinationStatus struct {
 		Pages    int64 `json:"pages"`
 		Sessions int64 `json:"sessions"`
 	} `json:"delivered_since_start"`
+}
+
+// tableFreshness is one table's freshness in a destination.
+type tableFreshness struct {
+	OldestUndeliveredAgeSeconds float64 `json:"oldest_undelivered_age_seconds"`
+	FreshnessSLASeconds         float64 `json:"freshness_sla_seconds"`
+	Stale                       bool    `json:"stale"` // age above the SLA: the stalled alert's condition
 }
 
 // requireAdmin serves h only to requests authenticated by an admin key as
@@ -109,7 +119,7 @@ func requireAdmin(keys []config.Secret, h http.Handler) http.Handler {
 
 // statusHandler serves the operator status API.
 func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
-	ts []*transport.Transport, urls []string, aud *auditor, st *stream.Stream, now func() time.Time) http.Handler {
+	ts []*transport.Transport, urls []string, slas [][3]time.Duration, aud *auditor, st *stream.Stream, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := now().UTC()
 		resp := statusResponse{Version: version, Now: t, Log: logStatus{Partitions: lg.Partitions()}}
@@ -134,11 +144,18 @@ func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
 			if !ds.LastCommitAt.IsZero() {
 				d.LastCommitAt = &ds.LastCommitAt
 			}
-			if !ds.OldestPending.IsZero() && t.After(ds.OldestPending) {
-				d.OldestUndeliveredAgeSeconds = t.Sub(ds.OldestPending).Seconds()
+			d.Tables = map[string]tableFreshness{}
+			for k, name := range config.Tables {
+				tf := tableFreshness{FreshnessSLASeconds: slas[i][k].Seconds()}
+				if at := ds.OldestPendingTable[k]; !at.IsZero() && t.After(at) {
+					tf.OldestUndeliveredAgeSeconds = t.Sub(at).Seconds()
+				}
+				tf.Stale = tf.OldestUndeliveredAgeSeconds > tf.FreshnessSLASeconds
+				d.Tables[name] = tf
 			}
+			d.OldestUndeliveredAgeSeconds = d.Tables["events"].OldestUndeliveredAgeSeconds
+			d.FreshnessSLASeconds = d.Tables["events"].FreshnessSLASeconds
 			d.DeliveredSinceStart.Events, d.DeliveredSinceStart.Pages, d.DeliveredSinceStart.Sessions = ds.Delivered[0], ds.Delivered[1], ds.Delivered[2]
-			d.FreshnessSLASeconds = aud.targets[i].SLA.Seconds()
 			if res := aud.results[i].Load(); res != nil {
 				d.Audit = &destinationAudit{Hours: res.Hours, Total: res.Total, OldestMissing: res.OldestMissing}
 				d.PendingEvents = res.Total.Pending

@@ -37,7 +37,7 @@ func (m *Metrics) add(t *Transport) {
 	m.mu.Lock()
 	m.transports = append(m.transports, t)
 	m.mu.Unlock()
-	for _, table := range []string{"events", "pages", "sessions"} {
+	for _, table := range tables {
 		m.deliveredRows.WithLabelValues(t.o.Org, t.o.Name, table)
 	}
 	m.batches.WithLabelValues(t.o.Org, t.o.Name)
@@ -53,6 +53,9 @@ func (m *Metrics) delivered(t *Transport, events, pages, sessions int) {
 
 func (m *Metrics) failed(t *Transport) { m.failures.WithLabelValues(t.o.Org, t.o.Name).Inc() }
 
+// tables are the table label values, in the order of Options.SLA.
+var tables = [3]string{"events", "pages", "sessions"}
+
 // gauges computes the per-destination gauges at scrape time.
 type gauges struct {
 	m   *Metrics
@@ -61,11 +64,11 @@ type gauges struct {
 
 var (
 	descOldest = prometheus.NewDesc("tidemark_oldest_undelivered_event_age_seconds",
-		"Age of the oldest accepted event or row not yet committed to the destination, or found missing from it by the auditor (0 when nothing is pending).", []string{"org", "destination"}, nil)
+		"Per table, how long ago the last event of the oldest row not yet committed to the destination was accepted (for events: also those the auditor found missing); 0 when nothing is pending.", []string{"org", "destination", "table"}, nil)
 	descUp = prometheus.NewDesc("tidemark_destination_up",
 		"1 when the destination's last operation succeeded, 0 while it is failing (events are held and retried).", []string{"org", "destination"}, nil)
 	descSLA = prometheus.NewDesc("tidemark_destination_freshness_sla_seconds",
-		"The destination's freshness SLA: session_idle + flush.max_age + freshness_grace. An event undelivered for longer is stale.", []string{"org", "destination"}, nil)
+		"The destination's freshness SLA per table: flush.max_age + freshness_grace, plus sessions.page_idle for pages and sessions.session_idle for sessions. A row undelivered for longer is stale.", []string{"org", "destination", "table"}, nil)
 	descLast = prometheus.NewDesc("tidemark_destination_last_commit_timestamp_seconds",
 		"Unix time of the destination's last committed batch (0 before the first since start).", []string{"org", "destination"}, nil)
 )
@@ -83,17 +86,19 @@ func (g gauges) Collect(ch chan<- prometheus.Metric) {
 	g.m.mu.Unlock()
 	now := g.now()
 	for _, t := range ts {
-		age := 0.0
-		if o := t.OldestPending(); o > 0 && now > o {
-			age = float64(now-o) / 1e9
+		for i, o := range t.OldestPendingTables() {
+			age := 0.0
+			if o > 0 && now > o {
+				age = float64(now-o) / 1e9
+			}
+			ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age, t.o.Org, t.o.Name, tables[i])
+			ch <- prometheus.MustNewConstMetric(descSLA, prometheus.GaugeValue, t.o.SLA[i].Seconds(), t.o.Org, t.o.Name, tables[i])
 		}
 		up := 0.0
 		if t.up.Load() {
 			up = 1
 		}
-		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age, t.o.Org, t.o.Name)
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, t.o.Org, t.o.Name)
 		ch <- prometheus.MustNewConstMetric(descLast, prometheus.GaugeValue, float64(t.lastOK.Load())/1e9, t.o.Org, t.o.Name)
-		ch <- prometheus.MustNewConstMetric(descSLA, prometheus.GaugeValue, t.o.SLA.Seconds(), t.o.Org, t.o.Name)
 	}
 }

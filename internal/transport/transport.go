@@ -43,9 +43,9 @@ type Options struct {
 	// bucket, denied access): they are retried at the slowest backoff rather
 	// than hot-looping, and the destination is reported down. Nil: none.
 	Permanent func(error) bool
-	// SLA is the destination's freshness SLA, exported as a metric for the
-	// stale-destination alert.
-	SLA time.Duration
+	// SLA is the destination's freshness SLA per table (events, pages,
+	// sessions), exported as a metric for the stale-destination alert.
+	SLA [3]time.Duration
 	// DropPage is a fault for tests only (see server.faultsFromEnv): when it
 	// returns true for a page, the transport silently leaves out the page's
 	// row and its events, as the seed incident's pipeline lost pages whose
@@ -95,7 +95,10 @@ type Status struct {
 	LastErrorAt   time.Time
 	LastCommitAt  time.Time // zero before the first commit since start
 	OldestPending time.Time // zero when nothing is pending
-	Delivered     [3]int64  // events, pages, sessions since start
+	// OldestPendingTable is OldestPending per table (events, pages,
+	// sessions): when the oldest undelivered row's last event was accepted.
+	OldestPendingTable [3]time.Time
+	Delivered          [3]int64 // events, pages, sessions since start
 }
 
 // Status reports the destination's current state.
@@ -110,6 +113,11 @@ func (t *Transport) Status() Status {
 	if v := t.OldestPending(); v > 0 {
 		st.OldestPending = time.Unix(0, v).UTC()
 	}
+	for i, v := range t.OldestPendingTables() {
+		if v > 0 {
+			st.OldestPendingTable[i] = time.Unix(0, v).UTC()
+		}
+	}
 	for i := range st.Delivered {
 		st.Delivered[i] = t.rows[i].Load()
 	}
@@ -117,8 +125,36 @@ func (t *Transport) Status() Status {
 }
 
 type partState struct {
-	oldest  atomic.Int64  // log time of the oldest pending item, 0 when none
+	// oldest is, per table, the time of the oldest pending row (see
+	// rowTime), 0 when none.
+	oldest  [3]atomic.Int64
 	readPos atomic.Uint64 // last output seq read
+}
+
+// table is the index of o's table in Options.SLA and Status, -1 for none.
+func table(o *sessionize.Output) int {
+	switch o.Kind {
+	case sessionize.KindEvent:
+		return 0
+	case sessionize.KindPage:
+		return 1
+	case sessionize.KindSession:
+		return 2
+	}
+	return -1
+}
+
+// rowTime is when the last event of o's row was accepted (log time), the
+// start of its freshness SLA: the event's own time, or the page's or
+// session's last activity (the row is due an idle timeout after it).
+func rowTime(o *sessionize.Output) int64 {
+	switch {
+	case o.Kind == sessionize.KindPage && o.Page != nil:
+		return o.Page.Last
+	case o.Kind == sessionize.KindSession && o.Session != nil:
+		return o.Session.Last
+	}
+	return o.LogTime
 }
 
 // New returns a transport; Run starts it.
@@ -235,7 +271,9 @@ func (t *Transport) runPartition(ctx context.Context, p int, saved uint64) error
 		}
 		saved = pend.last
 		pend = pending{}
-		ps.oldest.Store(0)
+		for i := range ps.oldest {
+			ps.oldest[i].Store(0)
+		}
 		return nil
 	}
 	for {
@@ -251,7 +289,9 @@ func (t *Transport) runPartition(ctx context.Context, p int, saved uint64) error
 				if o.Org == t.o.Org && o.Kind != sessionize.KindWatermark {
 					if pend.rows == 0 {
 						pend.first, pend.firstTime = seq, o.LogTime
-						ps.oldest.Store(o.LogTime)
+					}
+					if tb := table(o); tb >= 0 && ps.oldest[tb].Load() == 0 {
+						ps.oldest[tb].Store(rowTime(o))
 					}
 					pend.last = seq
 					pend.rows++
@@ -452,29 +492,56 @@ func (t *Transport) Frontier(p int) (uint64, error) {
 	return t.o.Outputs.Cursor(p) + 1, nil
 }
 
-// OldestPending returns the log time (Unix ns) of the oldest item this
-// destination has read but not delivered, or of the first unread output, or
-// of the first unsessionized log record, or of the oldest event the auditor
-// found missing from the destination; 0 when nothing is pending.
+// OldestPending is the oldest of OldestPendingTables; 0 when nothing is
+// pending.
 func (t *Transport) OldestPending() int64 {
 	var oldest int64
-	keep := func(v int64) {
+	for _, v := range t.OldestPendingTables() {
 		if v > 0 && (oldest == 0 || v < oldest) {
 			oldest = v
 		}
 	}
-	for p := range t.parts {
-		ps := &t.parts[p]
-		if v := ps.oldest.Load(); v > 0 {
-			keep(v)
-			continue
-		}
-		if read := ps.readPos.Load(); read+1 < t.o.Outputs.NextSeq(p) {
-			keep(t.outputTime(p, read+1))
+	return oldest
+}
+
+// OldestPendingTables returns per table (events, pages, sessions) the log
+// time (Unix ns) from which the table's oldest undelivered row is counted
+// against its freshness SLA (0 when nothing is pending): the oldest row
+// this destination has read but not delivered (see rowTime), else the
+// first unread output or the first unsessionized log record (the rows they
+// hold or will make are at least that late), and for events the oldest
+// event the auditor found missing from the destination.
+func (t *Transport) OldestPendingTables() [3]int64 {
+	var oldest [3]int64
+	keep := func(i int, v int64) {
+		if v > 0 && (oldest[i] == 0 || v < oldest[i]) {
+			oldest[i] = v
 		}
 	}
-	keep(t.o.Outputs.OldestUnprocessed())
-	keep(t.auditMissing.Load())
+	keepAll := func(v int64) {
+		for i := range oldest {
+			keep(i, v)
+		}
+	}
+	for p := range t.parts {
+		ps := &t.parts[p]
+		unread := int64(-1) // the first unread output's time, read once when needed
+		for i := range ps.oldest {
+			if v := ps.oldest[i].Load(); v > 0 {
+				keep(i, v) // the unread outputs come after the pending rows
+				continue
+			}
+			if unread < 0 {
+				unread = 0
+				if read := ps.readPos.Load(); read+1 < t.o.Outputs.NextSeq(p) {
+					unread = t.outputTime(p, read+1)
+				}
+			}
+			keep(i, unread)
+		}
+	}
+	keepAll(t.o.Outputs.OldestUnprocessed())
+	keep(0, t.auditMissing.Load())
 	return oldest
 }
 
