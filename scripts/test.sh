@@ -29,19 +29,25 @@
 #            azurite          npm ci in testenv/azurite (azurite 3.35.0, Azure Blob)
 #        - promtool: go install github.com/prometheus/prometheus/cmd/promtool@v0.316.0
 #          (Prometheus 3.16.0; the alert rules check below)
+#        - chromium: Debian chromium (/usr/bin/chromium), the real browser of
+#          the browser SDK tests, driven by playwright-core from testenv/node
+#          (which never downloads a browser)
 #          Go tools land in $(go env GOBIN) or $(go env GOPATH)/bin and are
 #          reused when built from the pinned version. Cold, the two go installs
 #          take ~3 min (in parallel, on 2 cores); azurite ~40 s; promtool
 #          ~3.5 min alone (it compiles all of Prometheus's service discovery).
 #        A server whose install fails is a failure with CI=true; otherwise a
 #        warning, and the tests that need it fail naming it. Same for
-#        promtool: without CI, the rules check is skipped with a warning.
+#        promtool (without CI, the rules check is skipped with a warning) and
+#        chromium. apt-get runs one at a time (flock), however many installs
+#        need Debian packages.
 #   2. starts each test server on 127.0.0.1 (start_<name>), on a free port,
 #      data in a temp dir, waits until its port answers (clear error + log
 #      tail on timeout), and stops it by PID on exit (trap), then removes the
 #      temp dir;
 #   3. exports the env vars the Go tests read (see internal/testenv):
 #        TIDEMARK_TEST_NODE_DIR        absolute path of testenv/node (node_modules installed)
+#        TIDEMARK_TEST_CHROMIUM        the Chromium binary (/usr/bin/chromium), when installed
 #        TIDEMARK_TEST_POSTGRES_URL    postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable
 #        TIDEMARK_TEST_S3_ENDPOINT     http://127.0.0.1:PORT (versitygw, region us-east-1, path style)
 #        TIDEMARK_TEST_S3_ACCESS_KEY   its root access key (random per run)
@@ -159,12 +165,16 @@ need_apt() {
   done
   ((${#missing[@]} == 0)) && return 0
   [[ $(id -u) == 0 ]] || die "need Debian packages ${missing[*]} (run as root, or install them)"
-  log "apt-get install ${missing[*]}"
-  if ((APT_UPDATED == 0)); then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    APT_UPDATED=1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Installs run in parallel; dpkg takes one at a time.
+  (
+    flock 8
+    log "apt-get install ${missing[*]}"
+    if ((APT_UPDATED == 0)); then
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  ) 8>"$ROOT/.testenv/apt.lock"
+  APT_UPDATED=1
 }
 
 # go_bin_dir: where `go install` puts binaries: $(go env GOBIN), else the
@@ -419,6 +429,16 @@ install_promtool() {
   need_go_tool promtool "$PROMTOOL_SPEC"
 }
 
+# Chromium for the browser SDK tests (TestBrowserSDKRetriesThroughCORS):
+# Debian's package, never a browser a test tool downloads.
+CHROMIUM_BIN=/usr/bin/chromium
+
+install_chromium() {
+  need_apt chromium
+  [[ -x "$CHROMIUM_BIN" ]] || die "chromium installed but no $CHROMIUM_BIN"
+  log "$("$CHROMIUM_BIN" --version 2>/dev/null | head -n 1)"
+}
+
 # ---------------------------------------------------------------------------
 # Arguments.
 
@@ -477,11 +497,12 @@ exec 9>"$ROOT/.testenv/install.lock"
 flock 9 # serialize installs across concurrent runs in this tree
 install_one node ensure_node_modules "$TIDEMARK_TEST_NODE_DIR"
 install_one promtool install_promtool
+install_one chromium install_chromium
 for s in ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
   if declare -F "install_$s" >/dev/null; then install_one "$s" "install_$s"; fi
 done
 INSTALL_FAILED=()
-for name in node promtool ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
+for name in node promtool chromium ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
   [[ -n "${INSTALL_PIDS[$name]:-}" ]] || continue
   if wait "${INSTALL_PIDS[$name]}"; then
     log "$(tail -n 1 "$ROOT/.testenv/install-$name.log" | sed 's/^\[test.sh [^]]*\] //')"
@@ -503,6 +524,9 @@ if ((${#INSTALL_FAILED[@]} > 0)); then
     [[ " ${INSTALL_FAILED[*]} " == *" $s "* ]] || kept+=("$s")
   done
   RUN_SERVERS=(${kept[@]+"${kept[@]}"})
+fi
+if [[ " ${INSTALL_FAILED[*]-} " != *" chromium "* && -x "$CHROMIUM_BIN" ]]; then
+  export TIDEMARK_TEST_CHROMIUM="$CHROMIUM_BIN"
 fi
 log "go mod download"
 go mod download || log "go mod download failed: go vet/go test below will show why"

@@ -144,10 +144,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.m.duration.WithLabelValues(label).Observe(time.Since(start).Seconds())
 }
 
+// CORSAllowHeaders are the request headers a browser may send from any
+// origin: those the tracking SDKs send. analytics.js (analytics-next) sends
+// Authorization and, on every retry, X-Retry-Count; RudderStack's JavaScript
+// SDK sends AnonymousId; RudderStack's mobile SDKs send the Rsa-* retry
+// headers (not from a browser today, but they are the same requests). A
+// header missing here makes the browser refuse the request before it is sent.
+const CORSAllowHeaders = "Authorization, Content-Type, Content-Encoding, X-Retry-Count, AnonymousId, " +
+	"Rsa-Retry-Attempt, Rsa-Since-Last-Attempt, Rsa-Retry-Reason"
+
 // serve answers one request and returns the status code it wrote.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, typ string, found bool) int {
 	hdr := w.Header()
 	hdr.Set("Access-Control-Allow-Origin", "*")
+	// Without this a browser SDK cannot read the Retry-After of a 503/429.
+	hdr.Set("Access-Control-Expose-Headers", "Retry-After")
 	if !found {
 		return h.fail(w, http.StatusNotFound, "not found")
 	}
@@ -155,13 +166,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, typ string, foun
 	case http.MethodPost:
 	case http.MethodOptions: // CORS preflight from browser SDKs
 		hdr.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-		hdr.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Content-Encoding")
+		hdr.Set("Access-Control-Allow-Headers", CORSAllowHeaders)
 		hdr.Set("Access-Control-Max-Age", "86400")
 		w.WriteHeader(http.StatusNoContent)
 		return http.StatusNoContent
 	default:
 		hdr.Set("Allow", "POST, OPTIONS")
-		return h.fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use POST")
+		return h.fail(w, http.StatusMethodNotAllowed, "method "+quoteTrunc([]byte(r.Method), maxEcho)+" not allowed; use POST")
 	}
 
 	// A key in the headers is checked before reading the body.
@@ -272,7 +283,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, bufp *[]byte)
 	case "gzip", "x-gzip":
 		gz = true
 	default:
-		return nil, http.StatusUnsupportedMediaType, errors.New("unsupported Content-Encoding " + strconv.Quote(enc) + "; use gzip")
+		return nil, http.StatusUnsupportedMediaType, errors.New("unsupported Content-Encoding " + quoteTrunc([]byte(enc), maxEcho) + "; use gzip")
 	}
 	if r.ContentLength > int64(limit) {
 		return nil, http.StatusRequestEntityTooLarge, tooLarge(limit)

@@ -419,7 +419,7 @@ func TestRejections(t *testing.T) {
 		{"bad timestamp", "", `{"type":"track","event":"E","anonymousId":"a","timestamp":"2026-02-30T00:00:00Z"}`, `timestamp: cannot parse "2026-02-30T00:00:00Z" as an ISO-8601 time`},
 		{"timestamp number", "", `{"type":"track","event":"E","anonymousId":"a","timestamp":1700000000}`, `timestamp must be a string`},
 		{"bad sentAt", "", `{"type":"track","event":"E","anonymousId":"a","sentAt":"now"}`, `sentAt: cannot parse "now" as an ISO-8601 time`},
-		{"timestamp out of range", "", `{"type":"track","event":"E","anonymousId":"a","timestamp":"9999-01-01T00:00:00Z"}`, `timestamp: "9999-01-01T00:00:00Z" is out of range`},
+		{"timestamp out of range", "", `{"type":"track","event":"E","anonymousId":"a","timestamp":"9999-01-01T00:00:00Z"}`, `timestamp: "9999-01-01T00:00:00Z" is out of range (accepted: 1677-09-21T00:12:45Z to 2262-04-11T23:47:15.999999999Z)`},
 		{"properties not object", "", `{"type":"track","event":"E","anonymousId":"a","properties":[]}`, "properties must be a JSON object"},
 		{"traits not object", "", `{"type":"identify","anonymousId":"a","traits":"x"}`, "traits must be a JSON object"},
 		{"context not object", "", `{"type":"track","event":"E","anonymousId":"a","context":1}`, "context must be a JSON object"},
@@ -429,7 +429,7 @@ func TestRejections(t *testing.T) {
 		{"invalid UTF-8 in unknown field", "", "{\"type\":\"track\",\"event\":\"E\",\"anonymousId\":\"a\",\"x\\u0079\":\"\xc3\"}", `invalid UTF-8 in "xy"`},
 		{"invalid UTF-8 in a key", "", "{\"type\":\"track\",\"event\":\"E\",\"anonymousId\":\"a\",\"properties\":{\"\xff\":1}}", `invalid UTF-8 in "properties"`},
 		{"invalid UTF-8 in a top-level key", "", "{\"type\":\"track\",\"event\":\"E\",\"anonymousId\":\"a\",\"\xed\xa0\x80\":1}", `invalid UTF-8 in a field name`},
-		{"long bad type", "", `{"type":"` + strings.Repeat("é", 20) + `","anonymousId":"a"}`, `invalid type "` + strings.Repeat("é", 16) + `"... (want track, page, screen, identify, group or alias)`},
+		{"long bad type", "", `{"type":"` + strings.Repeat("é", 40) + `","anonymousId":"a"}`, `invalid type "` + strings.Repeat("é", 32) + `"…(80 bytes) (want track, page, screen, identify, group or alias)`},
 		{"oversized event", "", `{"type":"track","event":"E","anonymousId":"a","properties":{"p":"` + strings.Repeat("x", 200) + `"}}`, "event is 268 bytes, over the limit of 200"},
 		{"single call", "/v1/track", `{"anonymousId":"a"}`, "missing event (required for track)"},
 	}
@@ -513,31 +513,47 @@ func TestMessageID(t *testing.T) {
 
 func TestTimes(t *testing.T) {
 	recv := now.UnixNano()
-	ts := func(s string) int64 {
+	ts := func(s string) event.ClientTime {
 		tm, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return tm.UnixNano()
+		return event.At(tm.UnixNano())
 	}
+	none := event.ClientTime{}
 	tests := []struct {
-		name                   string
-		body                   string
-		timestamp, sent, event int64
+		name                  string
+		body                  string
+		timestamp, sent, orig event.ClientTime
+		event                 int64
 	}{
-		{"none", `{"batch":[{"type":"track","event":"E","anonymousId":"a"}]}`, 0, 0, recv},
+		{"none", `{"batch":[{"type":"track","event":"E","anonymousId":"a"}]}`, none, none, none, recv},
 		{"timestamp only", `{"batch":[{"type":"track","event":"E","anonymousId":"a","timestamp":"2026-03-01T11:00:00Z"}]}`,
-			ts("2026-03-01T11:00:00Z"), 0, ts("2026-03-01T11:00:00Z")},
+			ts("2026-03-01T11:00:00Z"), none, none, ts("2026-03-01T11:00:00Z").NS},
 		// Client clock 5 minutes fast: sent at 12:05 by its clock, received at 12:00.
 		{"skew", `{"batch":[{"type":"track","event":"E","anonymousId":"a","timestamp":"2026-03-01T12:04:00.5+00:00","sentAt":"2026-03-01T12:05:00Z"}]}`,
-			ts("2026-03-01T12:04:00.5Z"), ts("2026-03-01T12:05:00Z"), ts("2026-03-01T11:59:00.5Z")},
+			ts("2026-03-01T12:04:00.5Z"), ts("2026-03-01T12:05:00Z"), none, ts("2026-03-01T11:59:00.5Z").NS},
 		// Client clock 1 hour slow, in another zone; sentAt from the batch.
 		{"batch sentAt", `{"sentAt":"2026-03-01T12:00:00+01:00","batch":[{"type":"track","event":"E","anonymousId":"a","timestamp":"2026-03-01T11:30:00+0100"}]}`,
-			ts("2026-03-01T10:30:00Z"), ts("2026-03-01T11:00:00Z"), ts("2026-03-01T11:30:00Z")},
+			ts("2026-03-01T10:30:00Z"), ts("2026-03-01T11:00:00Z"), none, ts("2026-03-01T11:30:00Z").NS},
 		{"event sentAt wins", `{"sentAt":"2020-01-01T00:00:00Z","batch":[{"type":"track","event":"E","anonymousId":"a","timestamp":"2026-03-01T11:59:00Z","sentAt":"2026-03-01T12:00:00Z"}]}`,
-			ts("2026-03-01T11:59:00Z"), ts("2026-03-01T12:00:00Z"), ts("2026-03-01T11:59:00Z")},
+			ts("2026-03-01T11:59:00Z"), ts("2026-03-01T12:00:00Z"), none, ts("2026-03-01T11:59:00Z").NS},
 		{"sentAt only", `{"batch":[{"type":"track","event":"E","anonymousId":"a","sentAt":"2026-03-01T13:00:00Z"}]}`,
-			0, ts("2026-03-01T13:00:00Z"), recv},
+			none, ts("2026-03-01T13:00:00Z"), none, recv},
+		// RudderStack's SDKs: originalTimestamp and sentAt, no timestamp. Client
+		// clock 2 minutes slow: receivedAt - (sentAt - originalTimestamp).
+		{"originalTimestamp", `{"batch":[{"type":"track","event":"E","anonymousId":"a","originalTimestamp":"2026-03-01T11:57:30Z","sentAt":"2026-03-01T11:58:00Z"}]}`,
+			none, ts("2026-03-01T11:58:00Z"), ts("2026-03-01T11:57:30Z"), ts("2026-03-01T11:59:30Z").NS},
+		{"originalTimestamp only", `{"batch":[{"type":"track","event":"E","anonymousId":"a","originalTimestamp":"2026-03-01T11:57:30Z"}]}`,
+			none, none, ts("2026-03-01T11:57:30Z"), ts("2026-03-01T11:57:30Z").NS},
+		// Both: timestamp is the client time (a RudderStack user setting it by hand).
+		{"timestamp and originalTimestamp", `{"batch":[{"type":"track","event":"E","anonymousId":"a","timestamp":"2026-02-01T00:00:00Z","originalTimestamp":"2026-03-01T11:59:50Z","sentAt":"2026-03-01T12:00:00Z"}]}`,
+			ts("2026-02-01T00:00:00Z"), ts("2026-03-01T12:00:00Z"), ts("2026-03-01T11:59:50Z"), ts("2026-02-01T00:00:00Z").NS},
+		// The Unix epoch is a time like any other, not "no timestamp".
+		{"epoch", `{"batch":[{"type":"track","event":"E","anonymousId":"a","timestamp":"1970-01-01T00:00:00Z","sentAt":"1970-01-01T00:00:00Z","originalTimestamp":"1970-01-01T00:00:00Z"}]}`,
+			event.At(0), event.At(0), event.At(0), recv},
+		{"epoch without sentAt", `{"batch":[{"type":"track","event":"E","anonymousId":"a","timestamp":"1970-01-01T00:00:00Z"}]}`,
+			event.At(0), none, none, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -546,9 +562,9 @@ func TestTimes(t *testing.T) {
 				t.Fatalf("got %d %s", res.Code, res.Raw)
 			}
 			e := f.log.evs[0]
-			if e.ReceivedAt != recv || e.Timestamp != tt.timestamp || e.SentAt != tt.sent || e.EventTime != tt.event {
-				t.Errorf("received %d timestamp %d sent %d event %d, want %d %d %d %d",
-					e.ReceivedAt, e.Timestamp, e.SentAt, e.EventTime, recv, tt.timestamp, tt.sent, tt.event)
+			if e.ReceivedAt != recv || e.Timestamp != tt.timestamp || e.SentAt != tt.sent || e.OriginalTimestamp != tt.orig || e.EventTime != tt.event {
+				t.Errorf("received %d timestamp %+v sent %+v original %+v event %d, want %d %+v %+v %+v %d",
+					e.ReceivedAt, e.Timestamp, e.SentAt, e.OriginalTimestamp, e.EventTime, recv, tt.timestamp, tt.sent, tt.orig, tt.event)
 			}
 		})
 	}
@@ -769,5 +785,89 @@ func TestNoKeysInLogs(t *testing.T) {
 	out := logs.String()
 	if strings.Contains(out, "secret-") || strings.Contains(out, "wk-acme") || !strings.Contains(out, "secr***") || !strings.Contains(out, "disk on fire") {
 		t.Errorf("logs:\n%s", out)
+	}
+}
+
+// TestRejectionsEchoABoundedPrefix: a rejection repeats at most the first 64
+// bytes of a client's value, with its length, however long the value is.
+func TestRejectionsEchoABoundedPrefix(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.MaxEventBytes = 1 << 20 })
+	long := strings.Repeat("é", 20<<10) // 40 KiB of two-byte runes
+	body := `{"batch":[{"type":"track","event":"E","messageId":"` + long + `"},` +
+		`{"type":"track","event":"E","anonymousId":"a","messageId":"m2","timestamp":"` + long + `"},` +
+		`{"type":"` + long + `","event":"E","anonymousId":"a","messageId":"m3"}]}`
+	res := f.do(t, req{body: body})
+	if res.Code != 400 || len(res.Body.Rejected) != 3 {
+		t.Fatalf("got %d %.300s", res.Code, res.Raw)
+	}
+	if len(res.Raw) > 2000 {
+		t.Errorf("the 400 is %d bytes for a 120 KiB body, want a bounded echo: %.300s", len(res.Raw), res.Raw)
+	}
+	want := strings.Repeat("é", 32) + "…(40960 bytes)"
+	if r := res.Body.Rejected[0]; r.MessageID != want || r.Error != "batch[0]: missing anonymousId or userId" {
+		t.Errorf("rejection 0: %+v, want messageId %q", r, want)
+	}
+	for i, r := range res.Body.Rejected[1:] {
+		if !strings.Contains(r.Error, `"`+strings.Repeat("é", 32)+`"…(40960 bytes)`) {
+			t.Errorf("rejection %d: %q, want the value's first 64 bytes and its length", i+1, r.Error)
+		}
+	}
+	// Header values too.
+	res = f.do(t, req{body: `{}`, header: map[string]string{"Content-Encoding": strings.Repeat("x", 5000)}})
+	if res.Code != 415 || len(res.Raw) > 300 || !strings.Contains(res.Raw, "(5000 bytes)") {
+		t.Errorf("long Content-Encoding: %d %.400s", res.Code, res.Raw)
+	}
+}
+
+// TestOutOfRangeTimeStatesTheRange: a time tidemark cannot store is refused
+// with the range it can.
+func TestOutOfRangeTimeStatesTheRange(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, field := range []string{"timestamp", "sentAt", "originalTimestamp"} {
+		body := `{"batch":[` + track + `,{"type":"track","event":"E","anonymousId":"a","` + field + `":"1600-01-01T00:00:00Z"}]}`
+		res := f.do(t, req{body: body})
+		if res.Code != 400 || res.Body.Accepted != 1 || len(res.Body.Rejected) != 1 {
+			t.Fatalf("%s: got %d %s", field, res.Code, res.Raw)
+		}
+		want := `batch[1]: ` + field + `: "1600-01-01T00:00:00Z" is out of range (accepted: 1677-09-21T00:12:45Z to 2262-04-11T23:47:15.999999999Z)`
+		if got := res.Body.Rejected[0].Error; got != want {
+			t.Errorf("%s:\n got %s\nwant %s", field, got, want)
+		}
+	}
+}
+
+// TestPreflightAllowsSDKHeaders: every ingest path answers a browser's CORS
+// preflight for the headers the tracking SDKs send (analytics.js's retries
+// add X-Retry-Count; RudderStack's JavaScript SDK sends AnonymousId), and
+// every response lets the SDK read Retry-After.
+func TestPreflightAllowsSDKHeaders(t *testing.T) {
+	f := newFixture(t, nil)
+	requested := []string{"authorization", "content-type", "x-retry-count", "anonymousid", "content-encoding", "rsa-retry-attempt"}
+	allowed := map[string]bool{}
+	for path := range endpoints {
+		for _, p := range []string{path, path + "/"} {
+			res := f.do(t, req{method: http.MethodOptions, path: p, auth: "none", header: map[string]string{
+				"Origin": "http://shop.test", "Access-Control-Request-Method": "POST",
+				"Access-Control-Request-Headers": strings.Join(requested, ","),
+			}})
+			clear(allowed)
+			for h := range strings.SplitSeq(res.Header.Get("Access-Control-Allow-Headers"), ",") {
+				allowed[strings.ToLower(strings.TrimSpace(h))] = true
+			}
+			if res.Code != 204 || res.Header.Get("Access-Control-Allow-Origin") != "*" ||
+				!strings.Contains(res.Header.Get("Access-Control-Allow-Methods"), "POST") {
+				t.Errorf("OPTIONS %s: %d %v", p, res.Code, res.Header)
+			}
+			for _, h := range requested {
+				if !allowed[h] {
+					t.Errorf("OPTIONS %s: %s not in Access-Control-Allow-Headers %q", p, h, res.Header.Get("Access-Control-Allow-Headers"))
+				}
+			}
+		}
+	}
+	for _, res := range []response{f.do(t, req{body: `{"batch":[` + track + `]}`}), f.do(t, req{body: `{`}), f.do(t, req{auth: "none", body: `{}`})} {
+		if res.Header.Get("Access-Control-Allow-Origin") != "*" || res.Header.Get("Access-Control-Expose-Headers") != "Retry-After" {
+			t.Errorf("%d response: CORS headers %v", res.Code, res.Header)
+		}
 	}
 }

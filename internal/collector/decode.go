@@ -32,7 +32,7 @@ type rawEvent struct {
 	err  string // first problem found while scanning, without the "batch[i]: " prefix
 
 	typ, messageID, anonymousID, userID, event, name, groupID, previousID str
-	timestamp, sentAt                                                     str
+	timestamp, sentAt, originalTimestamp                                  str
 
 	props, traits, ctx span
 	prop               [4]str // properties.{url,path,referrer,title}
@@ -59,8 +59,8 @@ type decoder struct {
 	raws     []rawEvent
 	reqErr   string
 	writeKey str
-	sentAt   int64 // batch-level sentAt, Unix ns; 0 when absent
-	ctx      span  // batch-level context
+	sentAt   event.ClientTime // batch-level sentAt
+	ctx      span             // batch-level context
 	bctx     rawEvent
 	bkeys    []ctxKey // batch-level context members, for merging
 
@@ -94,7 +94,7 @@ func (d *decoder) parse(body []byte, single string) error {
 	d.single = single
 	d.raws = d.raws[:0]
 	d.reqErr = ""
-	d.writeKey, d.sentAt, d.ctx = str{}, 0, span{}
+	d.writeKey, d.sentAt, d.ctx = str{}, event.ClientTime{}, span{}
 	d.bctx = rawEvent{}
 	p := &d.p
 	if p.ws(); p.i >= len(p.b) {
@@ -208,7 +208,7 @@ func (d *decoder) batchBody() {
 		if msg != "" {
 			d.problem(nil, "sentAt: %s", msg)
 		}
-		d.sentAt = t
+		d.sentAt = event.At(t)
 	}
 }
 
@@ -261,6 +261,8 @@ func (d *decoder) event(re *rawEvent, top bool) {
 			re.timestamp = d.strValue(re, "timestamp", false)
 		case "sentAt":
 			re.sentAt = d.strValue(re, "sentAt", false)
+		case "originalTimestamp":
+			re.originalTimestamp = d.strValue(re, "originalTimestamp", false)
 		case "properties":
 			re.props = d.objectField(re, "properties")
 		case "traits":
@@ -277,7 +279,7 @@ func (d *decoder) event(re *rawEvent, top bool) {
 			p.value()
 		}
 		if p.badUTF8 && p.err == nil {
-			re.problem("invalid UTF-8 in %s", quoteTrunc(d.bytes(name), 64))
+			re.problem("invalid UTF-8 in %s", quoteTrunc(d.bytes(name), maxEcho))
 		}
 	}
 }
@@ -407,7 +409,7 @@ func (d *decoder) finalize(st stamp) {
 		r := Rejection{Index: i, Error: msg}
 		if re.messageID.set {
 			if id := d.bytes(re.messageID); utf8.Valid(id) {
-				r.MessageID = string(id)
+				r.MessageID = clip(id)
 			}
 		}
 		d.rejected = append(d.rejected, r)
@@ -429,7 +431,7 @@ func (d *decoder) build(re *rawEvent, e *event.Event, st stamp) string {
 		}
 		tb := d.bytes(re.typ)
 		if typ = canonicalType(tb); typ == "" {
-			return "invalid type " + quoteTrunc(tb, 32) + " (want track, page, screen, identify, group or alias)"
+			return "invalid type " + quoteTrunc(tb, maxEcho) + " (want track, page, screen, identify, group or alias)"
 		}
 	}
 	if re.anonymousID.end == re.anonymousID.start && re.userID.end == re.userID.start {
@@ -449,18 +451,21 @@ func (d *decoder) build(re *rawEvent, e *event.Event, st stamp) string {
 			return "missing previousId (required for alias)"
 		}
 	}
-	var ts, sent int64
-	var msg string
-	if re.timestamp.set {
-		if ts, msg = parseTime(d.bytes(re.timestamp)); msg != "" {
-			return "timestamp: " + msg
+	var ts, orig event.ClientTime
+	sent := d.sentAt
+	for _, f := range [...]struct {
+		name string
+		raw  str
+		dst  *event.ClientTime
+	}{{"timestamp", re.timestamp, &ts}, {"sentAt", re.sentAt, &sent}, {"originalTimestamp", re.originalTimestamp, &orig}} {
+		if !f.raw.set {
+			continue
 		}
-	}
-	sent = d.sentAt
-	if re.sentAt.set {
-		if sent, msg = parseTime(d.bytes(re.sentAt)); msg != "" {
-			return "sentAt: " + msg
+		ns, msg := parseTime(d.bytes(f.raw))
+		if msg != "" {
+			return f.name + ": " + msg
 		}
+		*f.dst = event.At(ns)
 	}
 
 	e.Type = typ
@@ -468,7 +473,8 @@ func (d *decoder) build(re *rawEvent, e *event.Event, st stamp) string {
 	e.ReceivedAt = st.now
 	e.Timestamp = ts
 	e.SentAt = sent
-	e.EventTime = eventTime(ts, sent, st.now)
+	e.OriginalTimestamp = orig
+	e.EventTime = eventTime(ts, orig, sent, st.now)
 
 	// All strings of the event share one allocation.
 	name := re.name
@@ -545,23 +551,35 @@ func (d *decoder) build(re *rawEvent, e *event.Event, st stamp) string {
 	return ""
 }
 
-// eventTime corrects the client's timestamp for the skew of its clock, as
-// Segment does: timestamp + (receivedAt - sentAt). Without sentAt it is the
-// timestamp, without a timestamp the receive time.
-func eventTime(ts, sent, now int64) int64 {
+// eventTime is when the event happened, by the Segment spec: the client's
+// time corrected for the skew of the client's clock,
+//
+//	receivedAt - (sentAt - client time) = client time + (receivedAt - sentAt)
+//
+// The client time is timestamp (analytics.js and Segment's server SDKs send
+// the call's time there; Segment calls it originalTimestamp once received),
+// else originalTimestamp (RudderStack's SDKs send the call's time there and
+// leave timestamp to the user). Without sentAt it is the client time
+// uncorrected; without a client time, receivedAt. A correction that would
+// overflow is not applied.
+func eventTime(ts, orig, sent event.ClientTime, now int64) int64 {
+	c := ts
+	if !c.Set {
+		c = orig
+	}
 	switch {
-	case ts == 0:
+	case !c.Set:
 		return now
-	case sent == 0:
-		return ts
+	case !sent.Set:
+		return c.NS
 	}
-	skew, ok := sub(now, sent)
+	skew, ok := sub(now, sent.NS)
 	if !ok {
-		return ts
+		return c.NS
 	}
-	et := ts + skew
-	if (skew > 0 && et < ts) || (skew < 0 && et > ts) {
-		return ts
+	et := c.NS + skew
+	if (skew > 0 && et < c.NS) || (skew < 0 && et > c.NS) {
+		return c.NS
 	}
 	return et
 }
@@ -645,29 +663,54 @@ func (d *decoder) appendContext(dst []byte, re *rawEvent) []byte {
 	return append(dst, '}')
 }
 
+// maxEcho bounds how much of a client's value an error message or a
+// rejection repeats: a 40 KB messageId must not come back whole in the 400.
+const maxEcho = 64
+
+// quoteTrunc quotes b, cut to its first n bytes (at a UTF-8 boundary) when
+// longer, followed then by "…(L bytes)" with b's full length L.
 func quoteTrunc(b []byte, n int) string {
-	if len(b) > n {
-		b = b[:n]
-		for len(b) > 0 && !utf8.Valid(b) {
-			b = b[:len(b)-1]
-		}
-		return strconv.Quote(string(b)) + "..."
-	}
-	return strconv.Quote(string(b))
+	return strconv.Quote(string(prefix(b, n))) + more(b, n)
 }
 
-// Unix-second bounds of an int64 count of nanoseconds (years 1678 to 2262).
+// clip is a client's string as a rejection repeats it: whole up to maxEcho
+// bytes, else its first maxEcho bytes and "…(L bytes)".
+func clip(b []byte) string { return string(prefix(b, maxEcho)) + more(b, maxEcho) }
+
+func prefix(b []byte, n int) []byte {
+	if len(b) <= n {
+		return b
+	}
+	b = b[:n]
+	for len(b) > 0 && !utf8.Valid(b) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func more(b []byte, n int) string {
+	if len(b) <= n {
+		return ""
+	}
+	return "…(" + strconv.Itoa(len(b)) + " bytes)"
+}
+
+// Unix-second bounds of an int64 count of nanoseconds: the times an event can
+// carry are minTime to maxTime (the last second included, to the nanosecond).
 const (
 	minSec = math.MinInt64/1_000_000_000 + 1
 	maxSec = math.MaxInt64/1_000_000_000 - 1
 )
+
+// timeRange is the accepted range as the 400 for a time outside it states it.
+var timeRange = time.Unix(minSec, 0).UTC().Format(time.RFC3339Nano) + " to " + time.Unix(maxSec, 999_999_999).UTC().Format(time.RFC3339Nano)
 
 // parseTime parses an ISO-8601 date-time as clients send it: YYYY-MM-DD,
 // optionally followed by 'T' (or a space) and hh:mm[:ss[.fraction]], followed
 // by 'Z', ±hh:mm, ±hhmm, ±hh or nothing (UTC). RFC 3339 is a subset. It
 // returns Unix nanoseconds or a problem.
 func parseTime(b []byte) (int64, string) {
-	bad := func() (int64, string) { return 0, "cannot parse " + quoteTrunc(b, 40) + " as an ISO-8601 time" }
+	bad := func() (int64, string) { return 0, "cannot parse " + quoteTrunc(b, maxEcho) + " as an ISO-8601 time" }
 	s := b
 	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
 		return bad()
@@ -755,7 +798,7 @@ func parseTime(b []byte) (int64, string) {
 	}
 	sec := t.Unix() - int64(off)
 	if sec < minSec || sec > maxSec {
-		return 0, quoteTrunc(b, 40) + " is out of range"
+		return 0, quoteTrunc(b, maxEcho) + " is out of range (accepted: " + timeRange + ")"
 	}
 	return sec*1e9 + int64(ns), ""
 }

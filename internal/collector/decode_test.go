@@ -49,6 +49,11 @@ func TestParseTime(t *testing.T) {
 		{"", ""},
 		{"1600-01-01T00:00:00Z", ""},
 		{"2300-01-01T00:00:00Z", ""},
+		// The edges of the accepted range (an int64 of nanoseconds).
+		{"1677-09-21T00:12:45Z", "1677-09-21T00:12:45Z"},
+		{"1677-09-21T00:12:44.999Z", ""},
+		{"2262-04-11T23:47:15.999999999Z", "2262-04-11T23:47:15.999999999Z"},
+		{"2262-04-11T23:47:16Z", ""},
 	}
 	for _, tt := range tests {
 		got, msg := parseTime([]byte(tt.in))
@@ -70,19 +75,28 @@ func TestParseTime(t *testing.T) {
 
 func TestEventTime(t *testing.T) {
 	const s = int64(time.Second)
-	tests := []struct{ ts, sent, now, want int64 }{
-		{0, 0, 100 * s, 100 * s},
-		{0, 50 * s, 100 * s, 100 * s},
-		{40 * s, 0, 100 * s, 40 * s},
-		{40 * s, 50 * s, 100 * s, 90 * s},   // client clock 50 s slow
-		{140 * s, 150 * s, 100 * s, 90 * s}, // client clock 50 s fast
-		// Overflow falls back to the timestamp.
-		{1 << 62, -(1 << 62), 1 << 62, 1 << 62},
-		{-(1 << 62), 1 << 62, -(1 << 62), -(1 << 62)},
+	at, none := event.At, event.ClientTime{}
+	tests := []struct {
+		ts, orig, sent event.ClientTime
+		now, want      int64
+	}{
+		{none, none, none, 100 * s, 100 * s},
+		{none, none, at(50 * s), 100 * s, 100 * s},
+		{at(40 * s), none, none, 100 * s, 40 * s},
+		{at(40 * s), none, at(50 * s), 100 * s, 90 * s},   // client clock 50 s slow
+		{at(140 * s), none, at(150 * s), 100 * s, 90 * s}, // client clock 50 s fast
+		{none, at(40 * s), at(50 * s), 100 * s, 90 * s},   // originalTimestamp when timestamp is absent
+		{none, at(40 * s), none, 100 * s, 40 * s},
+		{at(10 * s), at(40 * s), at(50 * s), 100 * s, 60 * s}, // timestamp wins
+		{at(0), none, none, 100 * s, 0},                       // the epoch is a time
+		{at(0), none, at(0), 100 * s, 100 * s},
+		// Overflow falls back to the client time.
+		{at(1 << 62), none, at(-(1 << 62)), 1 << 62, 1 << 62},
+		{at(-(1 << 62)), none, at(1 << 62), -(1 << 62), -(1 << 62)},
 	}
 	for _, tt := range tests {
-		if got := eventTime(tt.ts, tt.sent, tt.now); got != tt.want {
-			t.Errorf("eventTime(%d, %d, %d) = %d, want %d", tt.ts, tt.sent, tt.now, got, tt.want)
+		if got := eventTime(tt.ts, tt.orig, tt.sent, tt.now); got != tt.want {
+			t.Errorf("eventTime(%+v, %+v, %+v, %d) = %d, want %d", tt.ts, tt.orig, tt.sent, tt.now, got, tt.want)
 		}
 	}
 }
@@ -139,6 +153,7 @@ func FuzzDecode(f *testing.F) {
 		`{"batch":[{"type":"alias","userId":"u","previousId":"p"},{"type":"group","anonymousId":"a","groupId":"g"},"x",null,[]]}`,
 		"{\"batch\":[{\"type\":\"track\",\"event\":\"\xff\",\"anonymousId\":\"a\"}]}",
 		`{"event":"E","anonymousId":"a","writeKey":"k","context":{"userAgent":"\ud83d\ude00"}}`,
+		`{"batch":[{"type":"track","event":"E","userId":"u","originalTimestamp":"1970-01-01T00:00:00Z","sentAt":"1970-01-01T00:00:01Z"}]}`,
 		`{"batch":[]}`, `{}`, `[]`, ``, `{"batch":[{"type":"track"`,
 	} {
 		f.Add([]byte(s), uint8(0))
@@ -164,7 +179,8 @@ func FuzzDecode(f *testing.F) {
 		}
 		last := -1
 		for _, r := range d.rejected {
-			if r.Index <= last || r.Index >= n || r.Error == "" || !utf8.ValidString(r.Error) || !utf8.ValidString(r.MessageID) {
+			if r.Index <= last || r.Index >= n || r.Error == "" || !utf8.ValidString(r.Error) || !utf8.ValidString(r.MessageID) ||
+				len(r.MessageID) > maxEcho+len("…(1000000000 bytes)") {
 				t.Fatalf("bad rejection %+v", r)
 			}
 			last = r.Index

@@ -16,8 +16,11 @@
 //	/v1/alias, /v1/a
 //
 // The one-letter paths are those analytics.js posts to. OPTIONS answers a CORS
-// preflight (204); every response allows any origin, as write keys are public
-// in browsers anyway. Other methods get 405, other paths 404.
+// preflight (204) on every one of them, allowing the request headers of
+// CORSAllowHeaders (those the tracking SDKs send, X-Retry-Count of
+// analytics.js's retries among them); every response allows any origin, as
+// write keys are public in browsers anyway, and exposes Retry-After. Other
+// methods get 405, other paths 404.
 //
 // # Write key
 //
@@ -42,25 +45,33 @@
 //	name          string: the page or screen name
 //	groupId       string or number, required for group
 //	previousId    string or number, required for alias
-//	timestamp     ISO-8601 string: when it happened, by the client's clock
-//	sentAt        ISO-8601 string: when it was sent, by the client's clock
-//	              (falls back to the batch's sentAt)
+//	timestamp          ISO-8601 string: when it happened, by the client's clock
+//	originalTimestamp  ISO-8601 string: the same, where RudderStack's SDKs send it
+//	sentAt             ISO-8601 string: when it was sent, by the client's clock
+//	                   (falls back to the batch's sentAt)
 //	properties    object
 //	traits        object
 //	context       object; the batch's context members that the event's context
 //	              lacks are added to it (top-level members only, no deep merge)
 //
 // ISO-8601 means YYYY-MM-DD, optionally followed by 'T' (or a space) and
-// hh:mm[:ss[.fraction]], then 'Z', ±hh:mm, ±hhmm, ±hh or nothing (UTC).
+// hh:mm[:ss[.fraction]], then 'Z', ±hh:mm, ±hhmm, ±hh or nothing (UTC),
+// from 1677-09-21T00:12:45Z to 2262-04-11T23:47:15.999999999Z (an int64 of
+// nanoseconds); a time outside is rejected, naming the range. Unix time 0 is
+// a time like any other (event.ClientTime tells "not sent" apart).
 //
 // The stored event (event.Event) also gets: Org from the write key;
-// ReceivedAt, one clock reading per request; EventTime = timestamp +
-// (received_at - sentAt) when both are given (Segment's correction of the
-// client's clock skew), else timestamp, else received_at; URL, Path,
+// ReceivedAt, one clock reading per request; EventTime = received_at -
+// (sentAt - client time), Segment's correction of the client's clock skew,
+// where the client time is timestamp, else originalTimestamp; without sentAt
+// the client time; without either time received_at; URL, Path,
 // Referrer, Title from properties.{url,path,referrer,title} for page calls,
 // each falling back to context.page.*, and from context.page.* for other
 // calls; UserAgent from context.userAgent. Name is event for track and name
 // for page and screen.
+//
+// An error message or rejection repeats at most 64 bytes of a client's value
+// (then "…(N bytes)" with its length): a 40 KB messageId is not echoed whole.
 //
 // An event is rejected, naming the problem, when a member has the wrong JSON
 // type, a required member is missing, a time does not parse, any string in it

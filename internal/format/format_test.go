@@ -38,7 +38,8 @@ func testEvents(n int) []EventRow {
 			r.PageID = ptr(fmt.Sprintf("pg-%d", i))
 			r.EventName = ptr(`Clicked "Buy" <now> & \later/` + "\n\t\u2028é\x01")
 			r.ClientTimestamp = ptr(t0 - 5)
-			r.SentAt = ptr(int64(-1_500_000)) // before 1970
+			r.SentAt = ptr(int64(-1_500_000))   // before 1970
+			r.OriginalTimestamp = ptr(int64(0)) // 1970-01-01T00:00:00Z: a time, not null
 			r.URL = ptr("https://example.com/a?b=1&c=<2>")
 			r.Path = ptr("/a")
 			r.Referrer = ptr("https://ref.example/")

@@ -31,6 +31,9 @@ type EventRow struct {
 	Context         *string `parquet:"context,optional,json" json:"context"`
 	LogPartition    int32   `parquet:"log_partition" json:"log_partition"`
 	LogOffset       int64   `parquet:"log_offset" json:"log_offset"`
+	// Last, so that readers that match columns by position (DuckDB's
+	// default over many files) still read lakes written before it.
+	OriginalTimestamp *int64 `parquet:"original_timestamp,optional,timestamp(microsecond)" json:"original_timestamp"`
 }
 
 // PageRow is one closed page: started by a page/screen call, ended by the next

@@ -82,7 +82,7 @@ func (g *benchGen) record(device, typ string, t int64) event.Record {
 	ref := "https://www.google.com/"
 	e := event.Event{
 		ID: g.messageID(), Org: benchOrg, Device: device, AnonymousID: device, Type: typ,
-		ReceivedAt: t, Timestamp: t - 180e6, SentAt: t - 40e6, EventTime: t - 140e6,
+		ReceivedAt: t, Timestamp: event.At(t - 180e6), SentAt: event.At(t - 40e6), EventTime: t - 140e6,
 		URL: url, Path: pg.path, Referrer: ref, Title: pg.title, UserAgent: benchUA,
 	}
 	b := g.buf[:0]

@@ -73,7 +73,8 @@ func NodeDir(t testing.TB) string {
 	if !filepath.IsAbs(dir) {
 		missing(t, fmt.Sprintf("%s=%q is not an absolute path", EnvNodeDir, dir))
 	}
-	for _, p := range []string{"@segment/analytics-node", "hyparquet", "hyparquet-compressors"} {
+	for _, p := range []string{"@segment/analytics-node", "@segment/analytics-next", "@rudderstack/rudder-sdk-node",
+		"playwright-core", "hyparquet", "hyparquet-compressors"} {
 		if _, err := os.Stat(filepath.Join(dir, "node_modules", p, "package.json")); err != nil {
 			missing(t, fmt.Sprintf("%s/node_modules lacks %s (%v)", dir, p, err))
 		}
@@ -276,6 +277,61 @@ func SendSegment(t testing.TB, o SendOptions) SendResult {
 		t.Fatalf("testenv: decoding send.mjs output %q: %v", out, err)
 	}
 	return r
+}
+
+// RudderOptions configures SendRudder (testenv/node/rudder.mjs).
+type RudderOptions struct {
+	Host        string // collector base URL
+	WriteKey    string
+	Events      int
+	Prefix      string        // messageId/anonymousId prefix; "" = rudder.mjs default "r"
+	ClockOffset time.Duration // how wrong the client's clock is (positive: ahead)
+}
+
+// RudderResult is what rudder.mjs reports after every call was delivered.
+type RudderResult struct {
+	Sent    []string `json:"sent"` // messageIds "PREFIX-I", in call order
+	Count   int      `json:"count"`
+	StartMs int64    `json:"startMs"` // real Unix ms before the first call
+	EndMs   int64    `json:"endMs"`   // real Unix ms after the last delivery
+}
+
+// SendRudder sends Events calls with the real RudderStack Node SDK
+// (@rudderstack/rudder-sdk-node): a page, then tracks. The SDK sends
+// originalTimestamp and sentAt (by a clock ClockOffset wrong), not
+// timestamp. It fails the test unless every call was delivered.
+func SendRudder(t testing.TB, o RudderOptions) RudderResult {
+	t.Helper()
+	args := []string{"--host", o.Host, "--write-key", o.WriteKey, "--events", strconv.Itoa(o.Events),
+		"--clock-offset-ms", strconv.FormatInt(o.ClockOffset.Milliseconds(), 10)}
+	if o.Prefix != "" {
+		args = append(args, "--prefix", o.Prefix)
+	}
+	out := RunNode(t, "rudder.mjs", args...)
+	var r RudderResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("testenv: decoding rudder.mjs output %q: %v", out, err)
+	}
+	return r
+}
+
+// EnvChromium is the path of the Chromium binary (Debian's chromium), exported
+// by ./scripts/test.sh after installing it.
+const EnvChromium = "TIDEMARK_TEST_CHROMIUM"
+
+// Chromium returns the path of the Chromium binary for browser tests (driven
+// by testenv/node with playwright-core, which never downloads a browser). It
+// fails the test when it is missing.
+func Chromium(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv(EnvChromium)
+	if p == "" {
+		missing(t, EnvChromium+" is not set (Debian's chromium package is not installed?)")
+	}
+	if _, err := exec.LookPath(p); err != nil {
+		missing(t, fmt.Sprintf("%s=%q is not an executable: %v", EnvChromium, p, err))
+	}
+	return p
 }
 
 // PostgresURL returns TIDEMARK_TEST_POSTGRES_URL, failing the test when unset.

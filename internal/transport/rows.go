@@ -28,11 +28,13 @@ func optJSON(b []byte) *string {
 
 func micros(ns int64) int64 { return ns / 1000 }
 
-func optMicros(ns int64) *int64 {
-	if ns == 0 {
+// optMicros is a client time in microseconds, nil when the client sent none
+// (1970-01-01T00:00:00Z is 0, not nil).
+func optMicros(t event.ClientTime) *int64 {
+	if !t.Set {
 		return nil
 	}
-	v := ns / 1000
+	v := t.NS / 1000
 	return &v
 }
 
@@ -45,7 +47,7 @@ func EventRow(p int, o *sessionize.Output, e *event.Event) format.EventRow {
 		EventID: e.ID, OrgID: e.Org, DeviceID: e.Device, AnonymousID: opt(e.AnonymousID), UserID: opt(e.UserID),
 		SessionID: o.SessionID, PageID: opt(o.PageID), Type: e.Type, EventName: opt(name),
 		EventTime: micros(e.EventTime), ReceivedAt: micros(e.ReceivedAt),
-		ClientTimestamp: optMicros(e.Timestamp), SentAt: optMicros(e.SentAt),
+		ClientTimestamp: optMicros(e.Timestamp), SentAt: optMicros(e.SentAt), OriginalTimestamp: optMicros(e.OriginalTimestamp),
 		URL: opt(e.URL), Path: opt(e.Path), Referrer: opt(e.Referrer), Title: opt(e.Title), UserAgent: opt(e.UserAgent),
 		GroupID: opt(e.GroupID), PreviousID: opt(e.PreviousID),
 		Properties: optJSON(e.Properties), Traits: optJSON(e.Traits), Context: optJSON(e.Context),

@@ -26,44 +26,22 @@
 // callback reported a failure, any call was dropped after close, or not every
 // call was confirmed delivered (HTTP 2xx) before the timeout. Exits 2 on bad args.
 
-import { parseArgs } from 'node:util'
 import { Analytics } from '@segment/analytics-node'
+import { cli } from './cli.mjs'
 
-function usage(msg) {
-  process.stderr.write(`send.mjs: ${msg}\n` +
-    'usage: node send.mjs --host URL --write-key KEY --devices N --events-per-device M ' +
-    '[--prefix P] [--flush-at K] [--max-retries R] [--path /v1/batch] [--timeout-ms T]\n')
-  process.exit(2)
-}
-
-let values
-try {
-  ;({ values } = parseArgs({
-    options: {
-      host: { type: 'string' },
-      'write-key': { type: 'string' },
-      devices: { type: 'string' },
-      'events-per-device': { type: 'string' },
-      prefix: { type: 'string', default: 'm' },
-      'flush-at': { type: 'string', default: '20' },
-      'max-retries': { type: 'string', default: '3' },
-      path: { type: 'string' },
-      'timeout-ms': { type: 'string', default: '60000' },
-    },
-    strict: true,
-    allowPositionals: false,
-  }))
-} catch (err) {
-  usage(err.message)
-}
-
-function intArg(name, min) {
-  const raw = values[name]
-  if (raw === undefined) usage(`--${name} is required`)
-  const n = Number(raw)
-  if (!Number.isInteger(n) || n < min) usage(`--${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`)
-  return n
-}
+const { values, usage, intArg } = cli('send.mjs',
+  '--host URL --write-key KEY --devices N --events-per-device M ' +
+  '[--prefix P] [--flush-at K] [--max-retries R] [--path /v1/batch] [--timeout-ms T]', {
+    host: { type: 'string' },
+    'write-key': { type: 'string' },
+    devices: { type: 'string' },
+    'events-per-device': { type: 'string' },
+    prefix: { type: 'string', default: 'm' },
+    'flush-at': { type: 'string', default: '20' },
+    'max-retries': { type: 'string', default: '3' },
+    path: { type: 'string' },
+    'timeout-ms': { type: 'string', default: '60000' },
+  })
 
 if (!values.host) usage('--host is required')
 if (!values['write-key']) usage('--write-key is required')

@@ -279,6 +279,7 @@ func checkHyparquet(t *testing.T, objects map[string][]byte, b *destination.Batc
 				}
 				extra = string(j)
 			}
+			extra += fmt.Sprintf(" original_timestamp=%v", r.Row["original_timestamp"])
 		case format.Pages:
 			id, at = r.Row["page_id"], r.Row["started_at"]
 			extra = fmt.Sprint(r.Row["url"])
@@ -296,7 +297,11 @@ func checkHyparquet(t *testing.T, objects map[string][]byte, b *destination.Batc
 		return *s
 	}
 	for _, e := range b.Events {
-		want = append(want, row{"events:" + e.EventID, rfc3339Micro(e.ReceivedAt), str(e.Properties)})
+		orig := "<nil>"
+		if e.OriginalTimestamp != nil {
+			orig = rfc3339Micro(*e.OriginalTimestamp)
+		}
+		want = append(want, row{"events:" + e.EventID, rfc3339Micro(e.ReceivedAt), str(e.Properties) + " original_timestamp=" + orig})
 	}
 	for _, p := range b.Pages {
 		want = append(want, row{"pages:" + p.PageID, rfc3339Micro(p.StartedAt), str(p.URL)})
@@ -358,6 +363,10 @@ func checkNDJSON(t *testing.T, objects map[string][]byte, b *destination.Batch) 
 			"properties":  asJSON(e.Properties),
 			"traits":      asJSON(e.Traits),
 			"log_offset":  float64(e.LogOffset),
+		}
+		want["original_timestamp"] = nil
+		if e.OriginalTimestamp != nil {
+			want["original_timestamp"] = rfc3339Micro(*e.OriginalTimestamp)
 		}
 		if e.UserAgent != nil {
 			want["user_agent"] = *e.UserAgent

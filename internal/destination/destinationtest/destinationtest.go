@@ -278,18 +278,27 @@ func Batch(partition int, first, last uint64, n int) *destination.Batch {
 	for i := range n {
 		at := base.Add(time.Duration(i) * time.Minute / time.Duration(max(n-1, 1)) * 2)
 		props := fmt.Sprintf(`{"i":%d}`, i)
+		var orig *int64 // the client's time: none, the epoch (not none), or a second before
+		switch i % 3 {
+		case 1:
+			orig = new(int64)
+		case 2:
+			v := at.Add(-time.Second).UnixMicro()
+			orig = &v
+		}
 		b.Events = append(b.Events, format.EventRow{
-			EventID:      fmt.Sprintf("ev-p%d-s%d-%d", partition, first, i),
-			OrgID:        org,
-			DeviceID:     "dev-1",
-			SessionID:    session,
-			PageID:       &page,
-			Type:         "track",
-			EventTime:    at.UnixMicro(),
-			ReceivedAt:   at.UnixMicro(),
-			Properties:   &props,
-			LogPartition: int32(partition),
-			LogOffset:    int64(first)*1000 + int64(i),
+			EventID:           fmt.Sprintf("ev-p%d-s%d-%d", partition, first, i),
+			OrgID:             org,
+			DeviceID:          "dev-1",
+			SessionID:         session,
+			PageID:            &page,
+			Type:              "track",
+			EventTime:         at.UnixMicro(),
+			ReceivedAt:        at.UnixMicro(),
+			Properties:        &props,
+			LogPartition:      int32(partition),
+			LogOffset:         int64(first)*1000 + int64(i),
+			OriginalTimestamp: orig,
 		})
 	}
 	start, end := base.UnixMicro(), base.Add(2*time.Minute).UnixMicro()
