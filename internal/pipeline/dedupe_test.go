@@ -60,7 +60,7 @@ func TestDedupeUpgradeFromOrgMessageIDKey(t *testing.T) {
 			}
 		}
 	}
-	newKey := appendDedupeKey(nil, 0, "o", "a", "order-1")
+	newKey, _ := appendDedupeKey(nil, nil, 0, "o", "a", "order-1")
 	oldKey := append(stateKey(0, kindDedupeLegacy), "o\x00order-1"...)
 
 	// The earlier version processed device a's order-1: the same outputs and

@@ -14,8 +14,9 @@
 //	'S' p 'h'                  header: cursor (last processed offset), watermark, next output seq
 //	'S' p 'd' org 0 device     open device state (sessionize.MarshalDevice)
 //	'S' p 'x' bucket org 0 dev expiry index
-//	'S' p 'n' org 0 uvarint(len(device)) device messageId
-//	                           dedupe: log time first seen (swept when older than the window)
+//	'S' p 'n' h                dedupe: log time first seen (swept when older than the window);
+//	                           h = SHA-256(uvarint len org, org, uvarint len device, device,
+//	                           messageId)[:16] (see appendDedupeKey)
 //	'S' p 'm' org 0 messageId  dedupe entry of earlier versions (org and messageId only):
 //	                           still read, never written, swept like the others
 //	'O' p seq                  output segment: the items of one chunk, the first with

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -101,6 +102,7 @@ type store struct {
 	out     []byte // the chunk's output segment
 	outN    int
 	key     []byte
+	hbuf    []byte // scratch for dedupe keys
 	emitted [5]int // outputs by sessionize.Kind
 }
 
@@ -206,28 +208,40 @@ func (s *store) FirstDue(from int64) (int64, bool, error) {
 	return int64(binary.BigEndian.Uint64(it.Key()[4:])), true, nil
 }
 
-// Kinds of dedupe entry. kindDedupe keys hold org, device and messageId;
-// kindDedupeLegacy keys, written by earlier versions that deduplicated by org
-// and messageId alone, are still read (see Seen) until the sweep has
-// removed the last of them, one dedupe window after the upgrade.
+// Kinds of dedupe entry. kindDedupe keys name an event by org, device and
+// messageId; kindDedupeLegacy keys, written by earlier versions that
+// deduplicated by org and messageId alone, are still read (see Seen) until
+// the sweep has removed the last of them, one dedupe window after the
+// upgrade.
 const (
 	kindDedupeLegacy = 'm'
 	kindDedupe       = 'n'
 )
 
-// appendDedupeKey appends the dedupe key of (org, device, id) after the
-// state key prefix: org 0 uvarint(len(device)) device id. org holds no 0
-// byte; the length makes the key unambiguous whatever bytes device and id
-// hold.
-func appendDedupeKey(k []byte, p int, org, device, id string) []byte {
-	k = append(k, stateKey(p, kindDedupe)...)
-	k = append(append(k, org...), 0)
-	k = binary.AppendUvarint(k, uint64(len(device)))
-	return append(append(k, device...), id...)
+// dedupeKeyLen is the length of a kindDedupe key.
+const dedupeKeyLen = 4 + 16
+
+// appendDedupeKey appends the dedupe key of (org, device, id) to k, using
+// buf as scratch space, and returns both. The key is the state key prefix
+// and the first 16 bytes of the SHA-256 of uvarint(len(org)) org
+// uvarint(len(device)) device id: unambiguous whatever bytes the three hold,
+// and 20 bytes however long they are (an exact key of a UUID device and an
+// analytics.js messageId is about 90, and the index holds one per event of
+// the window). Two events collide with probability 2^-128; a collision
+// would drop the later one, and the audit, which compares device and
+// messageId exactly, would report it missing.
+func appendDedupeKey(k, buf []byte, p int, org, device, id string) ([]byte, []byte) {
+	buf = binary.AppendUvarint(buf[:0], uint64(len(org)))
+	buf = append(buf, org...)
+	buf = binary.AppendUvarint(buf, uint64(len(device)))
+	buf = append(append(buf, device...), id...)
+	sum := sha256.Sum256(buf)
+	k = append(k, 'S', byte(p>>8), byte(p), kindDedupe)
+	return append(k, sum[:16]...), buf
 }
 
 func (s *store) Seen(org, device, id string) (int64, bool, error) {
-	s.key = appendDedupeKey(s.key[:0], s.p, org, device, id)
+	s.key, s.hbuf = appendDedupeKey(s.key[:0], s.hbuf, s.p, org, device, id)
 	if at, ok := s.seen[string(s.key[4:])]; ok {
 		return at, true, nil
 	}
@@ -240,7 +254,7 @@ func (s *store) Seen(org, device, id string) (int64, bool, error) {
 	// within its window, as the old version would have: a client retry that
 	// straddles the upgrade is not delivered twice (the audit finds another
 	// device's event dropped this way as missing, and backfill repairs it).
-	s.key = append(append(append(s.key[:0], stateKey(s.p, kindDedupeLegacy)...), org...), 0)
+	s.key = append(append(append(s.key[:0], 'S', byte(s.p>>8), byte(s.p), kindDedupeLegacy), org...), 0)
 	s.key = append(s.key, id...)
 	return s.lookupTime(s.key)
 }
@@ -258,7 +272,8 @@ func (s *store) lookupTime(key []byte) (int64, bool, error) {
 }
 
 func (s *store) Remember(org, device, id string, at int64) {
-	k := appendDedupeKey(nil, s.p, org, device, id)
+	var k []byte
+	k, s.hbuf = appendDedupeKey(make([]byte, 0, dedupeKeyLen), s.hbuf, s.p, org, device, id)
 	s.seen[string(k[4:])] = at
 	s.b.Set(k, u64(uint64(at)), nil)
 }
