@@ -122,6 +122,15 @@ func tail(s string, n int) string {
 
 func (p *proc) start() {
 	p.t.Helper()
+	if !p.tryStart() {
+		p.t.Fatalf("tidemark exited during start %d:\n%s", p.starts, tail(p.out.String(), 4000))
+	}
+}
+
+// tryStart starts serve and waits until it is ready (true) or has exited
+// (false).
+func (p *proc) tryStart() bool {
+	p.t.Helper()
 	p.starts++
 	p.cmd = exec.Command(binary(p.t), "serve", "--config", p.cfg)
 	p.cmd.Env = append(os.Environ(), p.env...)
@@ -139,12 +148,12 @@ func (p *proc) start() {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return true
 			}
 		}
 		select {
 		case <-exited:
-			p.t.Fatalf("tidemark exited during start %d:\n%s", p.starts, tail(p.out.String(), 4000))
+			return false
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -33,8 +33,12 @@ type Options struct {
 	// turns the check off.
 	MinFreeBytes int64
 	TailRecords  int // records the tail keeps for Tail (default 4096)
-	Registerer   prometheus.Registerer
-	Logger       *slog.Logger
+	// MemTableBytes is each store's memtable size (default 8 MiB). Tests
+	// make it small so that a few thousand events reach sstables and blob
+	// files (the data directory fault-injection suite).
+	MemTableBytes int64
+	Registerer    prometheus.Registerer
+	Logger        *slog.Logger
 }
 
 // Backpressure is returned by Append when the log cannot take more now; the
@@ -77,6 +81,11 @@ type Log struct {
 	next     []uint64      // next offset per partition; writer goroutine only after Open
 	notify   chan struct{} // closed and replaced after every commit
 	lastOffs []atomic.Uint64
+
+	badSegs sync.Map // [partition, first offset] of corrupt segments logged
+
+	gapMu sync.RWMutex
+	gaps  [][]Gap // per partition, oldest first (see SkipTo)
 
 	tailMu   sync.Mutex
 	tail     []Committed // ring: the last TailRecords records committed
@@ -139,7 +148,10 @@ func Open(dir string, o Options) (*Log, error) {
 	// sized as the blocks it should hold plus 2 memtables. Separate caches:
 	// the log's scans would otherwise evict the state's index and filter
 	// blocks, which every point lookup needs.
-	const memtable = 8 << 20
+	memtable := int64(8 << 20)
+	if o.MemTableBytes > 0 {
+		memtable = o.MemTableBytes
+	}
 	cache := pebble.NewCache(max(o.CacheBytes, 8<<20) + 2*memtable)
 	defer cache.Unref()
 	logCache := pebble.NewCache(4<<20 + 2*memtable)
@@ -148,7 +160,7 @@ func Open(dir string, o Options) (*Log, error) {
 	// is read by point lookups (devices, dedupe): bloom filters, and a store of
 	// its own so that the log's volume does not pile up L0 files in front of
 	// its lookups.
-	logOpts := &pebble.Options{Cache: logCache, MemTableSize: memtable, Logger: quietLogger{o.Logger}}
+	logOpts := &pebble.Options{Cache: logCache, MemTableSize: uint64(memtable), Logger: quietLogger{o.Logger.With("store", "log")}}
 	// Every flush of the log spans all partitions (keys are partition
 	// first), so each L0 compaction rewrites the overlapping Lbase, which is
 	// most of it: compacting L0 rarely, in large steps, rewrites Lbase less
@@ -160,7 +172,7 @@ func Open(dir string, o Options) (*Log, error) {
 	logOpts.L0StopWritesThreshold = 200
 	logOpts.LBaseMaxBytes = 512 << 20
 	storeFormat(logOpts)
-	stateOpts := &pebble.Options{Cache: cache, MemTableSize: memtable, Logger: quietLogger{o.Logger}}
+	stateOpts := &pebble.Options{Cache: cache, MemTableSize: uint64(memtable), Logger: quietLogger{o.Logger.With("store", "state")}}
 	for i := range stateOpts.Levels {
 		stateOpts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
@@ -190,13 +202,20 @@ func Open(dir string, o Options) (*Log, error) {
 	}
 	l.next = make([]uint64, l.parts)
 	l.lastOffs = make([]atomic.Uint64, l.parts)
+	if err := l.loadGaps(); err != nil {
+		l.closeStores()
+		return nil, err
+	}
 	for p := range l.parts {
 		last, err := l.lastOffset(p)
 		if err != nil {
 			l.closeStores()
-			return nil, err
+			return nil, fmt.Errorf("open log store: %w", err)
 		}
 		l.next[p] = last + 1
+		if g := l.gaps[p]; len(g) > 0 {
+			l.next[p] = max(l.next[p], g[len(g)-1].To+1)
+		}
 		l.lastOffs[p].Store(last)
 	}
 	l.mAppended = prometheus.NewCounter(prometheus.CounterOpts{Name: "tidemark_log_appended_events_total", Help: "Events durably appended to the log."})
@@ -281,7 +300,10 @@ func (l *Log) checkFormat() error {
 			return fmt.Errorf("read log: %w", err)
 		}
 		if old {
-			return fmt.Errorf("open log: the data in %s was written by an older tidemark in log format 1 (one value per record); this build reads log format %s (segments); start with an empty data_dir", l.dir, logFormat)
+			// Format 1 was never released: log records without the
+			// format's metadata mean the store lost its metadata (a
+			// MANIFEST or marker file lost or damaged).
+			return fmt.Errorf("open log store: it holds log records but not its format metadata: its MANIFEST or marker files were lost or damaged")
 		}
 		return l.db.Set(metaFormat, []byte(logFormat), pebble.Sync)
 	}
@@ -347,7 +369,11 @@ func (l *Log) edgeOffset(p int, last bool) (uint64, error) {
 	if !it.Last() {
 		return 0, it.Error()
 	}
-	off, err := segmentLast(keyOffset(it.Key()), it.Value())
+	val, err := value(it)
+	if err != nil {
+		return 0, fmt.Errorf("partition %d offset %d: %w", p, keyOffset(it.Key()), err)
+	}
+	off, err := segmentLast(keyOffset(it.Key()), val)
 	if err != nil {
 		return 0, fmt.Errorf("partition %d: %w", p, err)
 	}
@@ -718,15 +744,16 @@ func (q quietLogger) Errorf(format string, args ...any) {
 	q.l.Error("pebble", "msg", fmt.Sprintf(format, args...))
 }
 
-// Fatalf is called when Pebble cannot go on (a write of its write-ahead log
-// failed: a full disk that something other than tidemark filled, an I/O
-// error). It must not return: Pebble would report the failed batch as
-// committed. The process stops with a message instead of a stack trace;
-// every acknowledged event was fsynced before, and a restart recovers.
+// Fatalf is called when Pebble cannot go on: a write of its write-ahead log
+// failed (a full disk that something other than tidemark filled, an I/O
+// error), or a background job found the store damaged (a compaction reading
+// a corrupt table). It must not return: Pebble would report the failed
+// batch as committed. The process stops with a message instead of a stack
+// trace; every acknowledged event was fsynced before.
 func (q quietLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	q.l.Error("store failed; stopping", "err", msg)
-	fmt.Fprintf(os.Stderr, "tidemark: the embedded store cannot continue (%s); stopping. Every acknowledged event is on disk: fix the cause (free disk space) and start tidemark again.\n", msg)
+	fmt.Fprintf(os.Stderr, "tidemark: the embedded store cannot continue (%s); stopping. Every acknowledged event is on disk: fix the cause (free disk space) and start tidemark again. If the store is damaged, restore data_dir from a backup taken while tidemark was stopped, or move the damaged store aside (README, Damage).\n", msg)
 	os.Exit(1)
 }
 
@@ -761,9 +788,33 @@ func (l *Log) Scan(p int, from, to uint64, fn func(off uint64, val []byte) error
 		ok = it.First()
 	}
 	var seg segment
-	for ; ok; ok = it.Next() {
-		if err := seg.parse(keyOffset(it.Key()), it.Value()); err != nil {
-			return fmt.Errorf("partition %d: %w", p, err)
+	for ok {
+		first := keyOffset(it.Key())
+		val, err := value(it)
+		if err == nil {
+			err = seg.parse(first, val)
+		}
+		if err != nil && !errors.Is(err, ErrCorruptSegment) {
+			return fmt.Errorf("partition %d offset %d: %w", p, first, err)
+		}
+		if err != nil {
+			// A value the store cannot read back intact, or that is not
+			// a segment: its records cannot be told apart, so
+			// each offset up to the next segment is handed to fn as an
+			// undecodable record (val nil), and readers skip them one by one
+			// as they skip an undecodable record.
+			l.corruptSegment(p, first, err)
+			ok = it.Next()
+			end := to
+			if ok {
+				end = min(to, keyOffset(it.Key())-1)
+			}
+			for off := max(first, from); off <= end; off++ {
+				if err := fn(off, nil); err != nil {
+					return err
+				}
+			}
+			continue
 		}
 		last := min(seg.last(), to)
 		for off := max(seg.first, from); off <= last; off++ {
@@ -771,8 +822,36 @@ func (l *Log) Scan(p int, from, to uint64, fn func(off uint64, val []byte) error
 				return err
 			}
 		}
+		ok = it.Next()
 	}
 	return it.Error()
+}
+
+// value reads the value under it. A value the store reports corrupt (a
+// damaged blob file or block: its checksum fails, or Pebble panics
+// reporting it) is an ErrCorruptSegment: the segment's records are skipped
+// as undecodable instead of stalling every reader at it. Other errors (I/O)
+// are returned as they are, and retried by the caller.
+func value(it *pebble.Iterator) (val []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			val, err = nil, fmt.Errorf("%w: reading it failed: %v", ErrCorruptSegment, r)
+		}
+	}()
+	val, err = it.ValueAndErr()
+	if err != nil && pebble.IsCorruptionError(err) {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptSegment, err)
+	}
+	return val, err
+}
+
+// corruptSegment logs a segment that cannot be parsed, once per segment
+// and process.
+func (l *Log) corruptSegment(p int, first uint64, err error) {
+	k := [2]uint64{uint64(p), first}
+	if _, seen := l.badSegs.LoadOrStore(k, true); !seen {
+		l.opts.Logger.Error("corrupt log segment: its records are skipped as undecodable", "partition", p, "offset", first, "err", err)
+	}
 }
 
 // FirstOffset is the oldest retained offset of a partition (0 when empty).
@@ -790,7 +869,11 @@ func (l *Log) DeleteBefore(p int, off uint64) error {
 	}
 	if it.SeekLT(Key(p, off)) {
 		var seg segment
-		if err := seg.parse(keyOffset(it.Key()), it.Value()); err != nil {
+		val, err := value(it)
+		if err == nil {
+			err = seg.parse(keyOffset(it.Key()), val)
+		}
+		if err != nil {
 			it.Close()
 			return fmt.Errorf("partition %d: %w", p, err)
 		}
@@ -854,8 +937,13 @@ func (r *Reader) Get(off uint64) ([]byte, error) {
 	}
 	r.ok = false
 	if valid {
-		if err := r.seg.parse(keyOffset(r.it.Key()), r.it.Value()); err != nil {
-			return nil, fmt.Errorf("partition %d: %w", r.p, err)
+		first := keyOffset(r.it.Key())
+		val, err := value(r.it)
+		if err != nil {
+			return nil, fmt.Errorf("partition %d offset %d: %w", r.p, first, err)
+		}
+		if err := r.seg.parse(first, val); err != nil {
+			return nil, fmt.Errorf("partition %d offset %d: %w", r.p, off, err)
 		}
 		r.ok = true
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,9 +42,14 @@ type Sessionizers struct {
 
 	yield *Yield // nil: never pause (see SetYield)
 
+	badMu sync.Mutex
+	bad   []Unreadable // skipped since start, for the status API
+
 	mRecords *prometheus.CounterVec
 	mDupes   prometheus.Counter
 	mOutputs *prometheus.CounterVec
+
+	mUnreadable *prometheus.CounterVec
 }
 
 // NewSessionizers prepares the sessionizers; Run starts them.
@@ -79,7 +86,9 @@ func NewSessionizers(l *eventlog.Log, cfg sessionize.Config, reg prometheus.Regi
 	yielded := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tidemark_sessionizer_yield_seconds_total", Help: "Time the sessionizer paused to leave the CPU to a saturated ingest (ingest.priority_lag)."}, func() float64 {
 		return s.yield.Paused().Seconds()
 	})
-	for _, c := range []prometheus.Collector{s.mRecords, s.mDupes, s.mOutputs, lag, yielded} {
+	s.mUnreadable = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_log_unreadable_records_total",
+		Help: "Log records the sessionizer skipped because they cannot be decoded (a damaged store); each is logged with its partition and offset."}, []string{"partition"})
+	for _, c := range []prometheus.Collector{s.mRecords, s.mDupes, s.mOutputs, lag, yielded, s.mUnreadable} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -188,15 +197,28 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, cache
 	b := db.NewIndexedBatch()
 	defer b.Close()
 	next := *h
+	to := crossGaps(s.log.Gaps(p), &next) + s.perChunk
+	for _, g := range s.log.Gaps(p) {
+		if next.Cursor < g.From && to >= g.From {
+			to = g.From - 1 // the next chunk crosses the gap
+			break
+		}
+	}
 	st := newStore(db, b, p, &next, cache, ds.legacy)
 	defer st.close()
 	sz.SetStore(st)
 	dupes := sz.Dupes
-	var events, ticks int
-	err := s.log.Scan(p, h.Cursor+1, h.Cursor+s.perChunk, func(off uint64, val []byte) error {
+	var events, ticks, skipped int
+	err := s.log.Scan(p, next.Cursor+1, to, func(off uint64, val []byte) error {
 		rec, err := event.DecodeMeta(val) // the sessionizer never reads the raw JSON fields
 		if err != nil {
-			return fmt.Errorf("log offset %d: %w", off, err)
+			// A damaged record: skipped, the same way on every replay
+			// (the decision is a function of its bytes), so that it
+			// stalls neither its partition nor anything after it.
+			s.unreadable(p, off, err)
+			next.Cursor = off
+			skipped++
+			return nil
 		}
 		if rec.Kind == event.KindTick {
 			ticks++
@@ -257,7 +279,54 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, cache
 		s.next[p].Store(h.NextSeq)
 		s.signal()
 	}
-	return events + ticks, nil
+	return events + ticks + skipped, nil
+}
+
+// crossGaps moves h past the log gaps (eventlog.Gap) its cursor has reached:
+// the cursor to the gap's end (the gap's offsets hold no records), and the
+// next output sequence number to at least the gap's SeqFloor, so that
+// outputs made after a lost log tail never reuse the sequence numbers of
+// batches committed before. It returns the new cursor. A function of the
+// cursor and the recorded gaps, so replays cross them the same way.
+func crossGaps(gaps []eventlog.Gap, h *header) uint64 {
+	for _, g := range gaps {
+		if h.Cursor+1 >= g.From {
+			h.Cursor = max(h.Cursor, g.To)
+			h.NextSeq = max(h.NextSeq, g.SeqFloor)
+		}
+	}
+	return h.Cursor
+}
+
+// unreadable reports a log record that cannot be decoded; the sessionizer
+// skips it.
+func (s *Sessionizers) unreadable(p int, off uint64, err error) {
+	s.mUnreadable.WithLabelValues(strconv.Itoa(p)).Inc()
+	s.badMu.Lock()
+	defer s.badMu.Unlock()
+	if len(s.bad) < maxUnreadableListed { // then only counted: a damaged segment can hold thousands
+		s.bad = append(s.bad, Unreadable{Partition: p, Offset: off, Error: err.Error()})
+		s.logger.Error("undecodable log record skipped: its event cannot be delivered", "partition", p, "offset", off, "err", err)
+	}
+}
+
+// maxUnreadableListed bounds the unreadable records kept for the status API.
+const maxUnreadableListed = 100
+
+// Unreadable is a log record the sessionizer skipped because it could not
+// be decoded.
+type Unreadable struct {
+	Partition int    `json:"log_partition"`
+	Offset    uint64 `json:"log_offset"`
+	Error     string `json:"error"`
+}
+
+// UnreadableRecords returns the records skipped as undecodable since start
+// (at most 100).
+func (s *Sessionizers) UnreadableRecords() []Unreadable {
+	s.badMu.Lock()
+	defer s.badMu.Unlock()
+	return slices.Clone(s.bad)
 }
 
 // outputKinds names sessionize.Kind values for the outputs metric.

@@ -22,7 +22,12 @@ import (
 //	                                     "inactive" notification never fired)
 //	TIDEMARK_FAULT_PANIC_DESTINATION=O/D writes to destination D of org O panic
 //	TIDEMARK_FAULT_HANG_DESTINATION=O/D  writes to destination D of org O hang
+//	TIDEMARK_TEST_MEMTABLE_BYTES=N       the stores' memtables are N bytes (not a
+//	                                     fault: it makes a test's few thousand
+//	                                     events reach sstables and blob files, so
+//	                                     the damage tests can damage them)
 type faults struct {
+	memtable   int64
 	dropPages  uint32
 	panicDest  string
 	hangDest   string
@@ -38,6 +43,14 @@ func faultsFromEnv() (faults, error) {
 		}
 		f.dropPages = uint32(n)
 		f.switchedOn = append(f.switchedOn, "TIDEMARK_FAULT_DROP_PAGES="+v)
+	}
+	if v := os.Getenv("TIDEMARK_TEST_MEMTABLE_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 64<<10 {
+			return f, fmt.Errorf("TIDEMARK_TEST_MEMTABLE_BYTES: want a number >= 65536, got %q", v)
+		}
+		f.memtable = n
+		f.switchedOn = append(f.switchedOn, "TIDEMARK_TEST_MEMTABLE_BYTES="+v)
 	}
 	f.panicDest = os.Getenv("TIDEMARK_FAULT_PANIC_DESTINATION")
 	f.hangDest = os.Getenv("TIDEMARK_FAULT_HANG_DESTINATION")

@@ -49,7 +49,14 @@ const (
 )
 
 // Run serves until ctx ends, then shuts down within a bounded time.
-func Run(ctx context.Context, cfg *config.Config, o Options) error {
+func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
+	defer func() {
+		// A panic here is a decoder meeting damaged data at start (stages
+		// recover their own): an error that says so, not a stack trace.
+		if r := recover(); r != nil {
+			err = storeError(fmt.Errorf("start: panic: %v", r))
+		}
+	}()
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -66,12 +73,16 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	lg, err := eventlog.Open(cfg.DataDir, eventlog.Options{
+	flt, err := faultsFromEnv()
+	if err != nil {
+		return err
+	}
+	lg, err := eventlog.Open(cfg.DataDir, eventlog.Options{MemTableBytes: flt.memtable,
 		Partitions: cfg.Log.Partitions, CacheBytes: int64(cfg.Log.CacheBytes), MaxPending: cfg.Ingest.MaxPending,
 		MinFreeBytes: int64(cfg.Log.MinFreeBytes), Registerer: reg, Logger: logger,
 	})
 	if err != nil {
-		return err
+		return storeError(err)
 	}
 	defer lg.Close()
 
@@ -103,13 +114,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		PageIdle: cfg.Sessions.PageIdle.D(), SessionIdle: cfg.Sessions.SessionIdle.D(), DedupeWindow: cfg.Log.DedupeWindow.D(),
 	}, reg, logger)
 	if err != nil {
-		return err
+		return storeError(err)
 	}
 	tm, err := transport.NewMetrics(reg, func() int64 { return o.Now().UnixNano() })
-	if err != nil {
-		return err
-	}
-	flt, err := faultsFromEnv()
 	if err != nil {
 		return err
 	}
@@ -117,6 +124,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		logger.Warn("TEST FAULT SWITCHED ON: this server loses or stalls data on purpose", "fault", f)
 	}
 	var transports []*transport.Transport
+	var checks []checked
 	var targets []audit.Target
 	var urls []string           // of each transport's destination
 	var slas [][3]time.Duration // of each transport's destination, per table
@@ -146,8 +154,17 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 				Permanent: blob.IsPermanent, SLA: sla, DropPage: flt.dropPage(),
 			})
 			transports = append(transports, tr)
+			checks = append(checks, checked{org: org.ID, name: dc.Name, tr: tr, dest: d})
 			targets = append(targets, audit.Target{Org: org.ID, Name: dc.Name, Dest: d, SLA: sla[0], Frontier: tr.Frontier})
 		}
+	}
+
+	webhookCursors, err := stream.Cursors(cfg.DataDir, lg.Partitions(), logger)
+	if err != nil {
+		return storeError(err)
+	}
+	if err := checkStores(ctx, lg, sz, webhookCursors, checks, logger); err != nil {
+		return storeError(err)
 	}
 
 	coll := collector.New(collector.Options{

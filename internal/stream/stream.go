@@ -270,7 +270,7 @@ func (s *Stream) Hold(p int) (uint64, bool) {
 
 // Run follows the log until ctx ends. It returns nil only when ctx ends.
 func (s *Stream) Run(ctx context.Context) error {
-	db, err := pebble.Open(filepath.Join(s.o.DataDir, "store", "stream"), &pebble.Options{Logger: eventlog.PebbleLogger(s.o.Logger.With("store", "stream"))})
+	db, err := pebble.Open(StoreDir(s.o.DataDir), &pebble.Options{Logger: eventlog.PebbleLogger(s.o.Logger.With("store", "stream"))})
 	if err != nil {
 		return fmt.Errorf("open stream store: %w", err)
 	}
@@ -696,4 +696,46 @@ func (s *Stream) deadLetter(h *hook, d *DeadLetter, events int) error {
 	h.dead.Add(float64(events))
 	h.count(1, int64(events))
 	return nil
+}
+
+// StoreDir is the streaming pipeline's store under dataDir.
+func StoreDir(dataDir string) string { return filepath.Join(dataDir, "store", "stream") }
+
+// Cursors returns, per log partition, the largest webhook cursor in the
+// stream's store under dataDir (every webhook's, also of webhooks no
+// longer configured): the start-up check makes sure the log never hands
+// out an offset that a webhook has already passed. No store: all zero.
+func Cursors(dataDir string, partitions int, logger *slog.Logger) (_ []uint64, err error) {
+	out := make([]uint64, partitions)
+	dir := StoreDir(dataDir)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return out, nil
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: eventlog.PebbleLogger(logger.With("store", "stream"))})
+	if err != nil {
+		return nil, fmt.Errorf("open stream store: %w", err)
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte("c"), UpperBound: []byte("d")})
+	if err != nil {
+		return nil, fmt.Errorf("read webhook cursors: %w", err)
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, fmt.Errorf("read webhook cursors: %w", err)
+		}
+		if len(k) < 3 || len(v) != 8 {
+			continue
+		}
+		if p := int(binary.BigEndian.Uint16(k[len(k)-2:])); p < partitions {
+			out[p] = max(out[p], binary.BigEndian.Uint64(v))
+		}
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("read webhook cursors: %w", err)
+	}
+	return out, nil
 }

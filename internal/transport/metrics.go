@@ -13,6 +13,7 @@ type Metrics struct {
 	deliveredRows *prometheus.CounterVec
 	batches       *prometheus.CounterVec
 	failures      *prometheus.CounterVec
+	lostEvents    *prometheus.CounterVec
 }
 
 // NewMetrics registers the transport metrics on reg.
@@ -24,8 +25,10 @@ func NewMetrics(reg prometheus.Registerer, now func() int64) (*Metrics, error) {
 			Help: "Batches committed to a destination."}, []string{"org", "destination"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_destination_failures_total",
 			Help: "Failed destination operations (each is retried)."}, []string{"org", "destination"}),
+		lostEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_destination_lost_events_total",
+			Help: "Events the sessionizer had read that the log no longer holds intact when their batch was built (a damaged data directory); they cannot be delivered."}, []string{"org", "destination"}),
 	}
-	for _, c := range []prometheus.Collector{m.deliveredRows, m.batches, m.failures, gauges{m, now}} {
+	for _, c := range []prometheus.Collector{m.deliveredRows, m.batches, m.failures, m.lostEvents, gauges{m, now}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -42,7 +45,10 @@ func (m *Metrics) add(t *Transport) {
 	}
 	m.batches.WithLabelValues(t.o.Org, t.o.Name)
 	m.failures.WithLabelValues(t.o.Org, t.o.Name)
+	m.lostEvents.WithLabelValues(t.o.Org, t.o.Name)
 }
+
+func (m *Metrics) lost(t *Transport, _ int) { m.lostEvents.WithLabelValues(t.o.Org, t.o.Name).Inc() }
 
 func (m *Metrics) delivered(t *Transport, events, pages, sessions int) {
 	m.deliveredRows.WithLabelValues(t.o.Org, t.o.Name, "events").Add(float64(events))

@@ -410,14 +410,24 @@ func (t *Transport) build(p int, pend *pending) (*destination.Batch, error) {
 		switch o.Kind {
 		case sessionize.KindEvent:
 			val, err := r.Get(o.Offset)
-			if err != nil {
+			if err == nil {
+				var rec event.Record
+				if rec, err = event.Decode(val); err == nil {
+					b.Events = append(b.Events, EventRow(p, o, &rec.Event))
+					return nil
+				}
+			}
+			if !errors.Is(err, eventlog.ErrNotInLog) && !errors.Is(err, eventlog.ErrCorruptSegment) && !errors.Is(err, event.ErrCorrupt) {
 				return err
 			}
-			rec, err := event.Decode(val)
-			if err != nil {
-				return fmt.Errorf("log offset %d: %w", o.Offset, err)
-			}
-			b.Events = append(b.Events, EventRow(p, o, &rec.Event))
+			// The sessionizer read this record, but the log no longer
+			// holds it intact (a damaged data directory: retention never
+			// removes an undelivered record). Its event cannot be
+			// delivered; holding the batch would stall everything after
+			// it. Skipped the same way on every attempt, and reported.
+			t.o.Metrics.lost(t, p)
+			t.o.Logger.Error("event lost from the log skipped: it cannot be delivered", "org", t.o.Org, "destination", t.o.Name,
+				"partition", p, "offset", o.Offset, "err", err)
 		case sessionize.KindPage:
 			b.Pages = append(b.Pages, PageRow(o))
 		case sessionize.KindSession:

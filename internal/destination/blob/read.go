@@ -1,12 +1,14 @@
 package blob
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -241,4 +243,42 @@ func (d *Blob) ReadFileEvents(ctx context.Context, f File) (_ []format.EventRow,
 		return nil, fmt.Errorf("read %s: %w: %d rows, manifest says %d", f.Path, ErrCorrupt, len(rows), f.Rows)
 	}
 	return rows, nil
+}
+
+// LastLogOffset returns the largest log offset of an event in the
+// partition's committed batches: the max_log_offset of the newest manifest
+// that has events (of the 16 newest, which it reads; 0 when none has). The
+// start-up check uses it to find a log that lost records a destination
+// already holds.
+func (d *Blob) LastLogOffset(ctx context.Context, partition int) (_ uint64, err error) {
+	defer func() { err = redactErr(err) }()
+	type named struct {
+		key, id string
+		last    uint64
+	}
+	var ids []named
+	err = d.list(ctx, manifestDir+partitionPrefix(partition), func(key string) error {
+		id, ok := strings.CutSuffix(strings.TrimPrefix(key, manifestDir), ".json")
+		if !ok {
+			return nil
+		}
+		if p, _, last, ok := parseBatchID(id); ok && p == partition {
+			ids = append(ids, named{key, id, last})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("manifests of partition %d: %w", partition, err)
+	}
+	slices.SortFunc(ids, func(a, b named) int { return cmp.Compare(b.last, a.last) })
+	for _, n := range ids[:min(len(ids), 16)] {
+		m, err := d.readManifest(ctx, n.key, n.id)
+		if err != nil {
+			return 0, err
+		}
+		if m.MaxLogOffset > 0 {
+			return uint64(m.MaxLogOffset), nil
+		}
+	}
+	return 0, nil
 }
