@@ -303,7 +303,7 @@ func (l *Log) checkFormat() error {
 			// Format 1 was never released: log records without the
 			// format's metadata mean the store lost its metadata (a
 			// MANIFEST or marker file lost or damaged).
-			return fmt.Errorf("open log store: it holds log records but not its format metadata: its MANIFEST or marker files were lost or damaged")
+			return fmt.Errorf("open log store: it holds log records but not its format metadata: its MANIFEST or marker files were lost or damaged (or an unreleased build wrote it in log format 1)")
 		}
 		return l.db.Set(metaFormat, []byte(logFormat), pebble.Sync)
 	}
