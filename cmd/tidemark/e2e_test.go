@@ -14,7 +14,10 @@ import (
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
-const testKey = "acme-test-write-key-0001"
+const (
+	testKey     = "acme-test-write-key-0001"
+	testReadKey = "acme-test-read-key-00001" // reads the live tail
+)
 
 func post(t testing.TB, url string, body []byte, gz bool) (int, string) {
 	t.Helper()

@@ -84,11 +84,12 @@ func testConfig(t testing.TB, dir string, port int, extra string) string {
 	return orgsConfig(t, dir, port, fmt.Sprintf(`orgs:
   - id: acme
     write_keys: ["acme-test-write-key-0001"]
+    read_keys: [%q]
     destinations:
       - name: lake
         url: file://%s
         flush: {max_events: 300, max_age: 1s}
-%s`, filepath.Join(dir, "lake"), extra))
+%s`, testReadKey, filepath.Join(dir, "lake"), extra))
 }
 
 func startProc(t testing.TB, cfg string, port int) *proc {

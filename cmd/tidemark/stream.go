@@ -30,7 +30,7 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	base := fs.String("url", "http://127.0.0.1:8080", "tidemark base URL")
-	key := fs.String("key", os.Getenv("TIDEMARK_KEY"), "the org's write key, or an admin key with --org (default $TIDEMARK_KEY)")
+	key := fs.String("key", os.Getenv("TIDEMARK_KEY"), "a read key of the org (orgs[].read_keys; write keys cannot read), or an admin key with --org (default $TIDEMARK_KEY)")
 	org := fs.String("org", "", "org (with an admin key; default with an admin key: every org)")
 	var events, types, devices multi
 	fs.Var(&events, "event", "only events with this name (track event, page name); repeatable")

@@ -142,7 +142,7 @@ func openLiveRecorder(b *testing.B, addr string, live *arrivals) {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, "GET", addr+"/v1/live", nil)
-	req.SetBasicAuth(testKey, "")
+	req.SetBasicAuth(testReadKey, "")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		b.Fatalf("live tail: %v %v", resp, err)
@@ -205,11 +205,12 @@ func BenchmarkStreamPipeline(b *testing.B) {
 orgs:
   - id: acme
     write_keys: [%q]
+    read_keys: [%q]
     destinations:
       - name: lake
         url: file://%s/lake
         flush: {max_age: 5s}
-%s`, streamOn, testKey, dir, extra))
+%s`, streamOn, testKey, testReadKey, dir, extra))
 		p := startProc(b, cfg, port)
 		if streamOn {
 			openLiveRecorder(b, p.addr, live)

@@ -219,13 +219,13 @@ func TestLiveTailEndToEnd(t *testing.T) {
 	port := testenv.FreePort(t)
 	p := startProc(t, testConfig(t, dir, port, ""), port)
 
-	all := openLive(t, p.addr, testKey, "")
-	onlyBuy := openLive(t, p.addr, testKey, "event=Buy&device=dev-2")
+	all := openLive(t, p.addr, testReadKey, "")
+	onlyBuy := openLive(t, p.addr, testReadKey, "event=Buy&device=dev-2")
 
 	// The CLI, as a user runs it.
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary(t), "tail", "--url", p.addr, "--key", testKey, "--event", "Buy")
+	cmd := exec.CommandContext(ctx, binary(t), "tail", "--url", p.addr, "--key", testReadKey, "--event", "Buy")
 	out, _ := cmd.StdoutPipe()
 	var cliErr syncBuf
 	cmd.Stderr = &cliErr
@@ -291,23 +291,22 @@ func TestLiveTailEndToEnd(t *testing.T) {
 		t.Fatalf("tidemark tail printed nothing; stderr: %s", cliErr.String())
 	}
 
-	// Auth: no key, a wrong key, another org's org= with a write key.
+	// Auth: no key, a wrong key, another org's org= with a read key, and the
+	// org's write key, which is public and must not read events.
 	for _, c := range []struct {
 		key, query string
 		want       int
-	}{{"", "", 401}, {"wrong-key-000000000000", "", 401}, {testKey, "org=other", 403}} {
-		req, _ := http.NewRequest("GET", p.addr+"/v1/live?"+c.query, nil)
-		if c.key != "" {
-			req.Header.Set("Authorization", "Bearer "+c.key)
+		msg        string
+	}{{"", "", 401, "read key"}, {"wrong-key-000000000000", "", 401, "read key"}, {testReadKey, "org=other", 403, "another org"},
+		{testKey, "", 403, "write keys are public"}} {
+		code, body := liveStatus(t, p.addr, c.key, c.query)
+		if code != c.want || !strings.Contains(body, c.msg) {
+			t.Errorf("key %q query %q: %d %q, want %d saying %q", c.key, c.query, code, body, c.want, c.msg)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != c.want {
-			t.Errorf("key %q query %q: %d, want %d", c.key, c.query, resp.StatusCode, c.want)
-		}
+	}
+	// The CLI with the write key exits non-zero and says why.
+	if out, err := exec.Command(binary(t), "tail", "--url", p.addr, "--key", testKey).CombinedOutput(); err == nil || !strings.Contains(string(out), "write keys are public") {
+		t.Errorf("tidemark tail with a write key: %v, %s", err, out)
 	}
 	if v, _ := p.metric(`tidemark_live_events_total{org="acme",type="track"}`); v < 2 {
 		t.Errorf("tidemark_live_events_total{track} = %v", v)
@@ -503,7 +502,7 @@ func TestStreamIsolationPoison(t *testing.T) {
 	r := newHookReceiver(t)
 	cfg := testConfig(t, dir, port, webhookYAML("crm", r.srv.URL, ""))
 	p := startProcEnv(t, cfg, port, []string{stream.FaultsEnv + "=stream-panic-on-event=Poison"})
-	live := openLive(t, p.addr, testKey, "")
+	live := openLive(t, p.addr, testReadKey, "")
 	var batch []string
 	want := map[string]bool{}
 	var poison []string
@@ -590,7 +589,7 @@ func TestStreamIsolationSlowWebhook(t *testing.T) {
 	hooks := webhookYAML("hang", hang.srv.URL, "        timeout: 5m\n        retry_for: 1h\n") +
 		strings.TrimPrefix(webhookYAML("fail", fail.srv.URL, "        retry_for: 1h\n"), "    webhooks:\n")
 	p := startProc(t, testConfig(t, dir, port, hooks), port)
-	live := openLive(t, p.addr, testKey, "")
+	live := openLive(t, p.addr, testReadKey, "")
 
 	ld := startLoad(t, p.addr, testKey, "slow-", 4, 20, 100*time.Millisecond)
 	// While the load runs and both receivers stay broken (2 minutes), a marker

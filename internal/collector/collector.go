@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +66,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger; nil means discard. Write keys are never logged.
 	Logger *slog.Logger
+	// Limits bound what requests hold at once; zero fields take defaults.
+	Limits Limits
 }
 
 // Handler serves the Segment-compatible tracking API. See the package
@@ -77,6 +80,7 @@ type Handler struct {
 	gzips   sync.Pool // *gzip.Reader
 	maxBody int
 	busy    atomic.Int64 // requests being served now
+	lim     *limiter
 }
 
 // InFlight is the number of requests being served now, waiting for the log
@@ -104,7 +108,8 @@ func New(o Options) *Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{o: o, m: newMetrics(o.Registerer), maxBody: int(min(o.MaxBodyBytes, math.MaxInt32))}
+	h := &Handler{o: o, m: newMetrics(o.Registerer), maxBody: int(min(o.MaxBodyBytes, math.MaxInt32)), lim: newLimiter(o.Limits)}
+	h.m.registerLimits(o.Registerer, h.lim)
 	h.decs.New = func() any { return new(decoder) }
 	return h
 }
@@ -175,27 +180,51 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, typ string, foun
 		return h.fail(w, http.StatusMethodNotAllowed, "method "+quoteTrunc([]byte(r.Method), maxEcho)+" not allowed; use POST")
 	}
 
-	// A key in the headers is checked before reading the body.
+	// A key in the headers is checked before reading the body, so that a
+	// request with an unknown key costs nothing. Without one, the body is
+	// read (for its writeKey) only within the keyless requests' budget.
 	key, fromHeader := headerKey(r)
 	org, ok := "", false
+	tk := ticket{own: h.lim.keyless, all: h.lim.all}
+	limit := min(h.maxBody, int(min(h.lim.l.MaxKeylessBody, math.MaxInt32)))
 	if fromHeader {
 		if org, ok = h.o.Org(key); !ok {
 			h.o.Logger.Debug("unknown write key", "key", redact(key))
 			return h.fail(w, http.StatusUnauthorized, "unknown write key")
 		}
+		tk.own, limit = h.lim.org(org), h.maxBody
+	}
+	defer tk.done()
+	if err := tk.start(0); err != nil {
+		return h.overloaded(w, err)
 	}
 
 	bufp := h.getBuf()
 	defer h.putBuf(bufp)
-	body, code, err := h.readBody(w, r, bufp)
+	body, code, err := h.readBody(w, r, bufp, limit, &tk)
 	if err != nil {
+		var ov *overBudget
+		switch {
+		case errors.As(err, &ov):
+			return h.overloaded(w, err)
+		case code == http.StatusRequestEntityTooLarge && !fromHeader:
+			return h.fail(w, code, err.Error()+" for a request without an Authorization header: send the write key as the Basic auth user")
+		}
 		return h.fail(w, code, err.Error())
 	}
 	*bufp = body
+	if err := tk.grow(int64(len(body))); err != nil { // the events' copies
+		return h.overloaded(w, err)
+	}
 
 	d := h.decs.Get().(*decoder)
 	defer h.putDecoder(d)
-	if err := d.parse(body, typ); err != nil {
+	d.charge = tk.grow
+	err = d.parse(body, typ)
+	if d.over != nil {
+		return h.overloaded(w, d.over)
+	}
+	if err != nil {
 		return h.fail(w, http.StatusBadRequest, err.Error())
 	}
 	if !fromHeader {
@@ -273,10 +302,19 @@ func redact(key string) string {
 	return key[:4] + "***"
 }
 
+// overloaded answers a request refused by the limiter.
+func (h *Handler) overloaded(w http.ResponseWriter, err error) int {
+	ov := err.(*overBudget)
+	if ov.code != http.StatusRequestEntityTooLarge {
+		w.Header().Set("Retry-After", "1")
+	}
+	return h.fail(w, ov.code, ov.msg)
+}
+
 // readBody reads the request body into *bufp, gunzipping it if needed, and
-// enforces MaxBodyBytes on both the wire and the decompressed bytes.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, bufp *[]byte) ([]byte, int, error) {
-	limit := h.maxBody
+// enforces limit on both the wire and the decompressed bytes. The buffer's
+// memory is charged to tk as it grows; a refusal is an *overBudget.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, bufp *[]byte, limit int, tk *ticket) ([]byte, int, error) {
 	var gz bool
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
@@ -289,7 +327,13 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, bufp *[]byte)
 		return nil, http.StatusRequestEntityTooLarge, tooLarge(limit)
 	}
 	var rd io.Reader = http.MaxBytesReader(w, r.Body, int64(limit))
+	if err := tk.grow(int64(cap(*bufp))); err != nil {
+		return nil, 0, err
+	}
 	if gz {
+		if err := tk.grow(gzipCost); err != nil {
+			return nil, 0, err
+		}
 		zr, err := h.gzipReader(rd)
 		if err != nil {
 			return nil, readStatus(err), readError("invalid gzip body", err, limit)
@@ -299,12 +343,20 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, bufp *[]byte)
 	}
 	buf := (*bufp)[:0]
 	if !gz && r.ContentLength > 0 && int(r.ContentLength) >= cap(buf) {
+		if err := tk.grow(r.ContentLength + 1); err != nil {
+			return nil, 0, err
+		}
 		buf = make([]byte, 0, int(r.ContentLength)+1) // +1 to see EOF without growing
 	}
 	for {
 		if len(buf) == cap(buf) {
 			// Grow, but never past max+1: that byte is enough to know the body is too large.
-			nb := make([]byte, len(buf), min(max(2*cap(buf), 4096), limit+1))
+			n := min(max(2*cap(buf), 4096), limit+1)
+			if err := tk.grow(int64(n)); err != nil {
+				*bufp = buf
+				return nil, 0, err
+			}
+			nb := make([]byte, len(buf), n)
 			copy(nb, buf)
 			buf = nb
 		}
@@ -334,8 +386,11 @@ func tooLarge(max int) error {
 
 func readStatus(err error) int {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	switch {
+	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return http.StatusRequestTimeout
 	}
 	return http.StatusBadRequest
 }
@@ -344,6 +399,9 @@ func readError(what string, err error, max int) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return tooLarge(max)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return errors.New("the body did not arrive within the server's read timeout (http.read_timeout)")
 	}
 	return errors.New(what + ": " + err.Error())
 }

@@ -64,6 +64,11 @@ type decoder struct {
 	bctx     rawEvent
 	bkeys    []ctxKey // batch-level context members, for merging
 
+	// charge, when set, is called with chargeEvery*EventCost every
+	// chargeEvery events scanned; an error stops the scan and is kept in over.
+	charge func(int64) error
+	over   error
+
 	evs      []event.Event
 	rejected []Rejection
 	scratch  []byte
@@ -93,7 +98,7 @@ func (d *decoder) parse(body []byte, single string) error {
 	d.p.reset(body)
 	d.single = single
 	d.raws = d.raws[:0]
-	d.reqErr = ""
+	d.reqErr, d.over = "", nil
 	d.writeKey, d.sentAt, d.ctx = str{}, event.ClientTime{}, span{}
 	d.bctx = rawEvent{}
 	p := &d.p
@@ -215,6 +220,12 @@ func (d *decoder) batchBody() {
 func (d *decoder) batch() {
 	p := &d.p
 	for ok := p.arrayBegin(); ok; ok = p.arrayNext() {
+		if len(d.raws)%chargeEvery == chargeEvery-1 && d.charge != nil {
+			if d.over = d.charge(chargeEvery * EventCost); d.over != nil {
+				p.i = len(p.b) // stop here: the request is refused
+				return
+			}
+		}
 		d.raws = append(d.raws, rawEvent{})
 		re := &d.raws[len(d.raws)-1]
 		c := p.peek()

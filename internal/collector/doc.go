@@ -28,9 +28,20 @@
 // Basic user (password empty; a key sent as the password with an empty user is
 // accepted too), "Authorization: Bearer KEY", or "writeKey" at the top level of
 // the body (a batch's or a single call's). A missing or unknown key gets 401.
-// A key in the headers is checked before the body is read; without one, the
-// body is parsed first, so a malformed body gets 400 rather than 401. Keys are
-// never logged (at most their first 4 characters, at debug level).
+// A key in the headers is checked before any byte of the body is read;
+// without one, the body is read only up to Limits.MaxKeylessBody (64 KiB by
+// default; 413 above) within the keyless requests' own budget, and parsed
+// first, so a malformed body gets 400 rather than 401. Keys are never logged
+// (at most their first 4 characters, at debug level).
+//
+// # Limits in flight
+//
+// Every request is counted, from its first byte to its answer, against its
+// org's share and the server's (Limits): requests at once, and bytes held,
+// charged as the body is inflated (the buffer) and decoded (once more the
+// body, for the events' copies, and EventCost per event, every 64 events), so
+// that a gzip bomb stops when it reaches its share. Keyless requests count
+// against a share of their own until the end.
 //
 // # Events
 //
@@ -105,12 +116,16 @@
 //	     context not an object, batch-level sentAt unparseable
 //	401  missing or unknown write key
 //	405  method other than POST (and OPTIONS)
+//	408  the body did not arrive within the server's read timeout
 //	413  body larger than Options.MaxBodyBytes (4 MiB by default), on the wire or
-//	     after gunzip
+//	     after gunzip (for a keyless request, Limits.MaxKeylessBody), or a
+//	     request that alone needs more than its org's share of Limits
 //	415  Content-Encoding other than gzip
+//	429  the org's share of Limits is in use (or the keyless requests'); retry
+//	     after the Retry-After header's seconds
 //	500  the log failed; retry
-//	503  the log is overloaded (disk low, queue full); retry after the
-//	     Retry-After header's seconds
+//	503  the log is overloaded (disk low, queue full), or the server's
+//	     Limits are in use; retry after the Retry-After header's seconds
 //
 // # Metrics
 //
@@ -118,6 +133,8 @@
 //	tidemark_ingest_requests_total{endpoint,code}
 //	tidemark_ingest_request_duration_seconds{endpoint}
 //	tidemark_ingest_bytes_total{org}                  body bytes after gunzip
+//	tidemark_ingest_inflight_requests                 requests counted against Limits now
+//	tidemark_ingest_inflight_bytes                    bytes they are counted as holding
 //
 // Events and bytes are counted only once the org is known; requests without a
 // valid key count only in the requests metric.

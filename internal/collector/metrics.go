@@ -59,3 +59,26 @@ func (m *metrics) org(org string) *orgMetrics {
 	v, _ := m.orgs.LoadOrStore(org, om)
 	return v.(*orgMetrics)
 }
+
+// registerLimits exports what requests hold now (see Limits).
+func (m *metrics) registerLimits(reg prometheus.Registerer, lm *limiter) {
+	if reg == nil {
+		return
+	}
+	held := func(p *pool, bytes bool) func() float64 {
+		return func() float64 {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if bytes {
+				return float64(p.bytes)
+			}
+			return float64(p.reqs)
+		}
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tidemark_ingest_inflight_requests",
+			Help: "Requests being read, decoded or appended now (at most ingest.max_requests)."}, held(lm.all, false)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tidemark_ingest_inflight_bytes",
+			Help: "Bytes the requests in flight are counted as holding (at most ingest.max_inflight_bytes)."}, held(lm.all, true)),
+	)
+}

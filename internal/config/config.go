@@ -16,6 +16,8 @@ type Config struct {
 	Sessions Sessions `yaml:"sessions"`
 	Audit    Audit    `yaml:"audit"`
 	Stream   Stream   `yaml:"stream"`
+	HTTP     HTTP     `yaml:"http"`
+	Metrics  Metrics  `yaml:"metrics"`
 	// AdminKeys authenticate the operator API (GET /api/v1/status) as
 	// "Authorization: Bearer KEY". None: the API answers 404.
 	AdminKeys []Secret `yaml:"admin_keys,omitempty" json:",omitempty"`
@@ -42,6 +44,37 @@ type Ingest struct {
 	// (pipeline.Yield; capped by Config.PriorityLag); 0 turns it off.
 	// Default 30s.
 	PriorityLag Duration `yaml:"priority_lag"`
+
+	// What requests may hold at once while they are read, decoded and
+	// appended (see collector.Limits): beyond an org's share the collector
+	// answers 429, beyond the server's 503, both with Retry-After.
+	MaxRequests            int      `yaml:"max_requests"`               // all orgs; default 1024
+	MaxRequestsPerOrg      int      `yaml:"max_requests_per_org"`       // default 256
+	MaxInflightBytes       ByteSize `yaml:"max_inflight_bytes"`         // all orgs; default 128MiB
+	MaxInflightBytesPerOrg ByteSize `yaml:"max_inflight_bytes_per_org"` // default 32MiB
+	// A request without an Authorization header (writeKey in the body) is
+	// read only up to this size, within its own budget of bytes in flight.
+	MaxKeylessBodyBytes     ByteSize `yaml:"max_keyless_body_bytes"`     // default 64KiB
+	MaxKeylessInflightBytes ByteSize `yaml:"max_keyless_inflight_bytes"` // default 8MiB
+}
+
+// HTTP configures the HTTP server's timeouts and connection limit.
+type HTTP struct {
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"` // default 10s
+	// ReadTimeout bounds reading a whole request, body included (not the
+	// live tail's stream, which reads nothing after its headers).
+	ReadTimeout    Duration `yaml:"read_timeout"`    // default 60s
+	IdleTimeout    Duration `yaml:"idle_timeout"`    // keep-alive; default 2m
+	MaxConnections int      `yaml:"max_connections"` // open at once; more are answered 503 and closed; default 2048
+}
+
+// Metrics configures GET /metrics.
+type Metrics struct {
+	// Listen, when set, serves /metrics on this address only (not on the
+	// main listener).
+	Listen string `yaml:"listen,omitempty" json:",omitempty"`
+	// Token, when set, is required as "Authorization: Bearer TOKEN".
+	Token Secret `yaml:"token,omitempty" json:",omitempty"`
 }
 
 // Sessions configures entity derivation. Times are log time, not wall time.
@@ -62,12 +95,24 @@ type Audit struct {
 // batch pipeline never depends on it.
 type Stream struct {
 	Enabled bool `yaml:"enabled"` // default true
+	Live    Live `yaml:"live"`
+}
+
+// Live bounds the live-tail streams (GET /v1/live) open at once. Each org has
+// its own share and the admin keys theirs, so nobody can use up another's.
+type Live struct {
+	MaxStreamsPerOrg int `yaml:"max_streams_per_org"` // default 10
+	MaxStreamsPerKey int `yaml:"max_streams_per_key"` // per read key; default 5
+	MaxAdminStreams  int `yaml:"max_admin_streams"`   // all admin keys together; default 10
 }
 
 // Org is one tenant: its write keys, destinations and webhooks.
 type Org struct {
-	ID           string        `yaml:"id"`
-	WriteKeys    []Secret      `yaml:"write_keys"`
+	ID        string   `yaml:"id"`
+	WriteKeys []Secret `yaml:"write_keys"`
+	// ReadKeys read the org's events (the live tail). Unlike write keys,
+	// which ship in web pages, they must stay secret.
+	ReadKeys     []Secret      `yaml:"read_keys,omitempty" json:",omitempty"`
 	Destinations []Destination `yaml:"destinations"`
 	Webhooks     []Webhook     `yaml:"webhooks,omitempty" json:",omitempty"`
 }
@@ -186,6 +231,13 @@ func Default() *Config {
 			MaxEventBytes: 32 * KiB,
 			MaxPending:    100000,
 			PriorityLag:   Duration(30 * time.Second),
+
+			MaxRequests:             1024,
+			MaxRequestsPerOrg:       256,
+			MaxInflightBytes:        128 * MiB,
+			MaxInflightBytesPerOrg:  32 * MiB,
+			MaxKeylessBodyBytes:     64 * KiB,
+			MaxKeylessInflightBytes: 8 * MiB,
 		},
 		Sessions: Sessions{
 			PageIdle:    Duration(30 * time.Minute),
@@ -195,7 +247,13 @@ func Default() *Config {
 			Interval: Duration(5 * time.Minute),
 			Lookback: Duration(6 * time.Hour),
 		},
-		Stream: Stream{Enabled: true},
+		Stream: Stream{Enabled: true, Live: Live{MaxStreamsPerOrg: 10, MaxStreamsPerKey: 5, MaxAdminStreams: 10}},
+		HTTP: HTTP{
+			ReadHeaderTimeout: Duration(10 * time.Second),
+			ReadTimeout:       Duration(time.Minute),
+			IdleTimeout:       Duration(2 * time.Minute),
+			MaxConnections:    2048,
+		},
 	}
 }
 

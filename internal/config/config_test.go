@@ -27,6 +27,7 @@ var testEnv = map[string]string{
 	"TIDEMARK_TEST_EMPTY":          "",
 	"TIDEMARK_ACME_WRITE_KEY":      "example-key-00000000001",
 	"TIDEMARK_ADMIN_KEY":           "example-admin-key-000001",
+	"TIDEMARK_ACME_READ_KEY":       "example-read-key-0000001",
 	"TIDEMARK_ACME_WRITE_KEY_ALT":  "unused",
 	"TIDEMARK_ACME_WEBHOOK_SECRET": "example-webhook-secret-01",
 	// secrets.bad.yml and env_values.bad.yml: no error may show these.
@@ -134,10 +135,15 @@ func TestGood(t *testing.T) {
 			DedupeWindow: Duration(12 * time.Hour),
 			CacheBytes:   128 * MiB,
 		},
-		Ingest:   Ingest{MaxBodyBytes: 8 * MiB, MaxEventBytes: 64 * KiB, MaxPending: 5000, PriorityLag: Duration(30 * time.Second)},
+		Ingest: Ingest{MaxBodyBytes: 8 * MiB, MaxEventBytes: 64 * KiB, MaxPending: 5000, PriorityLag: Duration(30 * time.Second),
+			MaxRequests: 64, MaxRequestsPerOrg: 256, MaxInflightBytes: 128 * MiB, MaxInflightBytesPerOrg: 16 * MiB,
+			MaxKeylessBodyBytes: 16 * KiB, MaxKeylessInflightBytes: 8 * MiB},
 		Sessions: Sessions{PageIdle: Duration(10 * time.Minute), SessionIdle: Duration(90 * time.Minute)},
 		Audit:    Audit{Interval: Duration(2 * time.Minute), Lookback: Duration(3 * time.Hour)},
-		Stream:   Stream{Enabled: false},
+		Stream:   Stream{Enabled: false, Live: Default().Stream.Live},
+		HTTP: HTTP{ReadHeaderTimeout: Duration(10 * time.Second), ReadTimeout: Duration(30 * time.Second),
+			IdleTimeout: Duration(2 * time.Minute), MaxConnections: 100},
+		Metrics: Metrics{Listen: "127.0.0.1:9091", Token: "env-key-000000000001"},
 		Orgs: []Org{
 			{
 				ID:        "acme",
@@ -152,6 +158,7 @@ func TestGood(t *testing.T) {
 			{
 				ID:        "globex_2",
 				WriteKeys: []Secret{"globex-key-0000000001"},
+				ReadKeys:  []Secret{"globex-read-key-000001"},
 				Destinations: []Destination{
 					withCompression(NewDestination("s3", "s3://bucket/prefix?region=eu-west-1"), "snappy"),
 					withCompression(NewDestination("gs", "gs://bucket"), "none"),
@@ -276,6 +283,9 @@ func TestExampleFile(t *testing.T) {
 	}
 	if got := orgs[0].WriteKeys[0].Reveal(); got != testEnv["TIDEMARK_ACME_WRITE_KEY"] {
 		t.Errorf("write key not expanded from the environment: %q", got)
+	}
+	if got := orgs[0].ReadKeys; len(got) != 1 || got[0].Reveal() != testEnv["TIDEMARK_ACME_READ_KEY"] {
+		t.Errorf("read key not expanded from the environment: %v", got)
 	}
 }
 

@@ -108,6 +108,8 @@ func (c *Config) validate() []*FieldError {
 		p.add("ingest.priority_lag", "must not be negative (0 turns it off), got %s", in.PriorityLag)
 	}
 
+	c.validateLimits(&p)
+
 	s := c.Sessions
 	p.positive("sessions.page_idle", int64(s.PageIdle), s.PageIdle.String())
 	p.positive("sessions.session_idle", int64(s.SessionIdle), s.SessionIdle.String())
@@ -156,6 +158,10 @@ func (c *Config) validate() []*FieldError {
 		for j, k := range o.WriteKeys {
 			addKey(fmt.Sprintf("%s.write_keys[%d]", op, j), k,
 				"duplicate write key (also %s): a key must identify one org, and no admin key may be a write key")
+		}
+		for j, k := range o.ReadKeys {
+			addKey(fmt.Sprintf("%s.read_keys[%d]", op, j), k,
+				"duplicate key (also %s): a read key must differ from every write, read and admin key")
 		}
 
 		if len(o.Destinations) == 0 {
@@ -298,4 +304,39 @@ func checkURL(raw string) string {
 		}
 	}
 	return ""
+}
+
+// validateLimits checks the ingest limits, the HTTP server's timeouts and
+// connection limit, the live-tail limits and the metrics listener.
+func (c *Config) validateLimits(p *problems) {
+	in := c.Ingest
+	p.positive("ingest.max_requests", int64(in.MaxRequests), strconv.Itoa(in.MaxRequests))
+	p.positive("ingest.max_requests_per_org", int64(in.MaxRequestsPerOrg), strconv.Itoa(in.MaxRequestsPerOrg))
+	p.positive("ingest.max_inflight_bytes", int64(in.MaxInflightBytes), in.MaxInflightBytes.String())
+	p.positive("ingest.max_inflight_bytes_per_org", int64(in.MaxInflightBytesPerOrg), in.MaxInflightBytesPerOrg.String())
+	p.positive("ingest.max_keyless_body_bytes", int64(in.MaxKeylessBodyBytes), in.MaxKeylessBodyBytes.String())
+	p.positive("ingest.max_keyless_inflight_bytes", int64(in.MaxKeylessInflightBytes), in.MaxKeylessInflightBytes.String())
+	if in.MaxInflightBytesPerOrg > 0 && in.MaxBodyBytes > in.MaxInflightBytesPerOrg/2 {
+		p.add("ingest.max_body_bytes", "must be at most half of ingest.max_inflight_bytes_per_org (%s): a request holds twice its body while decoded, got %s",
+			in.MaxInflightBytesPerOrg, in.MaxBodyBytes)
+	}
+	h := c.HTTP
+	p.positive("http.read_header_timeout", int64(h.ReadHeaderTimeout), h.ReadHeaderTimeout.String())
+	p.positive("http.read_timeout", int64(h.ReadTimeout), h.ReadTimeout.String())
+	p.positive("http.idle_timeout", int64(h.IdleTimeout), h.IdleTimeout.String())
+	p.positive("http.max_connections", int64(h.MaxConnections), strconv.Itoa(h.MaxConnections))
+	l := c.Stream.Live
+	p.positive("stream.live.max_streams_per_org", int64(l.MaxStreamsPerOrg), strconv.Itoa(l.MaxStreamsPerOrg))
+	p.positive("stream.live.max_streams_per_key", int64(l.MaxStreamsPerKey), strconv.Itoa(l.MaxStreamsPerKey))
+	p.positive("stream.live.max_admin_streams", int64(l.MaxAdminStreams), strconv.Itoa(l.MaxAdminStreams))
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			p.add("metrics.listen", "want host:port, e.g. \"127.0.0.1:9091\", got %q", c.Metrics.Listen)
+		} else if c.Metrics.Listen == c.Listen {
+			p.add("metrics.listen", "must differ from listen (%s): leave it out to serve /metrics on the main listener", c.Listen)
+		}
+	}
+	if t := c.Metrics.Token.Reveal(); t != "" && len(t) < MinWriteKeyLen {
+		p.add("metrics.token", "must be at least %d characters, got %d", MinWriteKeyLen, len(t))
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/config"
@@ -16,12 +17,61 @@ import (
 // so that proxies and clients see the connection is alive.
 const liveHeartbeat = 15 * time.Second
 
+// liveKeys are the keys the live tail knows: read keys (secret) read their
+// org's events, admin keys any org's; write keys are public (they ship in
+// web pages) and are refused with a 403 that says so.
+type liveKeys struct {
+	read, write map[string]string // key -> org
+	admin       []config.Secret
+}
+
+// liveSlots counts the open streams per org, per key and of the admin keys,
+// so that no org (or key) can use up another's share.
+type liveSlots struct {
+	lim  config.Live
+	mu   sync.Mutex
+	open map[string]int // "org:ID", "key:KEY", "admin"
+}
+
+// take reserves a stream for key (of org, or an admin key) and returns the
+// func that frees it, or what is full.
+func (s *liveSlots) take(org, key string, admin bool) (func(), string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := []string{"key:" + key, "org:" + org}
+	if admin {
+		names = []string{"admin"} // the admin keys share one budget
+	}
+	switch {
+	case admin && s.open["admin"] >= s.lim.MaxAdminStreams:
+		return nil, fmt.Sprintf("the admin keys have %d live-tail streams open, the most they may (stream.live.max_admin_streams)", s.lim.MaxAdminStreams)
+	case admin:
+	case s.open[names[0]] >= s.lim.MaxStreamsPerKey:
+		return nil, fmt.Sprintf("this key has %d live-tail streams open, the most it may (stream.live.max_streams_per_key)", s.lim.MaxStreamsPerKey)
+	case s.open[names[1]] >= s.lim.MaxStreamsPerOrg:
+		return nil, fmt.Sprintf("org %s has %d live-tail streams open, the most it may (stream.live.max_streams_per_org)", org, s.lim.MaxStreamsPerOrg)
+	}
+	for _, n := range names {
+		s.open[n]++
+	}
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, n := range names {
+			if s.open[n]--; s.open[n] == 0 {
+				delete(s.open, n)
+			}
+		}
+	}, ""
+}
+
 // liveHandler serves GET /v1/live: Server-Sent Events of the org's events as
-// they are committed. Auth: a write key of the org (Basic user or Bearer, as
-// the collector accepts it), or an admin key with ?org= (without org, every
-// org). Filters: type= and device= (repeated or comma-separated), event=
+// they are committed. Auth: a read key of the org (Basic user or Bearer), or
+// an admin key with ?org= (without org, every org); a write key gets 403.
+// Filters: type= and device= (repeated or comma-separated), event=
 // (repeated).
-func liveHandler(hub *stream.Hub, writeKeys map[string]string, adminKeys []config.Secret, logger *slog.Logger) http.Handler {
+func liveHandler(hub *stream.Hub, keys liveKeys, lim config.Live, logger *slog.Logger) http.Handler {
+	slots := &liveSlots{lim: lim, open: map[string]int{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if hub == nil {
 			http.Error(w, "the live tail is off: stream.enabled is false", http.StatusServiceUnavailable)
@@ -29,18 +79,34 @@ func liveHandler(hub *stream.Hub, writeKeys map[string]string, adminKeys []confi
 		}
 		q := r.URL.Query()
 		key := requestKey(r)
-		org, ok := keyOrg(writeKeys, key)
+		org, ok := keyOrg(keys.read, key)
+		admin := !ok && key != "" && adminAuth(keys.admin, "Bearer "+key)
+		_, public := keyOrg(keys.write, key)
 		switch {
 		case ok && q.Get("org") != "" && q.Get("org") != org:
-			http.Error(w, "this write key belongs to another org", http.StatusForbidden)
+			http.Error(w, "this read key belongs to another org", http.StatusForbidden)
 			return
-		case !ok && key != "" && adminAuth(adminKeys, "Bearer "+key):
+		case admin:
 			org = q.Get("org")
+		case !ok && public:
+			http.Error(w, "a write key cannot read events: write keys are public (they ship in web pages); "+
+				"use one of the org's read keys (orgs[].read_keys) or an admin key", http.StatusForbidden)
+			return
 		case !ok:
 			w.Header().Set("WWW-Authenticate", `Basic realm="tidemark"`)
-			http.Error(w, "missing or unknown key: send the org's write key (Basic user or Bearer) or an admin key", http.StatusUnauthorized)
+			http.Error(w, "missing or unknown key: send one of the org's read keys (Basic user or Bearer) or an admin key", http.StatusUnauthorized)
 			return
 		}
+		free, full := slots.take(org, key, admin)
+		if full != "" {
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, full, http.StatusTooManyRequests)
+			return
+		}
+		defer free()
+		// The stream reads nothing after its headers: lift http.read_timeout,
+		// which would otherwise end it.
+		http.NewResponseController(w).SetReadDeadline(time.Time{})
 		flusher, canFlush := w.(http.Flusher)
 		if !canFlush {
 			http.Error(w, "streaming unsupported", http.StatusInternalServerError)

@@ -104,9 +104,13 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		fmt.Fprintf(o.Out, "tidemark: lake at %s\n", cfg.Orgs[0].Destinations[0].URL)
 	}
 	keys := map[string]string{}
+	live := liveKeys{read: map[string]string{}, write: keys, admin: cfg.AdminKeys}
 	for _, org := range cfg.Orgs {
 		for _, k := range org.WriteKeys {
 			keys[k.Reveal()] = org.ID
+		}
+		for _, k := range org.ReadKeys {
+			live.read[k.Reveal()] = org.ID
 		}
 	}
 
@@ -172,6 +176,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		Org:          func(k string) (string, bool) { org, ok := keys[k]; return org, ok },
 		MaxBodyBytes: int64(cfg.Ingest.MaxBodyBytes), MaxEventBytes: int64(cfg.Ingest.MaxEventBytes),
 		Now: o.Now, Registerer: reg, Logger: logger,
+		Limits: collector.Limits{
+			MaxRequests: cfg.Ingest.MaxRequests, MaxRequestsPerOrg: cfg.Ingest.MaxRequestsPerOrg,
+			MaxBytes: int64(cfg.Ingest.MaxInflightBytes), MaxBytesPerOrg: int64(cfg.Ingest.MaxInflightBytesPerOrg),
+			MaxKeylessBody: int64(cfg.Ingest.MaxKeylessBodyBytes), MaxKeylessBytes: int64(cfg.Ingest.MaxKeylessInflightBytes),
+		},
 	})
 	// Ingest first: during a burst the log is the buffer (pipeline.Yield).
 	sz.SetYield(&pipeline.Yield{
@@ -192,6 +201,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		if hub, err = stream.NewHub(reg); err != nil {
 			return err
 		}
+		l := cfg.Stream.Live
+		hub.SetMaxSubscribers(l.MaxStreamsPerOrg*len(cfg.Orgs) + l.MaxAdminStreams)
 		st, err = stream.New(stream.Options{
 			Log: lg, DataDir: cfg.DataDir, Webhooks: Webhooks(cfg), Hub: hub,
 			PageIdle: cfg.Sessions.PageIdle.D(), SessionIdle: cfg.Sessions.SessionIdle.D(),
@@ -205,8 +216,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	var ready atomic.Bool
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", coll)
-	mux.Handle("GET /v1/live", liveHandler(hub, keys, cfg.AdminKeys, logger))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /v1/live", liveHandler(hub, live, cfg.Stream.Live, logger))
+	metricsMux := mux
+	if cfg.Metrics.Listen != "" {
+		metricsMux = http.NewServeMux() // served on its own listener only
+	}
+	metricsMux.Handle("GET /metrics", requireToken(cfg.Metrics.Token, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !ready.Load() {
@@ -228,11 +243,26 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	hc := cfg.HTTP
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: hc.ReadHeaderTimeout.D(), ReadTimeout: hc.ReadTimeout.D(), IdleTimeout: hc.IdleTimeout.D()}
 	if hub != nil {
 		srv.RegisterOnShutdown(hub.Close) // end live-tail streams, or Shutdown would wait for them
 	}
 	fmt.Fprintf(o.Out, "tidemark: listening on http://%s\n", ln.Addr())
+	limited := newLimitListener(ln, hc.MaxConnections, reg)
+	servers := []*http.Server{srv}
+	listeners := []net.Listener{limited}
+	if cfg.Metrics.Listen != "" {
+		mln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on %s (metrics.listen): %w", cfg.Metrics.Listen, err)
+		}
+		servers = append(servers, &http.Server{Handler: metricsMux, ReadHeaderTimeout: hc.ReadHeaderTimeout.D(),
+			ReadTimeout: hc.ReadTimeout.D(), IdleTimeout: hc.IdleTimeout.D()})
+		listeners = append(listeners, mln)
+		fmt.Fprintf(o.Out, "tidemark: metrics on http://%s/metrics\n", mln.Addr())
+	}
 	logger.Info("serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "partitions", cfg.Log.Partitions, "destinations", len(transports))
 
 	restarts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_stage_restarts_total",
@@ -258,8 +288,10 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	stages.Go(func() error {
 		return runRetention(stagesCtx, lg, sz, transports, hold, cfg.Log.Retention.D(), o.Now, logger)
 	})
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	serveErr := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() { serveErr <- s.Serve(listeners[i]) }()
+	}
 	ready.Store(true)
 
 	var runErr error
@@ -273,8 +305,10 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	ready.Store(false)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		logger.Warn("http shutdown", "err", err)
+	for _, s := range servers {
+		if err := s.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Warn("http shutdown", "err", err)
+		}
 	}
 	stageErr := stages.Wait()
 	return errors.Join(runErr, stageErr)

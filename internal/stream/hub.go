@@ -23,6 +23,7 @@ type Hub struct {
 	n      atomic.Int32
 	closed chan struct{}
 	once   sync.Once
+	max    int // see SetMaxSubscribers
 
 	mSubs    prometheus.Gauge
 	mDropped prometheus.Counter
@@ -44,7 +45,7 @@ func (s *Sub) TakeDropped() int64 { return s.dropped.Swap(0) }
 
 // NewHub returns a hub registering its metrics with reg.
 func NewHub(reg prometheus.Registerer) (*Hub, error) {
-	h := &Hub{subs: map[*Sub]struct{}{}, closed: make(chan struct{}),
+	h := &Hub{subs: map[*Sub]struct{}{}, closed: make(chan struct{}), max: MaxSubscribers,
 		mSubs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tidemark_live_subscribers", Help: "Open live-tail (SSE) subscriptions."}),
 		mDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "tidemark_live_dropped_events_total",
 			Help: "Events not sent to a live-tail subscriber because its buffer was full (the subscriber is told)."}),
@@ -58,17 +59,22 @@ func NewHub(reg prometheus.Registerer) (*Hub, error) {
 }
 
 // MaxSubscribers bounds the open live-tail streams (each may buffer
-// SubscriberBuffer events).
+// SubscriberBuffer events) unless SetMaxSubscribers says otherwise.
 const MaxSubscribers = 100
 
-// ErrTooManySubscribers is returned by Subscribe beyond MaxSubscribers.
+// SetMaxSubscribers replaces MaxSubscribers for h. The server sets it to the
+// sum of the orgs' and the admin keys' shares, which it enforces itself, so
+// that this bound is only a backstop. Call it before Subscribe.
+func (h *Hub) SetMaxSubscribers(n int) { h.max = n }
+
+// ErrTooManySubscribers is returned by Subscribe beyond the limit.
 var ErrTooManySubscribers = errors.New("too many live-tail subscribers")
 
 // Subscribe adds a subscriber; call the returned func to remove it.
 func (h *Hub) Subscribe(f Filter) (*Sub, func(), error) {
 	s := &Sub{filter: f, ch: make(chan []byte, SubscriberBuffer)}
 	h.mu.Lock()
-	if len(h.subs) >= MaxSubscribers {
+	if len(h.subs) >= h.max {
 		h.mu.Unlock()
 		return nil, nil, ErrTooManySubscribers
 	}
