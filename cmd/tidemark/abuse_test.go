@@ -306,6 +306,8 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 `, maxConns)), port)
 	fds0 := openFDs(t, p.cmd.Process.Pid)
 	host := strings.TrimPrefix(p.addr, "http://")
+	// A live-tail stream (one slot) must outlive http.read_timeout.
+	live := openLive(t, p.addr, testReadKey, "")
 
 	// Half dribble their headers, half a body they announced with a valid key.
 	var closed atomic.Int64
@@ -383,6 +385,14 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	code, body2 := post(t, p.addr+"/v1/batch", []byte(`{"batch":[{"type":"track","anonymousId":"d","event":"E","messageId":"after-1"}]}`), false)
 	if code != 200 {
 		t.Fatalf("after the slow clients were cut off: %d %s", code, body2)
+	}
+	select {
+	case it := <-live:
+		if it.EventID != "after-1" && it.EventID != "full-1" {
+			t.Errorf("live tail got %s", it.EventID)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("the live-tail stream opened %v ago (read_timeout 2s) got nothing", time.Since(start))
 	}
 	if v, _ := p.metric("tidemark_http_refused_connections_total"); resp.StatusCode == 503 && v < 1 {
 		t.Errorf("tidemark_http_refused_connections_total = %v after a refusal", v)

@@ -113,6 +113,9 @@ func requireAdmin(keys []config.Secret, h http.Handler) http.Handler {
 			json.NewEncoder(w).Encode(map[string]string{"error": "missing or unknown admin key (Authorization: Bearer KEY)"})
 			return
 		}
+		// An audit or a backfill may run longer than http.read_timeout, whose
+		// expiry would cancel the request's context; these requests have no body.
+		http.NewResponseController(w).SetReadDeadline(time.Time{})
 		h.ServeHTTP(w, r)
 	})
 }
