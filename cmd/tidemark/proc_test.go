@@ -137,6 +137,11 @@ func (p *proc) tryStart() bool {
 	p.cmd.Env = append(os.Environ(), p.env...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
+	// Ready means this process answers: another test's server may hold the
+	// port (FreePort's port can be taken by another test process before
+	// ours binds), and its /readyz must not count as ours.
+	mark := len(p.out.String())
+	listening := "tidemark: listening on " + p.addr + "\n"
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
@@ -148,7 +153,7 @@ func (p *proc) tryStart() bool {
 		resp, err := http.Get(p.addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			if resp.StatusCode == 200 && strings.Contains(p.out.String()[mark:], listening) {
 				return true
 			}
 		}
