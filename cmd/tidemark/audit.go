@@ -356,6 +356,12 @@ func printReport(w io.Writer, rep *audit.Report, f *auditFlags) {
 			fmt.Fprintln(w, msg)
 		}
 	}
+	if n := len(rep.Unreadable); n > 0 {
+		fmt.Fprintf(w, "%d log records cannot be decoded (a damaged data directory; README, Damage): their events are in no destination and cannot be repaired:\n", n)
+		for _, u := range rep.Unreadable {
+			fmt.Fprintf(w, "  partition %d offset %d: %s\n", u.Partition, u.Offset, u.Error)
+		}
+	}
 }
 
 // repairCommand is the backfill that repairs res: the audit's range, and the

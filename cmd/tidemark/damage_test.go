@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	be "encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/tidemark/tidemark/internal/event"
+	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
@@ -40,6 +45,11 @@ var damageEnv = []string{"TIDEMARK_TEST_MEMTABLE_BYTES=" + strconv.Itoa(damageMe
 // sendEvents posts n events with ids prefix-0..n-1 over 40 devices, in
 // batches of 100, and returns the ids acknowledged with 200.
 func sendEvents(t testing.TB, addr, prefix string, n int) map[string]bool {
+	return sendEventsKey(t, addr, testKey, prefix, n)
+}
+
+// sendEventsKey is sendEvents with the write key key.
+func sendEventsKey(t testing.TB, addr, key, prefix string, n int) map[string]bool {
 	t.Helper()
 	acked := map[string]bool{}
 	client := &http.Client{Timeout: 30 * time.Second}
@@ -58,7 +68,7 @@ func sendEvents(t testing.TB, addr, prefix string, n int) map[string]bool {
 		}
 		body, _ := json.Marshal(map[string]any{"batch": batch})
 		req, _ := http.NewRequest("POST", addr+"/v1/batch", bytes.NewReader(body))
-		req.SetBasicAuth(testKey, "")
+		req.SetBasicAuth(key, "")
 		resp, err := client.Do(req)
 		if err != nil {
 			continue // not acknowledged
@@ -444,4 +454,105 @@ func TestDamageTruncatedManifest(t *testing.T) {
 		}
 	}
 	t.Log("started: " + checkPreDamage(t, "truncated manifest", cfg, pre, counts, p.out.String()[before:]))
+}
+
+// TestDamageCorruptRecord: one record of the log cannot be decoded (its
+// bytes damaged while the store's checksums still pass). It is reported by
+// partition and offset (log line, metric, audit), skipped the same way on
+// every replay, and the rest of its partition and the other org keep
+// flowing. Before, the sessionizer stopped at it for good.
+func TestDamageCorruptRecord(t *testing.T) {
+	dir := t.TempDir()
+	port := testenv.FreePort(t)
+	const betaKey = "beta-test-write-key-0001"
+	cfg := orgsConfig(t, dir, port, fmt.Sprintf(`orgs:
+  - id: acme
+    write_keys: [%q]
+    destinations:
+      - {name: lake, url: "file://%s", flush: {max_events: 300, max_age: 1s}}
+  - id: beta
+    write_keys: [%q]
+    destinations:
+      - {name: lake, url: "file://%s", flush: {max_events: 300, max_age: 1s}}
+`, testKey, filepath.Join(dir, "lake"), betaKey, filepath.Join(dir, "lake-beta")))
+	p := startProc(t, cfg, port)
+	pre := sendEvents(t, p.addr, "pre", 200)
+	waitInLake(t, filepath.Join(dir, "lake"), pre, "events before the damage")
+	p.stop()
+
+	// Three records appended to partition 0 while serve is stopped, the
+	// middle one damaged: a version byte no build wrote.
+	const part = 0
+	dev := ""
+	for i := 0; dev == ""; i++ {
+		if d := fmt.Sprintf("corrupt-dev-%d", i); eventlog.PartitionOf("acme", d, cloudPartitions) == part {
+			dev = d
+		}
+	}
+	db, err := pebble.Open(filepath.Join(dir, "data", "store", "log"), &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := eventlog.Key(part, 0), eventlog.Key(part+1, 0)[:3]
+	it, _ := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if !it.Last() {
+		t.Fatal("partition 0 is empty")
+	}
+	first := be.BigEndian.Uint64(it.Key()[3:])
+	seg := it.Value()
+	n := uint64(0)
+	for pos := 1; pos < len(seg); n++ {
+		l, k := be.Uvarint(seg[pos:])
+		pos += k + int(l)
+	}
+	it.Close()
+	next := first + n
+	now := time.Now().UnixNano()
+	val := []byte{1}
+	for i, id := range []string{"corrupt-before", "corrupt-bad", "corrupt-after"} {
+		rec := event.Append(nil, &event.Record{Kind: event.KindEvent, Time: now, Event: event.Event{ID: id, Org: "acme", Device: dev,
+			AnonymousID: dev, Type: "track", Name: "Damage", ReceivedAt: now, EventTime: now}})
+		if i == 1 {
+			rec[0] = 0xEE
+		}
+		val = be.AppendUvarint(val, uint64(len(rec)))
+		val = append(val, rec...)
+	}
+	if err := db.Set(eventlog.Key(part, next), val, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	badOff := next + 1
+
+	before := len(p.out.String())
+	p.start()
+	post := sendEvents(t, p.addr, "post", 400)
+	postBeta := sendEventsKey(t, p.addr, betaKey, "beta", 400)
+	want := map[string]bool{"corrupt-before": true, "corrupt-after": true}
+	for id := range post {
+		want[id] = true
+	}
+	waitInLake(t, filepath.Join(dir, "lake"), want, "the damaged record's neighbours and later events")
+	waitInLake(t, filepath.Join(dir, "lake-beta"), postBeta, "the other org's events")
+	if v, _ := p.metric(`tidemark_log_unreadable_records_total{partition="0"}`); v != 1 {
+		t.Errorf("tidemark_log_unreadable_records_total{partition=\"0\"} = %v, want 1", v)
+	}
+	p.stop()
+	out := p.out.String()[before:]
+	if !strings.Contains(out, fmt.Sprintf("undecodable log record skipped: its event cannot be delivered\" partition=0 offset=%d", badOff)) {
+		t.Errorf("no log line names partition 0 offset %d:\n%s", badOff, tail(out, 3000))
+	}
+	counts := readLake(t, filepath.Join(dir, "lake")).eventCounts()
+	for id, n := range counts {
+		if n != 1 || id == "corrupt-bad" {
+			t.Errorf("event %s is in the lake %d times", id, n)
+		}
+	}
+	stdout, _, code := cli(t, nil, "audit", "--config", cfg)
+	if code != 1 || !strings.Contains(stdout, fmt.Sprintf("partition 0 offset %d:", badOff)) {
+		t.Errorf("audit exit %d, want 1 and the unreadable record listed:\n%s", code, stdout)
+	}
+	t.Logf("audit: ...%s", tail(stdout, 300))
 }

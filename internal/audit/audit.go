@@ -1,9 +1,11 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -62,6 +64,7 @@ type Auditor struct {
 	mu        sync.Mutex
 	counts    map[cellKey]int64
 	manifests map[*blob.Blob]map[string]*manifestInfo
+	bad       map[[2]uint64]string // unreadable records met in the current run
 }
 
 type cellKey struct {
@@ -138,10 +141,26 @@ type Report struct {
 	// events (zero when the log is empty).
 	LogStart *time.Time `json:"log_start,omitempty"`
 	Results  []Result   `json:"destinations"`
+	// Unreadable are the log records the audit met that cannot be decoded
+	// (a damaged data directory): their event, org and hour are unknown,
+	// the pipeline skipped them, and no destination holds them. Any makes
+	// the report unclean. At most Options.MaxListed are listed.
+	Unreadable []Unreadable `json:"unreadable_records,omitempty"`
 }
 
-// Clean reports whether no destination misses or duplicates an event.
+// Unreadable is a log record that cannot be decoded.
+type Unreadable struct {
+	Partition int    `json:"log_partition"`
+	Offset    uint64 `json:"log_offset"`
+	Error     string `json:"error"`
+}
+
+// Clean reports whether no destination misses or duplicates an event and
+// every log record read was readable.
 func (r *Report) Clean() bool {
+	if len(r.Unreadable) > 0 {
+		return false
+	}
 	for _, res := range r.Results {
 		if res.Total.Missing > 0 || res.Total.Duplicated > 0 {
 			return false
@@ -173,6 +192,17 @@ func (a *Auditor) run(ctx context.Context, from, to time.Time, targets []Target,
 	}
 	now := a.o.Now()
 	rep := &Report{Version: ReportVersion, From: from.UTC(), To: to.UTC(), GeneratedAt: now.UTC()}
+	a.bad = map[[2]uint64]string{}
+	defer func() {
+		for k, msg := range a.bad {
+			if maxListed < 0 || len(rep.Unreadable) < maxListed {
+				rep.Unreadable = append(rep.Unreadable, Unreadable{Partition: int(k[0]), Offset: k[1], Error: msg})
+			}
+		}
+		slices.SortFunc(rep.Unreadable, func(x, y Unreadable) int {
+			return cmp.Or(cmp.Compare(x.Partition, y.Partition), cmp.Compare(x.Offset, y.Offset))
+		})
+	}()
 	start, complete, err := a.logStart()
 	if err != nil {
 		return nil, err
@@ -216,11 +246,14 @@ func (a *Auditor) logStart() (start time.Time, complete bool, err error) {
 			complete = false
 		}
 		var h event.Head
-		err = lg.Scan(p, first, first, func(_ uint64, val []byte) error {
-			h, err = event.Peek(val)
-			return err
+		err = lg.Scan(p, first, 0, func(off uint64, val []byte) error {
+			var err error
+			if h, err = a.peek(p, off, val); err != nil {
+				return nil // the first readable record tells the start
+			}
+			return errStop
 		})
-		if err != nil {
+		if err != nil && err != errStop {
 			return time.Time{}, false, fmt.Errorf("log partition %d offset %d: %w", p, first, err)
 		}
 		if t := time.Unix(0, h.Time); t.After(start) {
@@ -445,9 +478,9 @@ func (a *Auditor) logCell(c cell) (map[ident]*logEntry, error) {
 	stop := errors.New("stop")
 	window := int64(a.o.DedupeWindow)
 	err = lg.Scan(c.p, from, 0, func(off uint64, val []byte) error {
-		h, err := event.Peek(val)
+		h, err := a.peek(c.p, off, val)
 		if err != nil {
-			return fmt.Errorf("log partition %d offset %d: %w", c.p, off, err)
+			return nil // listed in the report
 		}
 		if h.Time >= hi+int64(disorder) {
 			return stop
@@ -491,6 +524,9 @@ func (a *Auditor) seek(p int, t int64) (uint64, error) {
 	for lo < hi {
 		mid := lo + (hi-lo)/2
 		val, err := r.Get(mid)
+		if errors.Is(err, eventlog.ErrCorruptSegment) {
+			val, err = nil, nil // unreadable: peek below lists it
+		}
 		if errors.Is(err, eventlog.ErrNotInLog) {
 			// Removed by retention meanwhile: everything before is too.
 			lo = mid + 1
@@ -499,9 +535,14 @@ func (a *Auditor) seek(p int, t int64) (uint64, error) {
 		if err != nil {
 			return 0, err
 		}
-		h, err := event.Peek(val)
+		h, err := a.peek(p, mid, val)
 		if err != nil {
-			return 0, fmt.Errorf("log partition %d offset %d: %w", p, mid, err)
+			// Unreadable: decide by the next readable record, as if
+			// the unreadable one had its time.
+			h, err = a.readableAfter(r, p, mid, hi)
+			if err != nil {
+				return 0, err
+			}
 		}
 		if h.Time < t {
 			lo = mid + 1
@@ -513,6 +554,40 @@ func (a *Auditor) seek(p int, t int64) (uint64, error) {
 		return 0, nil
 	}
 	return lo, nil
+}
+
+// errStop ends a scan early without an error.
+var errStop = errors.New("stop")
+
+// peek reads a record's head; an unreadable record is remembered for the
+// report (Report.Unreadable) and its error returned.
+func (a *Auditor) peek(p int, off uint64, val []byte) (event.Head, error) {
+	// A record whose head reads but whose rest does not decode is not
+	// listed: the sessionizer skipped it, so the audit finds its event
+	// missing, by id.
+	h, err := event.Peek(val)
+	if err != nil {
+		a.bad[[2]uint64{uint64(p), off}] = err.Error()
+	}
+	return h, err
+}
+
+// readableAfter returns the head of the first readable record of p in
+// (off, hi), or a head with the largest time when there is none.
+func (a *Auditor) readableAfter(r *eventlog.Reader, p int, off, hi uint64) (event.Head, error) {
+	for k := off + 1; k < hi; k++ {
+		val, err := r.Get(k)
+		if errors.Is(err, eventlog.ErrNotInLog) {
+			continue
+		}
+		if err != nil && !errors.Is(err, eventlog.ErrCorruptSegment) {
+			return event.Head{}, err
+		}
+		if h, err := a.peek(p, k, val); err == nil {
+			return h, nil
+		}
+	}
+	return event.Head{Time: math.MaxInt64}, nil
 }
 
 // comparison is the id-level comparison of one cell.
@@ -587,9 +662,9 @@ func (a *Auditor) dropRetries(org string, absent []Event) (kept, retries []Event
 		}
 		last := slices.MaxFunc(es, byOffset).Offset
 		err = a.o.Log.Scan(p, from, last, func(off uint64, val []byte) error {
-			h, err := event.Peek(val)
+			h, err := a.peek(p, off, val)
 			if err != nil {
-				return fmt.Errorf("log partition %d offset %d: %w", p, off, err)
+				return nil // listed in the report
 			}
 			if h.Kind != event.KindEvent || h.Org != org {
 				return nil

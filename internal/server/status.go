@@ -61,6 +61,18 @@ type logStatus struct {
 	LastOffsets           []uint64 `json:"last_offsets"`
 	SessionizerCursors    []uint64 `json:"sessionizer_cursors"`
 	SessionizerLagRecords uint64   `json:"sessionizer_lag_records"`
+	// UnreadableRecords are the log records the sessionizer skipped since
+	// start because they cannot be decoded (at most 100); Gaps are the
+	// offsets the log lost (README, Damage). Both absent on a healthy log.
+	UnreadableRecords []pipeline.Unreadable `json:"unreadable_records,omitempty"`
+	Gaps              []logGap              `json:"lost_offsets,omitempty"`
+}
+
+// logGap is a range of offsets a partition's log lost (eventlog.Gap).
+type logGap struct {
+	Partition int    `json:"log_partition"`
+	From      uint64 `json:"from"`
+	To        uint64 `json:"to"`
 }
 
 type destinationStatus struct {
@@ -134,7 +146,11 @@ func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
 			resp.Log.LastOffsets = append(resp.Log.LastOffsets, last)
 			resp.Log.SessionizerCursors = append(resp.Log.SessionizerCursors, cur)
 			resp.Log.SessionizerLagRecords += last - min(cur, last)
+			for _, g := range lg.Gaps(p) {
+				resp.Log.Gaps = append(resp.Log.Gaps, logGap{Partition: p, From: g.From, To: g.To})
+			}
 		}
+		resp.Log.UnreadableRecords = sz.UnreadableRecords()
 		for i, tr := range ts {
 			ds := tr.Status()
 			d := destinationStatus{Org: ds.Org, Name: ds.Name, URL: blob.Redact(urls[i]), State: "up"}
