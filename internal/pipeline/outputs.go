@@ -117,3 +117,37 @@ func DeleteOutputsThrough(db *pebble.DB, p int, handled uint64) error {
 	}
 	return db.DeleteRange(OutputKey(p, 0), OutputKey(p, end), pebble.NoSync)
 }
+
+// CheckOutputs reads every output segment not yet deleted (those some
+// destination has not delivered: a backlog, not the history) and reports
+// the first that cannot be read back or parsed. A damaged state store is
+// then refused at start, where the rest of the server would otherwise meet
+// it later in a background stage (a Pebble panic reading a damaged blob
+// file is not recoverable everywhere).
+func CheckOutputs(db *pebble.DB) (err error) {
+	var at []byte
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: output segment %x: reading it failed: %v", sessionize.ErrCorrupt, at, r)
+		}
+	}()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte("O"), UpperBound: []byte("P")})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		at = it.Key()
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("output segment %x: %w", at, err)
+		}
+		if len(at) != 11 {
+			return fmt.Errorf("%w: output key %x", sessionize.ErrCorrupt, at)
+		}
+		if err := splitOutputs(binary.BigEndian.Uint64(at[3:]), v, func(uint64, []byte) error { return nil }); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}

@@ -286,7 +286,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		hold = st.Hold
 	}
 	stages.Go(func() error {
-		return runRetention(stagesCtx, lg, sz, transports, hold, cfg.Log.Retention.D(), o.Now, logger)
+		// Supervised like the others: a damaged store value can make a
+		// read panic, and that must not end the process with a stack trace.
+		return supervise(stagesCtx, "retention", func(ctx context.Context) error {
+			return runRetention(ctx, lg, sz, transports, hold, cfg.Log.Retention.D(), o.Now, logger)
+		}, restarts, logger)
 	})
 	serveErr := make(chan error, len(servers))
 	for i, s := range servers {
