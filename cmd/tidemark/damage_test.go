@@ -33,8 +33,8 @@ import (
 // destination lacks must not be reported as delivered in silence: the
 // server says it lost records, or the audit reports it missing.
 //
-// TIDEMARK_DAMAGE_SEEDS (comma-separated) picks the seeds; the default is a
-// few fixed ones. scripts/damage.sh runs many.
+// TIDEMARK_DAMAGE_SEEDS (comma-separated) picks the seeds; the default is
+// two fixed ones. scripts/damage.sh runs many.
 
 // damageMemtable makes the stores flush after a few thousand events, so
 // that there are sstables and blob files to damage.
@@ -201,7 +201,11 @@ func damage(t testing.TB, rng *rand.Rand, f damageFile) string {
 func damageSeeds() []uint64 {
 	v := os.Getenv("TIDEMARK_DAMAGE_SEEDS")
 	if v == "" {
-		return []uint64{1, 2, 3}
+		// In CI: a log MANIFEST garbled (started, the lost tail rebuilt
+		// around and reported) and a state store blob file truncated
+		// (refused; before the start-up check it crashed with a stack
+		// trace after acknowledging events).
+		return []uint64{1, 17}
 	}
 	var out []uint64
 	for _, s := range strings.Split(v, ",") {
