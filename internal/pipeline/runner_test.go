@@ -171,3 +171,77 @@ func TestDeviceCache(t *testing.T) {
 		t.Error("nil cache returned an entry")
 	}
 }
+
+// TestGapIsCrossed: after the log records a lost range (eventlog.SkipTo, as
+// the start-up check does when the log lost its tail), the sessionizer
+// passes the gap, processes every record after it, and numbers the outputs
+// made after it from the gap's SeqFloor, so they never reuse the sequence
+// numbers of batches committed before the loss.
+func TestGapIsCrossed(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir)
+	g := sessionizetest.LoadGolden(t, "../sessionize/testdata/basic.txt")
+	half := len(g.Records) / 2
+	if err := l.AppendRecords(t.Context(), 1, g.Records[:half]); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSessionizers(l, g.Config, prometheus.NewRegistry(), slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.perChunk = 3 // so that chunks end before, at and after the gap
+	h, _ := readHeader(l.DB(), 1)
+	sz := sessionize.New(g.Config, nil, h.Watermark)
+	ds := &dedupeSweep{}
+	run := func() {
+		for {
+			n, err := s.chunk(1, &h, sz, newDeviceCache(), ds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				return
+			}
+		}
+	}
+	run()
+	before := h.NextSeq
+	const floor = 1000
+	gap, err := l.SkipTo(1, l.LastOffset(1)+50, floor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AppendRecords(t.Context(), 1, g.Records[half:]); err != nil {
+		t.Fatal(err)
+	}
+	run()
+	if want := gap.To + uint64(len(g.Records)-half); h.Cursor != want {
+		t.Fatalf("cursor %d after the gap, want %d (every record after it)", h.Cursor, want)
+	}
+	var after int
+	err = ScanOutputs(l.DB(), 1, before, 1<<62, func(seq uint64, o *sessionize.Output) error {
+		if seq < floor {
+			t.Errorf("output %d made after the gap is numbered below its floor %d", seq, floor)
+		}
+		if o.Offset != 0 && o.Offset <= gap.To && o.Offset >= gap.From {
+			t.Errorf("output %d refers to offset %d inside the gap", seq, o.Offset)
+		}
+		after++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after == 0 {
+		t.Fatal("no output after the gap")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The gap is durable: a reopened log appends after it.
+	l = openLog(t, dir)
+	defer l.Close()
+	if gs := l.Gaps(1); len(gs) != 1 || gs[0] != gap {
+		t.Fatalf("gaps after reopen: %+v, want [%+v]", gs, gap)
+	}
+}
