@@ -150,6 +150,12 @@ func openOffline(ctx context.Context, f *auditFlags) (*offline, error) {
 				return nil, fmt.Errorf("org %s destination %s: %w", org.ID, dc.Name, err)
 			}
 			o.closers = append(o.closers, d.Close)
+			id, err := server.OwnerID(lg, org.ID, dc.Name, false)
+			if err != nil {
+				o.close()
+				return nil, err
+			}
+			d.SetOwner(blob.Owner{Org: org.ID, Destination: dc.Name, ID: id})
 			tr := transport.New(transport.Options{Org: org.ID, Name: dc.Name, Dest: d, Log: lg, Outputs: sz, Metrics: tm, Logger: logger})
 			if err := hasRun(tr, lg.Partitions()); err != nil {
 				o.close()

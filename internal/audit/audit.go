@@ -76,6 +76,7 @@ type cellKey struct {
 // manifestInfo is what the audit keeps of a committed manifest.
 type manifestInfo struct {
 	partition int
+	org       string
 	files     map[string]blob.File // by path
 	used      bool                 // seen in the current run
 }
@@ -127,6 +128,9 @@ type Result struct {
 	MissingTruncated bool    `json:"missing_events_truncated"`
 	// OldestMissing is the received_at of the oldest missing event.
 	OldestMissing *time.Time `json:"oldest_missing,omitempty"`
+	// NotOwned says why the destination's place is another destination's
+	// (blob.ErrClaimed): nothing in it is counted as delivered.
+	NotOwned string `json:"not_owned,omitempty"`
 
 	pending []Event // for backfill: absent but not yet due
 }
@@ -280,15 +284,25 @@ func (a *Auditor) audit(ctx context.Context, t Target, hours []time.Time, start 
 	for _, m := range cache {
 		m.used = false
 	}
+	// A place that belongs to another destination (its marker, see
+	// blob.Claim) holds nothing of this one's, whatever its manifests say.
+	if err := t.Dest.Owned(ctx); errors.Is(err, blob.ErrClaimed) {
+		res.NotOwned = err.Error()
+	} else if err != nil {
+		return nil, err
+	}
 	var absent []Event
 	for _, h := range hours {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		row := Hour{Hour: h, InLog: inLog(h, start, complete)}
-		files, err := a.committedFiles(ctx, t.Dest, cache, h)
-		if err != nil {
-			return nil, err
+		files := map[int][]blob.File{}
+		if res.NotOwned == "" {
+			var err error
+			if files, err = a.committedFiles(ctx, t.Dest, t.Org, cache, h); err != nil {
+				return nil, err
+			}
 		}
 		for p := range a.o.Log.Partitions() {
 			c := cell{org: t.Org, p: p, hour: h, files: files[p]}
@@ -390,11 +404,13 @@ type cell struct {
 	delivered int64
 }
 
-// committedFiles returns the committed events files of hour h by partition:
-// files whose batch has a manifest that lists them with the size the
-// destination reports. A file without a manifest is uncommitted; a file
-// whose size differs is not what was committed; neither counts.
-func (a *Auditor) committedFiles(ctx context.Context, d *blob.Blob, cache map[string]*manifestInfo, h time.Time) (map[int][]blob.File, error) {
+// committedFiles returns the committed events files of org in hour h by
+// partition: files whose batch has a manifest of org that lists them with
+// the size the destination reports. A file without a manifest is
+// uncommitted; a file whose size differs is not what was committed; a
+// manifest of another org is not this destination's (batch ids carry no
+// org); none of them counts.
+func (a *Auditor) committedFiles(ctx context.Context, d *blob.Blob, org string, cache map[string]*manifestInfo, h time.Time) (map[int][]blob.File, error) {
 	objs, err := d.HourFiles(ctx, format.Events, h)
 	if err != nil {
 		return nil, err
@@ -414,7 +430,7 @@ func (a *Auditor) committedFiles(ctx context.Context, d *blob.Blob, cache map[st
 			if !ok {
 				continue // not committed (yet)
 			}
-			m = &manifestInfo{partition: man.Partition, files: map[string]blob.File{}}
+			m = &manifestInfo{partition: man.Partition, org: man.Org, files: map[string]blob.File{}}
 			for _, f := range man.Files {
 				if f.Table == format.Events {
 					m.files[f.Path] = f
@@ -423,7 +439,7 @@ func (a *Auditor) committedFiles(ctx context.Context, d *blob.Blob, cache map[st
 			cache[id] = m
 		}
 		m.used = true
-		if f, ok := m.files[o.Path]; ok && f.Bytes == o.Size {
+		if f, ok := m.files[o.Path]; ok && f.Bytes == o.Size && m.org == org {
 			files[m.partition] = append(files[m.partition], f)
 		}
 	}

@@ -76,6 +76,10 @@ func (a *Auditor) Backfill(ctx context.Context, from, to time.Time, targets []Ta
 	var jobs []job
 	for i, t := range targets {
 		res := rep.Results[i]
+		if res.NotOwned != "" {
+			// Writing there would put this org's events in another's place.
+			return nil, nil, fmt.Errorf("backfill %s/%s: %s", t.Org, t.Name, res.NotOwned)
+		}
 		br := BackfillResult{Org: t.Org, Destination: t.Name, Written: !o.DryRun, Pending: res.Total.Pending}
 		byPart := map[int][]Event{}
 		for _, e := range res.Missing {

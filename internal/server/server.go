@@ -149,6 +149,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 				return fmt.Errorf("org %s destination %s: %w", org.ID, dc.Name, err)
 			}
 			dests = append(dests, d)
+			id, err := OwnerID(lg, org.ID, dc.Name, true)
+			if err != nil {
+				return err
+			}
+			d.SetOwner(blob.Owner{Org: org.ID, Destination: dc.Name, ID: id})
 			urls = append(urls, dc.URL)
 			slas = append(slas, cfg.FreshnessSLAs(&dc))
 			sla := cfg.FreshnessSLAs(&dc)
@@ -332,6 +337,25 @@ func storedKey(lg *eventlog.Log, name string) (string, error) {
 		return "", fmt.Errorf("store %s: %w", name, err)
 	}
 	return k, nil
+}
+
+// OwnerID returns the random id with which this data directory claims the
+// place of destination name of org (blob.Owner), creating it when create
+// is set; without create an absent id is "" (it matches any id).
+func OwnerID(lg *eventlog.Log, org, name string, create bool) (string, error) {
+	meta := "destination-owner/" + org + "/" + name
+	v, ok, err := lg.Meta(meta)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", meta, err)
+	}
+	if ok || !create {
+		return string(v), nil
+	}
+	id := blob.NewOwnerID()
+	if err := lg.SetMeta(meta, []byte(id)); err != nil {
+		return "", fmt.Errorf("store %s: %w", meta, err)
+	}
+	return id, nil
 }
 
 // supervise runs a stage until ctx ends. A stage that fails (or panics) is

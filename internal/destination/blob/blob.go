@@ -31,10 +31,13 @@ import (
 type Blob struct {
 	bucket     *blob.Bucket
 	codec      format.Codec
-	dir        string // local root to fsync, for file:// buckets
-	url        string // redacted
-	scheme     string // file, s3, gs or azblob
-	bucketName string // bucket or container; the directory for file://
+	dir        string       // local root to fsync, for file:// buckets
+	url        string       // redacted
+	scheme     string       // file, s3, gs or azblob
+	bucketName string       // bucket or container; the directory for file://
+	root       *blob.Bucket // the bucket without the prefix (the same as bucket when there is none)
+	prefix     string       // the key prefix ("" or "a/b")
+	owner      *Owner       // see SetOwner; nil: no claim checked
 }
 
 var _ destination.Destination = (*Blob)(nil)
@@ -65,6 +68,7 @@ func Open(ctx context.Context, rawURL string, codec format.Codec) (*Blob, error)
 		}
 		return nil, redactErr(err)
 	}
+	root := bucket
 	if prefix = strings.Trim(prefix, "/"); prefix != "" {
 		bucket = blob.PrefixedBucket(bucket, prefix+"/")
 	}
@@ -75,7 +79,8 @@ func Open(ctx context.Context, rawURL string, codec format.Codec) (*Blob, error)
 	if dir != "" {
 		name = dir
 	}
-	return &Blob{bucket: bucket, codec: codec, dir: dir, url: Redact(rawURL), scheme: u.Scheme, bucketName: name}, nil
+	return &Blob{bucket: bucket, codec: codec, dir: dir, url: Redact(rawURL), scheme: u.Scheme, bucketName: name,
+		root: root, prefix: prefix}, nil
 }
 
 // String returns the destination's redacted URL.
@@ -413,7 +418,9 @@ func (d *Blob) committed(ctx context.Context, partition int) (uint64, bool, erro
 
 // Cleanup deletes what a crash can leave behind for the partition: data files
 // whose batch has no manifest and a first seq greater than after, and the
-// temp files of interrupted writes (fileblob's "<key>.<hex>.tmp"). It lists
+// temp files of interrupted writes (fileblob's "<key>.<hex>.tmp"). It deletes
+// only files of the exact layout, <table>/dt=YYYY-MM-DD/hr=HH/<batch id><ext>
+// (nothing deeper, which would be another destination's). It lists
 // every table, so its cost grows with the size of the destination; it runs
 // once per partition at start.
 func (d *Blob) Cleanup(ctx context.Context, partition int, after uint64) (err error) {
@@ -423,6 +430,9 @@ func (d *Blob) Cleanup(ctx context.Context, partition int, after uint64) (err er
 	var doomed []string
 	err = d.list(ctx, manifestDir+pp, func(key string) error {
 		name := strings.TrimPrefix(key, manifestDir)
+		if strings.Contains(name, "/") {
+			return nil // deeper: not this destination's manifest
+		}
 		if id, ok := strings.CutSuffix(name, ".json"); ok {
 			if p, _, _, ok := parseBatchID(id); ok && p == partition {
 				committed[id] = true
@@ -439,8 +449,11 @@ func (d *Blob) Cleanup(ctx context.Context, partition int, after uint64) (err er
 			break
 		}
 		err = d.list(ctx, table+"/", func(key string) error {
-			name := path.Base(key)
-			if !strings.HasPrefix(name, pp) {
+			// Only this destination's exact layout: a file deeper down
+			// (another destination's place inside this one) or elsewhere
+			// is not ours to delete.
+			_, _, name, ok := splitDataPath(key)
+			if !ok || !strings.HasPrefix(name, pp) {
 				return nil
 			}
 			if isTemp(name, format.Exts()...) {

@@ -51,6 +51,9 @@ const (
 	ClassTimeout
 	// ClassCanceled: the caller canceled the operation.
 	ClassCanceled
+	// ClassClaimed: the destination's place belongs to another destination
+	// (see Claim): its marker is at the prefix, above it or below it.
+	ClassClaimed
 )
 
 var classNames = [...]string{
@@ -63,6 +66,7 @@ var classNames = [...]string{
 	ClassThrottled:     "throttled",
 	ClassTimeout:       "timeout",
 	ClassCanceled:      "canceled",
+	ClassClaimed:       "claimed by another destination",
 }
 
 // String returns a short lower-case name: "bucket missing", "access
@@ -80,7 +84,7 @@ func (c Class) String() string {
 // with backoff, since someone may fix them).
 func (c Class) Permanent() bool {
 	switch c {
-	case ClassBucketMissing, ClassAccessDenied, ClassWrongRegion, ClassInvalid:
+	case ClassBucketMissing, ClassAccessDenied, ClassWrongRegion, ClassInvalid, ClassClaimed:
 		return true
 	}
 	return false

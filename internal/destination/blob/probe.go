@@ -24,7 +24,7 @@ var probeContent = []byte("tidemark write probe; safe to delete\n")
 type ProbeError struct {
 	URL    string // the destination, redacted
 	Bucket string // the bucket or container (the directory for file://)
-	Step   string // "list", "write" or "delete"
+	Step   string // "list", "write", "delete" or "claim"
 	Class  Class
 	Err    error // redacted
 }
@@ -48,6 +48,8 @@ func (e *ProbeError) Error() string {
 		what = "timed out"
 	case ClassCanceled:
 		what = "canceled"
+	case ClassClaimed:
+		what = "refusing to write or clean up a place that belongs to another destination"
 	default:
 		what = "failed"
 	}
@@ -57,7 +59,8 @@ func (e *ProbeError) Error() string {
 func (e *ProbeError) Unwrap() error { return e.Err }
 
 // Probe checks that the destination is usable: it lists one key under the
-// prefix, then writes and deletes ProbeKey. It returns nil or a *ProbeError
+// prefix, then writes and deletes ProbeKey, then, with an owner set
+// (SetOwner), claims the place (Claim). It returns nil or a *ProbeError
 // whose Class says what is wrong (Classify and IsPermanent work on it too).
 // It does not retry beyond what the cloud SDK does; bound ctx to bound it
 // (an unreachable GCS endpoint is retried until ctx is done).
@@ -78,6 +81,11 @@ func (d *Blob) Probe(ctx context.Context) error {
 	}
 	if err := d.bucket.Delete(ctx, ProbeKey); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
 		return fail("delete", err)
+	}
+	if d.owner != nil {
+		if err := d.Claim(ctx); err != nil {
+			return fail("claim", err)
+		}
 	}
 	return nil
 }
