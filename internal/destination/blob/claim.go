@@ -91,8 +91,11 @@ func (d *Blob) Claim(ctx context.Context) (err error) {
 		}
 		return nil
 	})
+	if err != nil && !errors.Is(err, ErrClaimed) {
+		err = fmt.Errorf("claim: %w", err)
+	}
 	if err != nil {
-		return fmt.Errorf("claim: %w", err)
+		return err
 	}
 	m, found, err := d.marker(ctx)
 	if err != nil {

@@ -76,6 +76,21 @@
 // and the directories of the data files are fsynced before the manifest is
 // written, so even a power loss cannot commit a batch whose files are lost.
 //
+// Cleanup deletes only files of the exact layout above (nothing deeper:
+// another destination's place may be nested inside this one's).
+//
+// # Claims
+//
+// A place belongs to one destination. With an owner set (SetOwner), Probe
+// claims the place (Claim): MarkerKey at the prefix names the org, the
+// destination and a random id that the deployment keeps in its data
+// directory. A marker of another owner at the prefix, at a prefix above it
+// (for file://, in a parent directory of its real path) or below it makes
+// Probe fail with ErrClaimed (ClassClaimed, permanent) before anything is
+// cleaned up or written. A place without a marker is claimed by writing
+// one, only if absent, and reading it back. Owned checks the same without
+// writing or listing, for the audit.
+//
 // # Manifest
 //
 // JSON, indented, keys in this order, ending in a newline; the same batch
