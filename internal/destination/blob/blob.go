@@ -35,7 +35,7 @@ type Blob struct {
 	url        string       // redacted
 	scheme     string       // file, s3, gs or azblob
 	bucketName string       // bucket or container; the directory for file://
-	root       *blob.Bucket // the bucket without the prefix (the same as bucket when there is none)
+	root       *blob.Bucket // the bucket without the prefix, its own client (bucket itself when there is no prefix)
 	prefix     string       // the key prefix ("" or "a/b")
 	owner      *Owner       // see SetOwner; nil: no claim checked
 }
@@ -70,6 +70,12 @@ func Open(ctx context.Context, rawURL string, codec format.Codec) (*Blob, error)
 	}
 	root := bucket
 	if prefix = strings.Trim(prefix, "/"); prefix != "" {
+		// PrefixedBucket takes the bucket over (and closes it with its
+		// own): Claim reads above the prefix through a second client.
+		if root, _, _, err = open(ctx, u); err != nil {
+			bucket.Close()
+			return nil, redactErr(fmt.Errorf("open destination %s: %w", Redact(rawURL), err))
+		}
 		bucket = blob.PrefixedBucket(bucket, prefix+"/")
 	}
 	if codec.Encoding() == "" {
@@ -87,7 +93,15 @@ func Open(ctx context.Context, rawURL string, codec format.Codec) (*Blob, error)
 func (d *Blob) String() string { return d.url }
 
 // Close releases the bucket.
-func (d *Blob) Close() error { return d.bucket.Close() }
+func (d *Blob) Close() error {
+	err := d.bucket.Close()
+	if d.root != d.bucket {
+		if rerr := d.root.Close(); err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
 
 // Write stores the batch: one data file per table and UTC hour that has rows
 // (events by received_at, pages and sessions by started_at), then the

@@ -1,6 +1,7 @@
 package blob
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -239,7 +240,9 @@ func (d *Blob) createMarker(ctx context.Context) error {
 	if d.dir != "" {
 		return createFile(filepath.Join(d.dir, MarkerKey), data)
 	}
-	err = d.bucket.WriteAll(ctx, MarkerKey, data, &blob.WriterOptions{ContentType: "application/json", IfNotExist: true})
+	// Upload, not WriteAll: azureblob's streaming writer panics in gocloud
+	// v0.47 when an upload fails (see put), as a conditional write may.
+	err = d.bucket.Upload(ctx, MarkerKey, bytes.NewReader(data), &blob.WriterOptions{ContentType: "application/json", IfNotExist: true})
 	if gcerrors.Code(err) == gcerrors.FailedPrecondition {
 		return nil // another marker won; the read-back tells whose
 	}
