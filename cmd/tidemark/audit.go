@@ -346,6 +346,8 @@ func printReport(w io.Writer, rep *audit.Report, f *auditFlags) {
 	for i := range rep.Results {
 		res := &rep.Results[i]
 		switch {
+		case res.NotOwned != "":
+			fmt.Fprintf(w, "%s/%s: %d missing: nothing in its place counts as delivered: %s\n", res.Org, res.Destination, res.Total.Missing, res.NotOwned)
 		case res.Total.Missing == 0 && res.Total.Duplicated == 0:
 			fmt.Fprintf(w, "%s/%s: clean: every accepted event that is due is in the destination exactly once\n", res.Org, res.Destination)
 		default:

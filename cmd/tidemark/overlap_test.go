@@ -145,6 +145,10 @@ orgs:
 		!strings.Contains(rep.Results[0].NotOwned, `claimed by org "acme" destination "lake"`) {
 		t.Errorf("offline audit of B: exit %d, %+v", code, rep.Results)
 	}
+	if out, _, code := cli(t, nil, "audit", "--config", bCfg, "--from", "2h"); code != 1 ||
+		!strings.Contains(out, "acme/lake: 100 missing: nothing in its place counts as delivered") {
+		t.Errorf("offline audit of B, text: exit %d\n%s", code, out)
+	}
 	_, errOut, code := cli(t, nil, "backfill", "--config", bCfg, "--from", "2h")
 	if code == 0 || !strings.Contains(errOut, "claimed by") {
 		t.Errorf("backfill of B: exit %d, stderr %q; want a refusal", code, errOut)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -222,7 +223,7 @@ func (d *Blob) readMarker(ctx context.Context, b *blob.Bucket, key string) (mark
 	}
 	defer r.Close()
 	var m marker
-	dec := json.NewDecoder(r)
+	dec := json.NewDecoder(io.LimitReader(r, 64<<10))
 	if err := dec.Decode(&m); err != nil || m.Version != 1 || m.Org == "" || m.Destination == "" {
 		// Not written by tidemark: still a claim, of someone unknown.
 		return marker{}, claimed("%s is not a tidemark destination marker; this place may belong to another destination", key)
