@@ -157,7 +157,10 @@ func openOffline(ctx context.Context, f *auditFlags) (*offline, error) {
 			}
 			d.SetOwner(blob.Owner{Org: org.ID, Destination: dc.Name, ID: id})
 			tr := transport.New(transport.Options{Org: org.ID, Name: dc.Name, Dest: d, Log: lg, Outputs: sz, Metrics: tm, Logger: logger})
-			if err := hasRun(tr, lg.Partitions()); err != nil {
+			// The owner id is a record too: serve ran this destination
+			// from this data dir even if it never delivered (it was down,
+			// or its place was another's).
+			if err := hasRun(tr, lg.Partitions()); err != nil && id == "" {
 				o.close()
 				return nil, fmt.Errorf("data_dir %s has no record of org %s destination %s (%w): %s", cfg.DataDir, org.ID, dc.Name, err, wrongDataDir(f))
 			}

@@ -52,6 +52,15 @@ func checkStores(ctx context.Context, lg *eventlog.Log, sz *pipeline.Sessionizer
 	remote := make([][]uint64, len(dests))
 	for i, d := range dests {
 		cctx, cancel := context.WithTimeout(ctx, destinationCheckTimeout)
+		// A place claimed by another destination (blob.Claim) holds
+		// another's batches, not this data directory's: its transport
+		// refuses to run, and the log is not judged by it.
+		if err := d.dest.Owned(cctx); errors.Is(err, blob.ErrClaimed) {
+			cancel()
+			logger.Warn("start-up check: the destination's place belongs to another destination; the log is checked against the local stores only",
+				"org", d.org, "destination", d.name, "err", err)
+			continue
+		}
 		seqs := make([]uint64, parts)
 		var err error
 		for p := range parts {
