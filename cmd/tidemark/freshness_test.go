@@ -18,8 +18,9 @@ import (
 
 // TestFreshnessSLAPerTable, the stalled-destination alert with scaled-down
 // timeouts (page_idle 20s, session_idle 30s, flush.max_age 500ms,
-// freshness_grace 20s, ingest.priority_lag 2s: the defaults' 30s of a 6m
-// events SLA, scaled): a destination whose writes hang crosses its events SLA
+// freshness_grace 20s, ingest.priority_lag 2s: a tenth of the events SLA,
+// against the defaults' sixth (30s of 3m), for a burst's catch-up on a
+// machine shared by several builds): a destination whose writes hang crosses its events SLA
 // (max_age + grace = 20.5s, not the session-long 50.5s) and the alert
 // condition holds for its events table; the healthy destination beside it,
 // under a burst that saturates ingest, never does on any table, and gets

@@ -146,7 +146,7 @@ type Destination struct {
 	// to their idle timeout) to make the destination's freshness SLA per
 	// table: an event not delivered that long after it was accepted is
 	// stale (alerts) and, if absent, missing (audit). See FreshnessSLA.
-	FreshnessGrace Duration `yaml:"freshness_grace"` // default 5m
+	FreshnessGrace Duration `yaml:"freshness_grace"` // default 2m
 }
 
 // Tables are the output tables, in the order of the per-table values of
@@ -277,7 +277,7 @@ func NewDestination(name, url string) Destination {
 			MaxBytes:  64 * MiB,
 			MaxAge:    Duration(time.Minute),
 		},
-		FreshnessGrace: Duration(5 * time.Minute),
+		FreshnessGrace: Duration(2 * time.Minute),
 	}
 }
 

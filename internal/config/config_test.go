@@ -152,7 +152,7 @@ func TestGood(t *testing.T) {
 					{Name: "lake", URL: "file:///var/lib/tidemark/lake/acme", Format: "parquet", Compression: "zstd",
 						Flush: Flush{MaxEvents: 100, MaxBytes: MiB, MaxAge: Duration(10 * time.Second)}, FreshnessGrace: Duration(90 * time.Second)},
 					{Name: "json", URL: "file://./export/acme", Format: "ndjson", Compression: "gzip",
-						Flush: Flush{MaxEvents: 100, MaxBytes: MiB, MaxAge: Duration(1500 * time.Millisecond)}, FreshnessGrace: Duration(5 * time.Minute)},
+						Flush: Flush{MaxEvents: 100, MaxBytes: MiB, MaxAge: Duration(1500 * time.Millisecond)}, FreshnessGrace: Duration(2 * time.Minute)}, // freshness_grace: the default
 				},
 			},
 			{
@@ -616,11 +616,13 @@ func TestFieldError(t *testing.T) {
 }
 
 // TestFreshnessSLAPerTable: events are due after flush.max_age + grace,
-// pages and sessions after their idle timeout too.
+// pages and sessions after their idle timeout too. The defaults make the
+// events SLA 3m (max_age 1m + grace 2m), which the stalled alert's promise
+// (firing within 5m of the first overdue event) is built on.
 func TestFreshnessSLAPerTable(t *testing.T) {
 	c := Default()
 	d := NewDestination("lake", "file:///lake")
-	want := [3]time.Duration{6 * time.Minute, 36 * time.Minute, 36 * time.Minute}
+	want := [3]time.Duration{3 * time.Minute, 33 * time.Minute, 33 * time.Minute}
 	if got := c.FreshnessSLAs(&d); got != want {
 		t.Errorf("defaults: %v, want %v", got, want)
 	}
@@ -634,7 +636,7 @@ func TestFreshnessSLAPerTable(t *testing.T) {
 
 func TestPriorityLagAtMostHalfTheShortestSLA(t *testing.T) {
 	c := Default()
-	if got := c.PriorityLag(); got != 30*time.Second {
+	if got := c.PriorityLag(); got != 30*time.Second { // half the default 3m events SLA is 90s: not capped
 		t.Errorf("defaults: %v, want 30s", got)
 	}
 	c.Orgs = []Org{{ID: "a", Destinations: []Destination{
