@@ -410,17 +410,10 @@ func TestMetricsProtected(t *testing.T) {
   token: ${TEST_METRICS_TOKEN}
 `, mport)), port, []string{"TEST_METRICS_TOKEN=" + token})
 	get := func(url, tok string) (int, string) {
-		req, _ := http.NewRequest("GET", url, nil)
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
+		if tok == "" {
+			return getAuth(t, url, "")
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return getAuth(t, url, "Bearer "+tok)
 	}
 	if code, body := post(t, p.addr+"/v1/track", []byte(`{"anonymousId":"d","event":"E"}`), false); code != 200 {
 		t.Fatalf("ingest: %d %s", code, body)

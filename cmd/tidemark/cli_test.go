@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -55,19 +54,7 @@ func TestDevKeyWithoutOrgs(t *testing.T) {
 	if am == nil {
 		t.Fatalf("no status API line printed:\n%s", p.out.String())
 	}
-	get := func(auth string) (int, string) {
-		req, _ := http.NewRequest("GET", p.addr+"/api/v1/status", nil)
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(auth string) (int, string) { return getAuth(t, p.addr+"/api/v1/status", auth) }
 	if code, _ := get("Bearer " + key); code != 401 {
 		t.Errorf("status API with a write key: %d, want 401", code)
 	}

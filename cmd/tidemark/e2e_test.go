@@ -43,6 +43,23 @@ func post(t testing.TB, url string, body []byte, gz bool) (int, string) {
 	return resp.StatusCode, string(rb)
 }
 
+// getAuth GETs url with the Authorization header auth (none when empty)
+// and returns the status and body.
+func getAuth(t testing.TB, url, auth string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 type sent struct {
 	id, device, typ, url string
 }
