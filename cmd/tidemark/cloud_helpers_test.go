@@ -206,7 +206,8 @@ func waitDelivered(t testing.TB, timeout time.Duration, what, url string, want m
 }
 
 // orphans lists the destination with the cloud's own SDK and returns the
-// data objects no manifest names (the probe object and manifests aside).
+// data objects no manifest names (the probe object, the claim marker and
+// manifests aside).
 func orphans(t testing.TB, url string) []string {
 	t.Helper()
 	objs := testenv.Objects(t, url) // list first: a file committed after is then in the lake
@@ -216,7 +217,7 @@ func orphans(t testing.TB, url string) []string {
 	}
 	var out []string
 	for key := range objs {
-		if strings.HasPrefix(key, "_manifests/") || key == blob.ProbeKey {
+		if strings.HasPrefix(key, "_manifests/") || key == blob.ProbeKey || key == blob.MarkerKey {
 			continue
 		}
 		if !l.Files[key] {
