@@ -114,13 +114,7 @@ func TestBrowserSDKRetriesThroughCORS(t *testing.T) {
 		return last.Errors, last.Console
 	}
 
-	acked := false
-	deadline := time.Now().Add(90 * time.Second)
-	for !acked && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-		acked = px.ackedAll(ids)
-	}
-	if !acked {
+	if !pollUntil(90*time.Second, func() bool { return px.ackedAll(ids) }) {
 		errs, console := finish()
 		t.Fatalf("analytics.js's retries did not reach tidemark within 90 s (a CORS preflight refusing X-Retry-Count?)\nproxy: %s\nSDK errors: %q\nbrowser console (first 12 lines of %d):\n  %s",
 			px.summary(), errs, len(console), strings.Join(console[:min(len(console), 12)], "\n  "))
