@@ -62,7 +62,7 @@
 #      and CGO_ENABLED=0. Credentials are not logged.
 #   4. checks the Prometheus alert rules: `promtool check rules
 #      deploy/prometheus/alerts.yml` and `promtool test rules
-#      deploy/prometheus/alerts_test.yml` (README "Operations" > "Alerts");
+#      deploy/prometheus/alerts_test.yml` (docs/operations.md "Alerts");
 #   5. runs `go vet` and `go test`; exits non-zero if any of them failed.
 #
 # Knobs (environment):

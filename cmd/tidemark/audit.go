@@ -276,7 +276,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	var f auditFlags
 	f.register(fs, "24h")
-	asJSON := fs.Bool("json", false, "print the report as JSON (see README)")
+	asJSON := fs.Bool("json", false, "print the report as JSON (see docs/operations.md)")
 	deep := fs.Bool("deep", false, "compare event ids of every hour, not only of hours whose counts differ")
 	fail := failer(stderr, "audit")
 	if code, done := parseArgs(fs, args, fail); done {
@@ -368,7 +368,7 @@ func printReport(w io.Writer, rep *audit.Report, f *auditFlags) {
 		}
 	}
 	if n := len(rep.Unreadable); n > 0 {
-		fmt.Fprintf(w, "%d log records cannot be decoded (a damaged data directory; README, Damage): their events are in no destination and cannot be repaired:\n", n)
+		fmt.Fprintf(w, "%d log records cannot be decoded (a damaged data directory; docs/operations.md, Damage): their events are in no destination and cannot be repaired:\n", n)
 		for _, u := range rep.Unreadable {
 			fmt.Fprintf(w, "  partition %d offset %d: %s\n", u.Partition, u.Offset, u.Error)
 		}

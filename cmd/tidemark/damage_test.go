@@ -24,7 +24,7 @@ import (
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
-// The data directory fault-injection suite (README "Damage"): the real
+// The data directory fault-injection suite (docs/operations.md "Damage"): the real
 // binary is stopped (SIGKILL or SIGTERM), one file of one store is
 // truncated, garbled or deleted, and serve is started again. It must
 // either refuse to start (non-zero exit, a message naming the damage, no

@@ -21,6 +21,12 @@ const (
 
 func post(t testing.TB, url string, body []byte, gz bool) (int, string) {
 	t.Helper()
+	return postAs(t, url, testKey, body, gz)
+}
+
+// postAs is post with the write key key.
+func postAs(t testing.TB, url, key string, body []byte, gz bool) (int, string) {
+	t.Helper()
 	if gz {
 		var b bytes.Buffer
 		w := gzip.NewWriter(&b)
@@ -29,7 +35,7 @@ func post(t testing.TB, url string, body []byte, gz bool) (int, string) {
 		body = b.Bytes()
 	}
 	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
-	req.SetBasicAuth(testKey, "")
+	req.SetBasicAuth(key, "")
 	req.Header.Set("Content-Type", "application/json")
 	if gz {
 		req.Header.Set("Content-Encoding", "gzip")

@@ -23,7 +23,7 @@ import (
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
-// The incident, replayed: the tests of README "Audit and backfill". Each
+// The incident, replayed: the tests of docs/operations.md "Audit and backfill". Each
 // runs against the local destination and against S3 (versitygw).
 
 const incidentAdminKey = "incident-admin-key-000001"

@@ -58,6 +58,9 @@ type proc struct {
 	// env is added to the child's environment (after os.Environ()), e.g.
 	// testenv.S3Env(t) for a cloud destination.
 	env []string
+	// dir is the child's working directory (relative paths in its config
+	// resolve against it); empty: the test's.
+	dir string
 }
 
 type syncBuf struct {
@@ -100,7 +103,18 @@ func startProc(t testing.TB, cfg string, port int) *proc {
 // startProcEnv is startProc with env added to the child's environment.
 func startProcEnv(t testing.TB, cfg string, port int, env []string) *proc {
 	t.Helper()
-	p := &proc{t: t, cfg: cfg, addr: fmt.Sprintf("http://127.0.0.1:%d", port), out: &syncBuf{}, env: env}
+	return runProc(t, &proc{t: t, cfg: cfg, addr: fmt.Sprintf("http://127.0.0.1:%d", port), out: &syncBuf{}, env: env})
+}
+
+// startProcIn is startProc with the working directory dir.
+func startProcIn(t testing.TB, dir, cfg string, port int) *proc {
+	t.Helper()
+	return runProc(t, &proc{t: t, cfg: cfg, addr: fmt.Sprintf("http://127.0.0.1:%d", port), out: &syncBuf{}, dir: dir})
+}
+
+// runProc starts p and stops it when the test ends.
+func runProc(t testing.TB, p *proc) *proc {
+	t.Helper()
 	p.start()
 	t.Cleanup(func() {
 		if !p.done() {
@@ -135,6 +149,7 @@ func (p *proc) tryStart() bool {
 	p.starts++
 	p.cmd = exec.Command(binary(p.t), "serve", "--config", p.cfg)
 	p.cmd.Env = append(os.Environ(), p.env...)
+	p.cmd.Dir = p.dir
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
 	// Ready means this process answers: another test's server may hold the

@@ -14,11 +14,12 @@ import (
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
-// readmeBlock returns the first fenced code block of README.md in language
-// lang that contains marker.
-func readmeBlock(t *testing.T, lang, marker string) string {
+// docBlock returns the first fenced code block in language lang that contains
+// marker, of the documentation file doc (a path from the repository root:
+// "README.md", "docs/streaming.md").
+func docBlock(t *testing.T, doc, lang, marker string) string {
 	t.Helper()
-	raw, err := os.ReadFile("../../README.md")
+	raw, err := os.ReadFile(filepath.Join("..", "..", filepath.FromSlash(doc)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,37 +28,42 @@ func readmeBlock(t *testing.T, lang, marker string) string {
 			return m[1]
 		}
 	}
-	t.Fatalf("README.md has no %s block containing %q", lang, marker)
+	t.Fatalf("%s has no %s block containing %q", doc, lang, marker)
 	return ""
 }
 
-// TestReadmeQuickstart runs the README's quickstart as a user would: the curl
-// example's body is posted as written, and the README's DuckDB queries run
-// unchanged (DuckDB from npm) in a directory laid out like the defaults.
+// readmeBlock is docBlock of README.md.
+func readmeBlock(t *testing.T, lang, marker string) string {
+	t.Helper()
+	return docBlock(t, "README.md", lang, marker)
+}
+
+// TestReadmeQuickstart runs the README's quickstart as a user would: serve
+// starts with the README's second-scale config, unchanged (only the listen
+// address added), in an empty working directory; the curl example's body is
+// posted as written with the example's key; and the README's DuckDB queries
+// run unchanged (DuckDB from npm) in that directory.
 func TestReadmeQuickstart(t *testing.T) {
 	dir := t.TempDir()
 	port := testenv.FreePort(t)
 	cfg := filepath.Join(dir, "tidemark.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen: 127.0.0.1:%d
-data_dir: %s
-log: {tick_interval: 100ms}
-sessions: {page_idle: 1s, session_idle: 2s}
-orgs:
-  - id: default
-    write_keys: ["%s"]
-    destinations:
-      - name: lake
-        url: file://%s
-        flush: {max_age: 1s}
-`, port, filepath.Join(dir, "tidemark-data"), testKey, filepath.Join(dir, "tidemark-data", "lake"))), 0o600)
-	p := startProc(t, cfg, port)
+	yml := readmeBlock(t, "yaml", "session_idle:")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: 127.0.0.1:%d\n%s", port, yml)), 0o600)
+	p := startProcIn(t, dir, cfg, port)
 
 	curl := readmeBlock(t, "sh", "curl -u")
 	body := regexp.MustCompile(`(?s)-d '(.*?)'`).FindStringSubmatch(curl)
 	if body == nil {
 		t.Fatalf("no -d '...' body in the README's curl example:\n%s", curl)
 	}
-	if code, resp := post(t, p.addr+"/v1/batch", []byte(body[1]), false); code != 200 || !strings.Contains(resp, `"accepted":3`) {
+	key := regexp.MustCompile(`(?m)^KEY=(\S+)`).FindStringSubmatch(curl)
+	if key == nil {
+		t.Fatalf("no KEY=... in the README's curl example:\n%s", curl)
+	}
+	if !strings.Contains(yml, `"`+key[1]+`"`) {
+		t.Fatalf("the README's curl key %q is not a write key of its config:\n%s", key[1], yml)
+	}
+	if code, resp := postAs(t, p.addr+"/v1/batch", key[1], []byte(body[1]), false); code != 200 || !strings.Contains(resp, `"accepted":3`) {
 		t.Fatalf("README curl body: %d %s", code, resp)
 	}
 	waitFor(t, 60*time.Second, "the README's events, page and session in the lake", func() (bool, string) {
@@ -96,18 +102,18 @@ orgs:
 	}
 }
 
-// TestReadmeSignatureSnippets checks the README's webhook signature
-// verification snippets: the Go one is the function the webhook tests verify
+// TestReadmeSignatureSnippets checks the webhook signature
+// verification snippets of docs/streaming.md: the Go one is the function the webhook tests verify
 // every request with, and the Node one, run by node, accepts a signature made
 // by tidemark and rejects a tampered body, a wrong secret and a stale time.
 func TestReadmeSignatureSnippets(t *testing.T) {
-	goSnippet := readmeBlock(t, "go", "func verifySignature(")
+	goSnippet := docBlock(t, "docs/streaming.md", "go", "func verifySignature(")
 	src, err := os.ReadFile("stream_e2e_test.go")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(src), goSnippet) {
-		t.Errorf("README's Go snippet differs from verifySignature in stream_e2e_test.go:\n%s", goSnippet)
+		t.Errorf("docs/streaming.md's Go snippet differs from verifySignature in stream_e2e_test.go:\n%s", goSnippet)
 	}
 	now := time.Now()
 	body := []byte(`{"org":"acme","webhook":"crm","events":[]}`)
@@ -116,7 +122,7 @@ func TestReadmeSignatureSnippets(t *testing.T) {
 		t.Error("Go snippet rejects a valid signature")
 	}
 
-	js := readmeBlock(t, "js", "createHmac")
+	js := docBlock(t, "docs/streaming.md", "js", "createHmac")
 	script := filepath.Join(t.TempDir(), "verify.mjs")
 	os.WriteFile(script, []byte(js+`
 const [secret, header, body, nowMs] = process.argv.slice(2)

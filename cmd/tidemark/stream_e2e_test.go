@@ -31,7 +31,7 @@ const (
 )
 
 // hookReceiver is a webhook receiver on loopback, in the test process. It
-// verifies every request's signature as the README tells receivers to, and
+// verifies every request's signature as docs/streaming.md tells receivers to, and
 // records the events of the requests it accepts in arrival order.
 type hookReceiver struct {
 	srv *httptest.Server
@@ -56,7 +56,7 @@ func newHookReceiver(t testing.TB) *hookReceiver {
 	return r
 }
 
-// verifySignature is the README's Go verification snippet.
+// verifySignature is docs/streaming.md's Go verification snippet.
 func verifySignature(secret, header string, body []byte, now time.Time) bool {
 	var ts, sig string
 	for _, part := range strings.Split(header, ",") {

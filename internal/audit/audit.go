@@ -16,7 +16,7 @@ import (
 	"github.com/tidemark/tidemark/internal/format"
 )
 
-// ReportVersion is the version of the JSON report (see README "Audit").
+// ReportVersion is the version of the JSON report (see docs/operations.md "Audit and backfill").
 const ReportVersion = 1
 
 // DefaultMaxListed bounds the missing events a Result lists.

@@ -753,7 +753,7 @@ func (q quietLogger) Errorf(format string, args ...any) {
 func (q quietLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	q.l.Error("store failed; stopping", "err", msg)
-	fmt.Fprintf(os.Stderr, "tidemark: the embedded store cannot continue (%s); stopping. Every acknowledged event is on disk: fix the cause (free disk space) and start tidemark again. If the store is damaged, restore data_dir from a backup taken while tidemark was stopped, or move the damaged store aside (README, Damage).\n", msg)
+	fmt.Fprintf(os.Stderr, "tidemark: the embedded store cannot continue (%s); stopping. Every acknowledged event is on disk: fix the cause (free disk space) and start tidemark again. If the store is damaged, restore data_dir from a backup taken while tidemark was stopped, or move the damaged store aside (docs/operations.md, Damage).\n", msg)
 	os.Exit(1)
 }
 

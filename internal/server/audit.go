@@ -197,7 +197,7 @@ func (x *auditor) request(w http.ResponseWriter, r *http.Request) (from, to time
 }
 
 // auditHandler serves GET /api/v1/audit?from=&to=[&org=][&destination=][&deep=true]:
-// the audit report as JSON (see README "Audit").
+// the audit report as JSON (see docs/operations.md "Audit and backfill").
 func (x *auditor) auditHandler(w http.ResponseWriter, r *http.Request) {
 	from, to, targets, ok := x.request(w, r)
 	if !ok {

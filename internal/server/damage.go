@@ -35,7 +35,7 @@ type checked struct {
 // their outputs would reuse sequence numbers, hence batch ids, of batches
 // already committed, and be skipped as delivered.
 //
-// What it does about it (README "Damage"): the lost offsets become a gap
+// What it does about it (docs/operations.md "Damage"): the lost offsets become a gap
 // (eventlog.SkipTo), new records are appended after everything any store or
 // destination has seen, and the sessionizer numbers the outputs after the
 // gap past every committed batch. The events that were in the lost tail and
@@ -142,7 +142,7 @@ func checkStores(ctx context.Context, lg *eventlog.Log, sz *pipeline.Sessionizer
 			continue // recorded by an earlier start
 		}
 		logger.Error("DAMAGED DATA DIRECTORY: the log lost its tail; new events are appended after the lost offsets. "+
-			"Events in the lost range that were not yet delivered are lost (see README, Damage)",
+			"Events in the lost range that were not yet delivered are lost (see docs/operations.md, Damage)",
 			"partition", p, "log_last_offset", last, "ahead", by, "lost_from", g.From, "lost_to", g.To, "next_output_seq", g.SeqFloor)
 	}
 	return nil
@@ -159,5 +159,5 @@ func storeError(err error) error {
 	}
 	return fmt.Errorf("%w\nThe data directory (data_dir) is damaged or was written by another build. Nothing was served. "+
 		"What to do: restore data_dir from a backup taken while tidemark was stopped (all of store/ from the same backup), "+
-		"or move the damaged store aside; tidemark then starts without it and says what it rebuilt and what was lost (README, Damage)", err)
+		"or move the damaged store aside; tidemark then starts without it and says what it rebuilt and what was lost (docs/operations.md, Damage)", err)
 }

@@ -63,7 +63,7 @@ type logStatus struct {
 	SessionizerLagRecords uint64   `json:"sessionizer_lag_records"`
 	// UnreadableRecords are the log records the sessionizer skipped since
 	// start because they cannot be decoded (at most 100); Gaps are the
-	// offsets the log lost (README, Damage). Both absent on a healthy log.
+	// offsets the log lost (docs/operations.md, Damage). Both absent on a healthy log.
 	UnreadableRecords []pipeline.Unreadable `json:"unreadable_records,omitempty"`
 	Gaps              []logGap              `json:"lost_offsets,omitempty"`
 }

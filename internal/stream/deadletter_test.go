@@ -107,7 +107,7 @@ func FuzzDecodeDeadLetter(f *testing.F) {
 }
 
 func TestSignAndRetryAfter(t *testing.T) {
-	// A fixed vector, also used in the README's verification snippets.
+	// A fixed vector, also used in docs/streaming.md's verification snippets.
 	got := Sign([]byte("whsec-test-0000000001"), time.Unix(1767225600, 0), []byte(`{"events":[]}`))
 	const want = "t=1767225600,v1="
 	if len(got) != len(want)+64 || got[:len(want)] != want {

@@ -51,7 +51,7 @@ func newReceiver(t testing.TB) *receiver {
 	return r
 }
 
-// verify checks a Tidemark-Signature header the way the README tells
+// verify checks a Tidemark-Signature header the way docs/streaming.md tells
 // receivers to.
 func verify(secret string, header string, body []byte) bool {
 	var ts, sig string
