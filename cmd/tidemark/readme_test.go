@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/internal/config"
 	"github.com/tidemark/tidemark/internal/stream"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
@@ -137,4 +138,44 @@ console.log(JSON.stringify([
 	if got := strings.TrimSpace(string(out)); got != "[true,false,false,false]" {
 		t.Errorf("Node snippet: valid, tampered, wrong secret, stale = %s, want [true,false,false,false]", got)
 	}
+}
+
+// TestExampleConfigStarts: tidemark.example.yaml starts as it is (only its
+// listen address changed, to a free port), in an empty working directory
+// and without any environment variable of its own, and delivers an event
+// sent with its write key to its first destination.
+func TestExampleConfigStarts(t *testing.T) {
+	t.Parallel() // mostly waits for the default flush.max_age, a minute of log time
+	raw, err := os.ReadFile("../../tidemark.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	port := testenv.FreePort(t)
+	listen := regexp.MustCompile(`(?m)^listen: .*$`)
+	if len(listen.FindAll(raw, -1)) != 1 {
+		t.Fatal("tidemark.example.yaml has no single top-level listen line")
+	}
+	cfg := filepath.Join(dir, "tidemark.yaml")
+	os.WriteFile(cfg, listen.ReplaceAll(raw, []byte(fmt.Sprintf("listen: 127.0.0.1:%d", port))), 0o600)
+	loaded, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	org := loaded.Orgs[0]
+	lake := org.Destinations[0].URL
+	if !strings.HasPrefix(lake, "file://./") {
+		t.Fatalf("the example's first destination is not a relative file lake: %s", lake)
+	}
+	p := startProcIn(t, dir, cfg, port)
+	body := []byte(`{"batch":[{"type":"track","anonymousId":"device-1","event":"Example","messageId":"example-1"}]}`)
+	if code, resp := postAs(t, p.addr+"/v1/batch", org.WriteKeys[0].Reveal(), body, false); code != 200 {
+		t.Fatalf("post with the example's write key: %d %s", code, resp)
+	}
+	root := filepath.Join(dir, strings.TrimPrefix(lake, "file://./"))
+	waitFor(t, 3*time.Minute, "the event in the example's lake", func() (bool, string) {
+		l := readLake(t, root)
+		return len(l.Events) == 1 && l.Events[0].EventID == "example-1" && l.Events[0].OrgID == org.ID, fmt.Sprintf("%d events", len(l.Events))
+	})
+	p.stop()
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,8 @@ var testEnv = map[string]string{
 	"TIDEMARK_ADMIN_KEY":           "example-admin-key-000001",
 	"TIDEMARK_ACME_READ_KEY":       "example-read-key-0000001",
 	"TIDEMARK_ACME_WRITE_KEY_ALT":  "unused",
+	"TIDEMARK_ACME_WRITE_KEY_NEXT": "example-key-00000000002",
+	"TIDEMARK_METRICS_TOKEN":       "example-metrics-token-01",
 	"TIDEMARK_ACME_WEBHOOK_SECRET": "example-webhook-secret-01",
 	// secrets.bad.yml and env_values.bad.yml: no error may show these.
 	"TIDEMARK_TEST_WRITE_KEYS": "first-secret-key-0000001,second-secret-key-00002",
@@ -252,27 +255,63 @@ orgs:
 	}
 }
 
+// exampleCommented matches a line of tidemark.example.yaml that is an
+// optional setting commented out ("# key: value", "# - item", "# - ${VAR}"),
+// not prose: the "# " goes and the rest stays at its indentation.
+var exampleCommented = regexp.MustCompile(`(?m)^(\s*)# (\s*(?:- )?(?:[a-z_]+:(?: .*)?|\$\{[A-Z_]+\}))$`)
+
+// TestExampleFile: tidemark.example.yaml loads as it is, without any
+// environment variable (it starts as it is: TestExampleConfigStarts in
+// cmd/tidemark), and documents the defaults; with its optional settings
+// uncommented it still loads, taking its secrets from the environment.
 func TestExampleFile(t *testing.T) {
-	for k, v := range testEnv {
-		t.Setenv(k, v)
-	}
-	cfg, err := Load("../../tidemark.example.yaml")
+	data, err := os.ReadFile("../../tidemark.example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The example documents the defaults: apart from its orgs and admin keys
-	// it is Default().
+	noEnv := func(name string) (string, bool) { return "", false }
+	cfg, err := parse("tidemark.example.yaml", data, noEnv)
+	if err != nil {
+		t.Fatalf("the example does not load as it is, without environment variables: %v", err)
+	}
+	// The example documents the defaults: apart from its orgs it is Default().
 	orgs := cfg.Orgs
 	cfg.Orgs = nil
-	if len(cfg.AdminKeys) != 1 || cfg.AdminKeys[0].Reveal() != testEnv["TIDEMARK_ADMIN_KEY"] {
-		t.Errorf("admin key not expanded from the environment: %v", cfg.AdminKeys)
-	}
-	cfg.AdminKeys = nil
 	if !reflect.DeepEqual(cfg, Default()) {
 		t.Errorf("example's values differ from Default():\n%+v\n%+v", cfg, Default())
 	}
-	if len(orgs) != 1 || len(orgs[0].Destinations) != 2 {
-		t.Fatalf("want one org with two destinations, got %+v", orgs)
+	checkExampleOrgs(t, orgs, 2)
+
+	full := exampleCommented.ReplaceAll(data, []byte("$1$2"))
+	cfg, err = parse("tidemark.example.yaml (optional settings uncommented)", full, lookupTestEnv)
+	if err != nil {
+		t.Fatalf("the example with its optional settings uncommented: %v (a prose comment line that starts with \"word:\" is taken for a setting: reflow it)\n%s", err, full)
+	}
+	if len(cfg.AdminKeys) != 1 || cfg.AdminKeys[0].Reveal() != testEnv["TIDEMARK_ADMIN_KEY"] {
+		t.Errorf("admin key not expanded from the environment: %v", cfg.AdminKeys)
+	}
+	if cfg.Metrics.Listen == "" || cfg.Metrics.Token.Reveal() != testEnv["TIDEMARK_METRICS_TOKEN"] {
+		t.Errorf("metrics listen and token not uncommented: %+v", cfg.Metrics)
+	}
+	orgs = cfg.Orgs
+	checkExampleOrgs(t, orgs, 6) // and the four object-storage examples
+	if got := orgs[0].WriteKeys[0].Reveal(); got != testEnv["TIDEMARK_ACME_WRITE_KEY"] {
+		t.Errorf("write key not expanded from the environment: %q", got)
+	}
+	if got := orgs[0].ReadKeys; len(got) != 1 || got[0].Reveal() != testEnv["TIDEMARK_ACME_READ_KEY"] {
+		t.Errorf("read key not expanded from the environment: %v", got)
+	}
+	if got := orgs[0].Webhooks; len(got) != 1 || got[0].Secret.Reveal() != testEnv["TIDEMARK_ACME_WEBHOOK_SECRET"] || len(got[0].Filter.Events) != 2 {
+		t.Errorf("webhook not uncommented whole: %+v", got)
+	}
+}
+
+// checkExampleOrgs checks the example's one org: n destinations, the first a
+// default parquet file lake, the second ndjson.
+func checkExampleOrgs(t *testing.T, orgs []Org, n int) {
+	t.Helper()
+	if len(orgs) != 1 || len(orgs[0].Destinations) != n {
+		t.Fatalf("want one org with %d destinations, got %+v", n, orgs)
 	}
 	if d := orgs[0].Destinations[0]; d.Format != "parquet" || !strings.HasPrefix(d.URL, "file://") ||
 		!reflect.DeepEqual(d.Flush, NewDestination("", "").Flush) {
@@ -280,12 +319,6 @@ func TestExampleFile(t *testing.T) {
 	}
 	if d := orgs[0].Destinations[1]; d.Format != "ndjson" {
 		t.Errorf("second destination is not ndjson: %+v", d)
-	}
-	if got := orgs[0].WriteKeys[0].Reveal(); got != testEnv["TIDEMARK_ACME_WRITE_KEY"] {
-		t.Errorf("write key not expanded from the environment: %q", got)
-	}
-	if got := orgs[0].ReadKeys; len(got) != 1 || got[0].Reveal() != testEnv["TIDEMARK_ACME_READ_KEY"] {
-		t.Errorf("read key not expanded from the environment: %v", got)
 	}
 }
 
