@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/tidemark/tidemark/internal/config"
 	"github.com/tidemark/tidemark/internal/stream"
@@ -178,4 +179,74 @@ func TestExampleConfigStarts(t *testing.T) {
 		return len(l.Events) == 1 && l.Events[0].EventID == "example-1" && l.Events[0].OrgID == org.ID, fmt.Sprintf("%d events", len(l.Events))
 	})
 	p.stop()
+}
+
+// TestDocLinks: every relative link of README.md, BENCHMARKS.md and docs/*.md
+// names a file of the repository and, with a #fragment, one of its headings
+// (GitHub's anchors), so that moving text between pages cannot leave a link
+// behind.
+func TestDocLinks(t *testing.T) {
+	root := filepath.Join("..", "..")
+	docs, _ := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	docs = append(docs, filepath.Join(root, "README.md"), filepath.Join(root, "BENCHMARKS.md"))
+	fence := regexp.MustCompile("(?ms)^```.*?^```")
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	anchors := map[string]map[string]bool{}
+	anchorsOf := func(file string) map[string]bool {
+		if a, ok := anchors[file]; ok {
+			return a
+		}
+		a := map[string]bool{}
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(fence.ReplaceAllString(string(raw), ""), "\n") {
+			if h, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " "); ok && strings.HasPrefix(line, "#") {
+				a[githubAnchor(h)] = true
+			}
+		}
+		anchors[file] = a
+		return a
+	}
+	for _, doc := range docs {
+		raw, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(root, doc)
+		for _, m := range link.FindAllStringSubmatch(fence.ReplaceAllString(string(raw), ""), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			path, frag, _ := strings.Cut(target, "#")
+			file := doc
+			if path != "" {
+				file = filepath.Join(filepath.Dir(doc), filepath.FromSlash(path))
+				if _, err := os.Stat(file); err != nil {
+					t.Errorf("%s: link %s: no such file", rel, target)
+					continue
+				}
+			}
+			if frag != "" && !anchorsOf(file)[frag] {
+				t.Errorf("%s: link %s: no heading with that anchor", rel, target)
+			}
+		}
+	}
+}
+
+// githubAnchor is the anchor GitHub gives a Markdown heading: lower case,
+// punctuation dropped, spaces turned into hyphens.
+func githubAnchor(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case r == ' ':
+			b.WriteByte('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
