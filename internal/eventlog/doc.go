@@ -34,14 +34,47 @@
 // partitions' watermarks advance (DESIGN.md).
 //
 // The log lives in its own Pebble instance (store/log). A second one
-// (store/state, returned by DB) holds the other stages' small state, each under
-// its own key prefix, so that a stage's output and its progress commit in one
+// (store/state, State) holds the other stages' small state, each under its
+// own key prefix, so that a stage's output and its progress commit in one
 // atomic batch; keeping it apart keeps the log's volume from evicting its
-// blocks from the shared cache or piling L0 files in front of its lookups:
+// blocks from the shared cache or piling L0 files in front of its lookups.
 //
-//	'L' log records            (this package, store/log)
-//	'M' metadata               (this package, store/log: partition count, dev write key)
-//	'S' sessionizer state      (package pipeline)
-//	'O' sessionizer output     (package pipeline)
-//	'T' transport progress     (package transport)
+// This package is the state store as well as the log, and owns the key
+// space of both: every key is built in keys.go, and no Pebble type leaves
+// the package. The stages reach their state through methods that name what
+// they keep, never a key: the sessionizer through State.SessionHeader,
+// State.UpdateSessions (a sessionize.Store over one atomic batch) and the
+// output methods, a transport through State.Progress and SetProgress,
+// retention through Retention. Those are the seams (package pipeline's Log
+// and State, package transport's Outputs and ProgressStore interfaces)
+// where another log, such as Kafka, and another state store can go under
+// the same pipeline. One package rather than a log package and a state
+// package: both stores are opened, sized and shut down together from one
+// data directory, share one fatal-error policy and one format upgrade
+// (storeFormat), and retention needs both (it trims the outputs, then the
+// log behind them).
+//
+// Keys (p is the partition, 2 bytes big endian; numbers are 8 bytes big
+// endian):
+//
+//	store/log:
+//	'L' p offset               log segment (above)
+//	'M' name                   metadata: "partitions", "logformat", "gaps/<p>"
+//	                           (Gap), and values of other packages (Meta)
+//	store/state:
+//	'S' p 'h'                  sessionizer header (SessionHeader): cursor (last
+//	                           processed offset), watermark, next output seq
+//	'S' p 'd' org 0 device     open device state (sessionize.MarshalDevice)
+//	'S' p 'x' bucket org 0 dev expiry index
+//	'S' p 'n' h                dedupe: log time first seen (swept when older than
+//	                           the window); h = SHA-256(uvarint len org, org,
+//	                           uvarint len device, device, messageId)[:16]
+//	                           (see appendDedupeKey)
+//	'S' p 'm' org 0 messageId  dedupe entry of earlier versions (org and messageId
+//	                           only): still read, never written, swept like the others
+//	'O' p seq                  sessionizer output segment: the items of one chunk,
+//	                           the first with sequence number seq (starts at 1);
+//	                           see outputs.go
+//	'T' org 0 name 0 p         a destination's local progress: the sequence number
+//	                           of the last output item it committed (8 bytes)
 package eventlog

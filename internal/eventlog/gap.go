@@ -79,7 +79,7 @@ func (l *Log) SkipTo(p int, to, seqFloor uint64) (Gap, error) {
 	if err != nil {
 		return Gap{}, err
 	}
-	if err := l.db.Set(append([]byte("M"), gapsMeta(p)...), v, pebble.Sync); err != nil {
+	if err := l.db.Set(metaKey(gapsMeta(p)), v, pebble.Sync); err != nil {
 		return Gap{}, fmt.Errorf("record log gap: %w", err)
 	}
 	l.gaps[p] = gaps

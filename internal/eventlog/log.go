@@ -2,7 +2,6 @@ package eventlog
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -65,6 +64,7 @@ var ErrClosed = errors.New("event log closed")
 type Log struct {
 	db    *pebble.DB // log records and metadata
 	state *pebble.DB // the other stages' state
+	st    *State     // state's methods
 	dir   string
 	parts int
 	opts  Options
@@ -189,7 +189,7 @@ func Open(dir string, o Options) (*Log, error) {
 		db.Close()
 		return nil, fmt.Errorf("open state store: %w", err)
 	}
-	l := &Log{db: db, state: state, dir: dir, parts: o.Partitions, opts: o,
+	l := &Log{db: db, state: state, st: newState(state, o.Partitions), dir: dir, parts: o.Partitions, opts: o,
 		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{}),
 		notify: make(chan struct{}), tail: make([]Committed, o.TailRecords)}
 	if err := l.checkPartitions(); err != nil {
@@ -241,9 +241,6 @@ func Open(dir string, o Options) (*Log, error) {
 	return l, nil
 }
 
-// DB is the embedded store, for the stages that keep their state beside the log.
-func (l *Log) DB() *pebble.DB { return l.state }
-
 func (l *Log) closeStores() error {
 	return errors.Join(l.db.Close(), l.state.Close())
 }
@@ -263,7 +260,7 @@ func PartitionOf(org, device string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-var metaPartitions = []byte("Mpartitions")
+var metaPartitions = metaKey("partitions")
 
 func (l *Log) checkPartitions() error {
 	v, closer, err := l.db.Get(metaPartitions)
@@ -281,7 +278,7 @@ func (l *Log) checkPartitions() error {
 	return nil
 }
 
-var metaFormat = []byte("Mlogformat")
+var metaFormat = metaKey("logformat")
 
 // logFormat is the log's on-disk layout: "2" is segments (doc.go). Format 1
 // (one store value per record, before segments) was never released.
@@ -290,7 +287,7 @@ const logFormat = "2"
 func (l *Log) checkFormat() error {
 	v, closer, err := l.db.Get(metaFormat)
 	if errors.Is(err, pebble.ErrNotFound) {
-		lo, hi := []byte("L"), []byte("M")
+		lo, hi := Key(0, 0)[:1], metaKey("")
 		it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 		if err != nil {
 			return err
@@ -319,7 +316,7 @@ func (l *Log) checkFormat() error {
 
 // Meta reads a metadata value; ok is false when absent.
 func (l *Log) Meta(name string) (val []byte, ok bool, err error) {
-	v, closer, err := l.db.Get(append([]byte("M"), name...))
+	v, closer, err := l.db.Get(metaKey(name))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -332,21 +329,7 @@ func (l *Log) Meta(name string) (val []byte, ok bool, err error) {
 
 // SetMeta durably stores a metadata value.
 func (l *Log) SetMeta(name string, val []byte) error {
-	return l.db.Set(append([]byte("M"), name...), val, pebble.Sync)
-}
-
-// Key returns the store key of the segment of partition whose first record
-// has offset offset.
-func Key(partition int, offset uint64) []byte {
-	k := make([]byte, 11)
-	k[0] = 'L'
-	binary.BigEndian.PutUint16(k[1:], uint16(partition))
-	binary.BigEndian.PutUint64(k[3:], offset)
-	return k
-}
-
-func partitionBounds(partition int) (lo, hi []byte) {
-	return Key(partition, 0), Key(partition+1, 0)[:3]
+	return l.db.Set(metaKey(name), val, pebble.Sync)
 }
 
 func (l *Log) lastOffset(p int) (uint64, error) { return l.edgeOffset(p, true) }
@@ -379,8 +362,6 @@ func (l *Log) edgeOffset(p int, last bool) (uint64, error) {
 	}
 	return off, nil
 }
-
-func keyOffset(k []byte) uint64 { return binary.BigEndian.Uint64(k[3:]) }
 
 // LastOffset is the newest committed offset of a partition (0 when empty).
 func (l *Log) LastOffset(p int) uint64 { return l.lastOffs[p].Load() }

@@ -233,7 +233,7 @@ type memSample struct {
 	heap         uint64 // Go heap live after a GC (HeapAlloc)
 	heapSys      uint64 // Go heap obtained from the OS (HeapSys - HeapReleased)
 	rss, hwm     uint64 // VmRSS, VmHWM
-	cache, memtb uint64 // l.DB()'s Pebble block cache and memtables (live and recycled); Go heap with CGO_ENABLED=0
+	cache, memtb uint64 // the state store's Pebble block cache and memtables (live and recycled); Go heap with CGO_ENABLED=0
 	at           time.Duration
 }
 
@@ -242,9 +242,10 @@ func (m memSample) String() string {
 		m.records, m.at.Seconds(), mib(m.heap), mib(m.cache), mib(m.memtb), mib(m.other()), mib(m.heapSys), mib(m.rss), mib(m.hwm))
 }
 
-// other is the Go heap not held by the block cache and memtables of l.DB()
-// (the state store): the sessionizers' own memory, batches, iterators, and
-// whatever Pebble instances l.DB() does not show (the log's own store).
+// other is the Go heap not held by the block cache and memtables of the
+// state store (l.State().Stats()): the sessionizers' own memory, batches,
+// iterators, and whatever Pebble instances it does not show (the log's own
+// store).
 func (m memSample) other() uint64 { return m.heap - min(m.heap, m.cache+m.memtb) }
 
 // slope fits y = a + b*records by least squares over samples and returns b,
@@ -272,9 +273,9 @@ func sampleMem(l *eventlog.Log, records uint64, at time.Duration) memSample {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	rss, hwm := procRSS()
-	m := l.DB().Metrics()
+	m := l.State().Stats()
 	return memSample{records: records, heap: ms.HeapAlloc, heapSys: ms.HeapSys - ms.HeapReleased, rss: rss, hwm: hwm,
-		cache: uint64(m.BlockCache.Size), memtb: m.MemTable.Size + m.MemTable.ZombieSize, at: at}
+		cache: uint64(m.CacheBytes), memtb: m.MemTableBytes + m.ZombieMemTableBytes, at: at}
 }
 
 // procRSS reads VmRSS and VmHWM (bytes) from /proc/self/status; 0 where absent.
@@ -422,27 +423,21 @@ func BenchmarkSessionizerOpenSessions(b *testing.B) {
 		// Every device must still be open: count the device states.
 		open := 0
 		for p := range l.Partitions() {
-			it, err := l.DB().NewIter(nil)
+			o, err := l.State().OpenDevices(p)
 			if err != nil {
 				b.Fatal(err)
 			}
-			lo := stateKey(p, 'd')
-			for it.SeekGE(lo); it.Valid() && bytes.HasPrefix(it.Key(), lo); it.Next() {
-				open++
-			}
-			if err := it.Close(); err != nil {
-				b.Fatal(err)
-			}
+			open += o
 		}
 		if open != n {
 			b.Fatalf("%d open device states, want %d (a session closed?)", open, n)
 		}
-		pm := l.DB().Metrics()
-		b.Logf("state store (l.DB()): block cache %d entries %.1f MiB, hits %d misses %d; memtables %d (%.0f MiB) + zombie %d (%.0f MiB); L0 %d tables; read amp %d; load average %s",
-			pm.BlockCache.Count, mib(uint64(pm.BlockCache.Size)), pm.BlockCache.Hits, pm.BlockCache.Misses,
-			pm.MemTable.Count, mib(pm.MemTable.Size), pm.MemTable.ZombieCount, mib(pm.MemTable.ZombieSize),
-			pm.Levels[0].TablesCount, pm.ReadAmp(), loadAvg())
-		disk := pm.DiskSpaceUsage()
+		pm := l.State().Stats()
+		b.Logf("state store: block cache %d entries %.1f MiB, hits %d misses %d; memtables %d (%.0f MiB) + zombie %d (%.0f MiB); L0 %d tables; read amp %d; load average %s",
+			pm.CacheEntries, mib(uint64(pm.CacheBytes)), pm.CacheHits, pm.CacheMisses,
+			pm.MemTables, mib(pm.MemTableBytes), pm.ZombieMemTables, mib(pm.ZombieMemTableBytes),
+			pm.L0Tables, pm.ReadAmp, loadAvg())
+		disk := pm.DiskBytes
 		if err := l.Close(); err != nil {
 			b.Fatal(err)
 		}
@@ -481,7 +476,7 @@ func BenchmarkSessionizerOpenSessions(b *testing.B) {
 		b.ReportMetric(slope(late, func(m memSample) uint64 { return m.heap }), "heap_B/session")
 		b.ReportMetric(slope(late, memSample.other), "heap_other_B/session")
 		b.ReportMetric(mib(disk), "state_disk_MiB")
-		b.ReportMetric(hitRate(pm.BlockCache.Hits, pm.BlockCache.Misses), "state_cache_hit_%")
+		b.ReportMetric(hitRate(pm.CacheHits, pm.CacheMisses), "state_cache_hit_%")
 	}
 }
 
@@ -536,15 +531,15 @@ func BenchmarkSessionizerThroughput(b *testing.B) {
 			runtime.GC()
 			b.ReportAllocs()
 			b.ResetTimer()
-			c0 := l.DB().Metrics().BlockCache
+			c0 := l.State().Stats()
 			cpu0 := cpuTime()
 			elapsed := runToEnd(b, l, cfg, nil)
 			b.StopTimer()
 			cpu := cpuTime() - cpu0
-			c1 := l.DB().Metrics().BlockCache
+			c1 := l.State().Stats()
 			b.ReportMetric(float64(recs)/elapsed.Seconds(), "records/s")
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(recs), "cpu_ns/record")
-			b.ReportMetric(hitRate(c1.Hits-c0.Hits, c1.Misses-c0.Misses), "state_cache_hit_%")
+			b.ReportMetric(hitRate(c1.CacheHits-c0.CacheHits, c1.CacheMisses-c0.CacheMisses), "state_cache_hit_%")
 			b.Logf("%d records; load average %s", recs, loadAvg())
 		})
 	}

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
@@ -23,10 +22,31 @@ import (
 // ChunkRecords is how many log records one atomic sessionizer commit covers at most.
 const ChunkRecords = 2048
 
+// Log is what the sessionizers read: *eventlog.Log, or another log with
+// the same offsets and guarantees (Scan never passes LastOffset, Notify is
+// closed at the next commit).
+type Log interface {
+	Partitions() int
+	LastOffset(p int) uint64
+	Notify() <-chan struct{}
+	Gaps(p int) []eventlog.Gap
+	Scan(p int, from, to uint64, fn func(off uint64, val []byte) error) error
+}
+
+// State is where the sessionizers keep their state and their outputs:
+// *eventlog.State (see its methods for the contract).
+type State interface {
+	SessionHeader(p int) (eventlog.SessionHeader, error)
+	UpdateSessions(p int, h *eventlog.SessionHeader, window time.Duration, fn func(st sessionize.Store) (sweep int, err error)) (eventlog.Emitted, error)
+	ScanOutputs(p int, from, to uint64, fn func(seq uint64, o *sessionize.Output) error) error
+	FirstEventOffset(p int, from, to uint64) (uint64, error)
+}
+
 // Sessionizers runs one sessionizer per log partition and tells the transports
 // when new outputs exist.
 type Sessionizers struct {
-	log      *eventlog.Log
+	log      Log
+	state    State
 	cfg      sessionize.Config
 	logger   *slog.Logger
 	perChunk uint64 // records per commit; ChunkRecords unless a test changes it
@@ -62,10 +82,10 @@ func NewSessionizers(l *eventlog.Log, cfg sessionize.Config, reg prometheus.Regi
 	// for the same cores. Turns are taken in arrival order (a channel's
 	// waiting senders), so every partition advances and lag stays bounded.
 	workers := max(1, runtime.GOMAXPROCS(0)/2)
-	s := &Sessionizers{log: l, cfg: cfg, logger: logger, notify: make(chan struct{}), perChunk: ChunkRecords, sem: make(chan struct{}, workers),
+	s := &Sessionizers{log: l, state: l.State(), cfg: cfg, logger: logger, notify: make(chan struct{}), perChunk: ChunkRecords, sem: make(chan struct{}, workers),
 		next: make([]atomic.Uint64, l.Partitions()), cursor: make([]atomic.Uint64, l.Partitions()), wm: make([]atomic.Int64, l.Partitions())}
 	for p := range l.Partitions() {
-		h, err := readHeader(l.DB(), p)
+		h, err := s.state.SessionHeader(p)
 		if err != nil {
 			return nil, err
 		}
@@ -142,17 +162,11 @@ func (s *Sessionizers) Run(ctx context.Context) error {
 }
 
 func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
-	db := s.log.DB()
-	h, err := readHeader(db, p)
+	h, err := s.state.SessionHeader(p)
 	if err != nil {
 		return err
 	}
 	sz := sessionize.New(s.cfg, nil, h.Watermark)
-	cache := newDeviceCache()
-	ds := dedupeSweep{}
-	if ds.legacy, err = hasLegacyDedupe(db, p); err != nil {
-		return err
-	}
 	for {
 		wait := s.log.Notify()
 		select {
@@ -161,7 +175,7 @@ func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
 			return nil
 		}
 		start := time.Now()
-		n, err := s.chunk(p, &h, sz, cache, &ds)
+		n, err := s.chunk(p, &h, sz)
 		if n > 0 {
 			// Holding the turn: no other partition sessionizes meanwhile.
 			s.yield.Pause(ctx, time.Since(start))
@@ -181,21 +195,12 @@ func (s *Sessionizers) runPartition(ctx context.Context, p int) error {
 	}
 }
 
-// dedupeSweep is where a partition's dedupe sweep goes on, and whether old-key
-// entries may remain (looked up only while they may: see store.Seen).
-type dedupeSweep struct {
-	next   []byte
-	legacy bool
-}
-
-// chunk processes up to ChunkRecords records after the cursor in one atomic batch.
-func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, cache *deviceCache, ds *dedupeSweep) (int, error) {
+// chunk processes up to ChunkRecords records after the cursor in one atomic
+// commit of the state store.
+func (s *Sessionizers) chunk(p int, h *eventlog.SessionHeader, sz *sessionize.Sessionizer) (int, error) {
 	if s.log.LastOffset(p) <= h.Cursor {
 		return 0, nil
 	}
-	db := s.log.DB()
-	b := db.NewIndexedBatch()
-	defer b.Close()
 	next := *h
 	to := crossGaps(s.log.Gaps(p), &next) + s.perChunk
 	for _, g := range s.log.Gaps(p) {
@@ -204,78 +209,56 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, cache
 			break
 		}
 	}
-	st := newStore(db, b, p, &next, cache, ds.legacy)
-	defer st.close()
-	sz.SetStore(st)
 	dupes := sz.Dupes
 	var events, ticks, skipped int
-	err := s.log.Scan(p, next.Cursor+1, to, func(off uint64, val []byte) error {
-		rec, err := event.DecodeMeta(val) // the sessionizer never reads the raw JSON fields
-		if err != nil {
-			// A damaged record: skipped, the same way on every replay
-			// (the decision is a function of its bytes), so that it
-			// stalls neither its partition nor anything after it.
-			s.unreadable(p, off, err)
+	emitted, err := s.state.UpdateSessions(p, &next, s.cfg.DedupeWindow, func(st sessionize.Store) (int, error) {
+		sz.SetStore(st)
+		err := s.log.Scan(p, next.Cursor+1, to, func(off uint64, val []byte) error {
+			rec, err := event.DecodeMeta(val) // the sessionizer never reads the raw JSON fields
+			if err != nil {
+				// A damaged record: skipped, the same way on every replay
+				// (the decision is a function of its bytes), so that it
+				// stalls neither its partition nor anything after it.
+				s.unreadable(p, off, err)
+				next.Cursor = off
+				skipped++
+				return nil
+			}
+			if rec.Kind == event.KindTick {
+				ticks++
+			} else {
+				events++
+			}
+			if err := sz.Process(off, len(val), &rec); err != nil {
+				return err
+			}
 			next.Cursor = off
-			skipped++
 			return nil
-		}
-		if rec.Kind == event.KindTick {
-			ticks++
-		} else {
-			events++
-		}
-		if err := sz.Process(off, len(val), &rec); err != nil {
-			return err
-		}
-		next.Cursor = off
-		return nil
+		})
+		next.Watermark = sz.Watermark()
+		// Sweep twice as many dedupe entries as records processed, so the
+		// sweep outpaces the inserts and each entry is forgotten within
+		// about a window and a sweep after it expires.
+		return 2*(events+ticks) + 64, err
 	})
 	if err != nil {
 		sz.Reset(h.Watermark)
-		cache.clear()
 		return 0, err
 	}
-	next.Watermark = sz.Watermark()
-	// Sweep twice as many dedupe entries as records processed, so the sweep
-	// outpaces the inserts and each entry is forgotten within about a window
-	// and a sweep after it expires.
-	nextSweep, err := st.sweepDedupe(ds.next, next.Watermark-int64(s.cfg.DedupeWindow), 2*(events+ticks)+64)
-	if err != nil {
-		sz.Reset(h.Watermark)
-		cache.clear()
-		return 0, err
-	}
-	st.flush()
-	if err := b.Commit(pebble.NoSync); err != nil {
-		sz.Reset(h.Watermark)
-		cache.clear()
-		return 0, fmt.Errorf("commit sessionizer chunk: %w", err)
-	}
-	st.committed()
 	*h = next
-	ds.next = nextSweep
-	if ds.legacy && nextSweep == nil {
-		// A whole pass is done: old-key entries are gone once a window has
-		// passed since the upgrade (nothing writes them any more). On an
-		// error, keep looking them up: that is never wrong, only slower.
-		if found, err := hasLegacyDedupe(db, p); err == nil {
-			ds.legacy = found
-		}
-	}
 	s.cursor[p].Store(h.Cursor)
 	s.wm[p].Store(h.Watermark)
 	s.mRecords.WithLabelValues("event").Add(float64(events))
 	s.mRecords.WithLabelValues("tick").Add(float64(ticks))
 	s.mDupes.Add(float64(sz.Dupes - dupes))
-	var emitted int
-	for k, n := range st.emitted {
-		if n > 0 {
-			s.mOutputs.WithLabelValues(outputKinds[k]).Add(float64(n))
-			emitted += n
+	var n int
+	for k, c := range emitted {
+		if c > 0 {
+			s.mOutputs.WithLabelValues(outputKinds[k]).Add(float64(c))
+			n += c
 		}
 	}
-	if emitted > 0 {
+	if n > 0 {
 		s.next[p].Store(h.NextSeq)
 		s.signal()
 	}
@@ -288,7 +271,7 @@ func (s *Sessionizers) chunk(p int, h *header, sz *sessionize.Sessionizer, cache
 // outputs made after a lost log tail never reuse the sequence numbers of
 // batches committed before. It returns the new cursor. A function of the
 // cursor and the recorded gaps, so replays cross them the same way.
-func crossGaps(gaps []eventlog.Gap, h *header) uint64 {
+func crossGaps(gaps []eventlog.Gap, h *eventlog.SessionHeader) uint64 {
 	for _, g := range gaps {
 		if h.Cursor+1 >= g.From {
 			h.Cursor = max(h.Cursor, g.To)
@@ -356,19 +339,14 @@ func (s *Sessionizers) OldestUnprocessed() int64 {
 	return oldest
 }
 
-// FirstEventOffset returns the log offset of the first event output with a
-// sequence number in from..to, or 0 when there is none.
-func FirstEventOffset(db *pebble.DB, p int, from, to uint64) (uint64, error) {
-	var off uint64
-	err := ScanOutputs(db, p, from, to, func(_ uint64, o *sessionize.Output) error {
-		if o.Kind == sessionize.KindEvent {
-			off = o.Offset
-			return errStopScan
-		}
-		return nil
-	})
-	if err == errStopScan {
-		err = nil
-	}
-	return off, err
+// ScanOutputs calls fn for the output items of partition p with sequence
+// numbers from..to, in order (eventlog.State.ScanOutputs).
+func (s *Sessionizers) ScanOutputs(p int, from, to uint64, fn func(seq uint64, o *sessionize.Output) error) error {
+	return s.state.ScanOutputs(p, from, to, fn)
+}
+
+// FirstEventOffset returns the log offset of the first event output of
+// partition p with a sequence number in from..to, or 0 when there is none.
+func (s *Sessionizers) FirstEventOffset(p int, from, to uint64) (uint64, error) {
+	return s.state.FirstEventOffset(p, from, to)
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidemark/tidemark/internal/eventlog"
@@ -17,11 +16,11 @@ import (
 )
 
 // outputs reads partition p's whole output stream.
-func outputs(t testing.TB, db *pebble.DB, p int) []sessionize.Output {
+func outputs(t testing.TB, st *eventlog.State, p int) []sessionize.Output {
 	t.Helper()
 	var out []sessionize.Output
 	var want uint64 = 1
-	err := ScanOutputs(db, p, 0, 1<<62, func(seq uint64, o *sessionize.Output) error {
+	err := st.ScanOutputs(p, 0, 1<<62, func(seq uint64, o *sessionize.Output) error {
 		if seq != want {
 			return fmt.Errorf("output seq %d, want %d (gap)", seq, want)
 		}
@@ -59,22 +58,20 @@ func TestGoldenOnPebble(t *testing.T) {
 					// Without restarts, one sessionizer and its device cache
 					// carry over from chunk to chunk, as in Run.
 					var sz *sessionize.Sessionizer
-					cache := newDeviceCache()
 					for {
 						s, err := NewSessionizers(l, g.Config, prometheus.NewRegistry(), slog.Default())
 						if err != nil {
 							t.Fatal(err)
 						}
 						s.perChunk = chunk
-						h, err := readHeader(l.DB(), 0)
+						h, err := l.State().SessionHeader(0)
 						if err != nil {
 							t.Fatal(err)
 						}
 						if restart || sz == nil {
-							sz, cache = sessionize.New(g.Config, nil, h.Watermark), newDeviceCache()
+							sz = sessionize.New(g.Config, nil, h.Watermark)
 						}
-						var ds dedupeSweep
-						n, err := s.chunk(0, &h, sz, cache, &ds)
+						n, err := s.chunk(0, &h, sz)
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -87,7 +84,7 @@ func TestGoldenOnPebble(t *testing.T) {
 							l = openLog(t, dir)
 						}
 					}
-					got := sessionizetest.Render(outputs(t, l.DB(), 0))
+					got := sessionizetest.Render(outputs(t, l.State(), 0))
 					l.Close()
 					if got != g.Expected {
 						t.Errorf("outputs differ from %s\n--- got\n%s--- want\n%s", f, got, g.Expected)
@@ -134,41 +131,8 @@ func TestRunFollowsLog(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if got := sessionizetest.Render(outputs(t, l.DB(), 1)); got != g.Expected {
+	if got := sessionizetest.Render(outputs(t, l.State(), 1)); got != g.Expected {
 		t.Errorf("got\n%s\nwant\n%s", got, g.Expected)
-	}
-}
-
-// TestDeviceCache: bounded, least recently used out first, nil removes.
-func TestDeviceCache(t *testing.T) {
-	c := newDeviceCache()
-	for i := range deviceCacheEntries + 10 {
-		c.put(fmt.Sprint(i), &sessionize.Device{Bucket: int64(i)})
-		if i == deviceCacheEntries-1 {
-			c.get("0") // 0 is used again before the evictions start: it stays
-		}
-	}
-	if c.lru.Len() != deviceCacheEntries || len(c.m) != deviceCacheEntries {
-		t.Fatalf("cache holds %d/%d entries, want %d", c.lru.Len(), len(c.m), deviceCacheEntries)
-	}
-	if _, ok := c.get("0"); !ok {
-		t.Error("recently used entry evicted")
-	}
-	if _, ok := c.get("1"); ok {
-		t.Error("least recently used entry kept")
-	}
-	c.put("0", nil)
-	if _, ok := c.get("0"); ok {
-		t.Error("deleted device still cached")
-	}
-	c.clear()
-	if d, ok := c.get(fmt.Sprint(deviceCacheEntries)); ok || d != nil || c.lru.Len() != 0 {
-		t.Error("clear left entries")
-	}
-	var none *deviceCache // a nil cache caches nothing
-	none.put("x", &sessionize.Device{})
-	if _, ok := none.get("x"); ok {
-		t.Error("nil cache returned an entry")
 	}
 }
 
@@ -190,12 +154,11 @@ func TestGapIsCrossed(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.perChunk = 3 // so that chunks end before, at and after the gap
-	h, _ := readHeader(l.DB(), 1)
+	h, _ := l.State().SessionHeader(1)
 	sz := sessionize.New(g.Config, nil, h.Watermark)
-	ds := &dedupeSweep{}
 	run := func() {
 		for {
-			n, err := s.chunk(1, &h, sz, newDeviceCache(), ds)
+			n, err := s.chunk(1, &h, sz)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -219,7 +182,7 @@ func TestGapIsCrossed(t *testing.T) {
 		t.Fatalf("cursor %d after the gap, want %d (every record after it)", h.Cursor, want)
 	}
 	var after int
-	err = ScanOutputs(l.DB(), 1, before, 1<<62, func(seq uint64, o *sessionize.Output) error {
+	err = l.State().ScanOutputs(1, before, 1<<62, func(seq uint64, o *sessionize.Output) error {
 		if seq < floor {
 			t.Errorf("output %d made after the gap is numbered below its floor %d", seq, floor)
 		}

@@ -44,7 +44,7 @@ type checked struct {
 // that must be rebuilt from a log that retention has already trimmed.
 func checkStores(ctx context.Context, lg *eventlog.Log, sz *pipeline.Sessionizers, webhookCursors []uint64, dests []checked, logger *slog.Logger) error {
 	parts := lg.Partitions()
-	if err := pipeline.CheckOutputs(lg.DB()); err != nil {
+	if err := lg.State().CheckOutputs(); err != nil {
 		return fmt.Errorf("start-up check: the state store (data_dir/store/state) is damaged: %w. "+
 			"It holds only what is derived from the log: stop, move data_dir/store/state aside and start again to rebuild it from the log", err)
 	}

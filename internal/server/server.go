@@ -294,7 +294,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		// Supervised like the others: a damaged store value can make a
 		// read panic, and that must not end the process with a stack trace.
 		return supervise(stagesCtx, "retention", func(ctx context.Context) error {
-			return runRetention(ctx, lg, sz, transports, hold, cfg.Log.Retention.D(), o.Now, logger)
+			r := eventlog.Retention{Log: lg, Outputs: sz, Hold: hold, Age: cfg.Log.Retention.D(), Now: o.Now, Logger: logger}
+			for _, t := range transports {
+				r.Deliveries = append(r.Deliveries, t)
+			}
+			return r.Run(ctx)
 		}, restarts, logger)
 	})
 	serveErr := make(chan error, len(servers))

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,13 +9,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tidemark/tidemark/internal/destination"
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/eventlog"
-	"github.com/tidemark/tidemark/internal/pipeline"
 	"github.com/tidemark/tidemark/internal/sessionize"
 )
 
@@ -33,10 +30,12 @@ type Options struct {
 	Dest      destination.Destination
 	Flush     Flush
 	Log       *eventlog.Log
-	Outputs   *pipeline.Sessionizers
-	Metrics   *Metrics
-	Logger    *slog.Logger
-	Now       func() time.Time
+	Outputs   Outputs
+	// Progress keeps the local progress records; nil: Log.State().
+	Progress ProgressStore
+	Metrics  *Metrics
+	Logger   *slog.Logger
+	Now      func() time.Time
 	// Parallel bounds concurrent batch writes of this destination (memory). Default 2.
 	Parallel int
 	// Permanent reports errors that retrying soon will not fix (a missing
@@ -51,6 +50,36 @@ type Options struct {
 	// row and its events, as the seed incident's pipeline lost pages whose
 	// "inactive" notification never fired. Nil in production.
 	DropPage func(pageID string) bool
+}
+
+// Outputs is what a transport delivers: the sessionizers' output streams,
+// one per log partition (*pipeline.Sessionizers).
+type Outputs interface {
+	// Notify returns a channel closed when any partition has new outputs.
+	Notify() <-chan struct{}
+	// NextSeq is partition p's next output sequence number: outputs
+	// 1..NextSeq-1 exist (those not yet deleted can be scanned).
+	NextSeq(p int) uint64
+	// Cursor is the last log offset of partition p the outputs cover.
+	Cursor(p int) uint64
+	// OldestUnprocessed is the record time (Unix ns) of the oldest log
+	// record not yet turned into outputs; 0 when none.
+	OldestUnprocessed() int64
+	// ScanOutputs calls fn for partition p's outputs from..to, in order;
+	// o is valid only during the call.
+	ScanOutputs(p int, from, to uint64, fn func(seq uint64, o *sessionize.Output) error) error
+	// FirstEventOffset is the log offset of the first event output of
+	// partition p in from..to, 0 when none.
+	FirstEventOffset(p int, from, to uint64) (uint64, error)
+}
+
+// ProgressStore keeps each destination's local progress record per
+// partition: the sequence number of the last output item it committed
+// (*eventlog.State). A write need not be durable at once: on start the
+// transport takes the newer of the record and the destination's manifests.
+type ProgressStore interface {
+	Progress(org, name string, p int) (uint64, error)
+	SetProgress(org, name string, p int, seq uint64) error
 }
 
 // Prober is implemented by destinations that can check, before delivering,
@@ -165,6 +194,9 @@ func New(o Options) *Transport {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Progress == nil {
+		o.Progress = o.Log.State()
+	}
 	t := &Transport{o: o, sem: make(chan struct{}, o.Parallel), parts: make([]partState, o.Log.Partitions())}
 	t.up.Store(true)
 	// Until Run has reconciled with the destination, pending work starts
@@ -229,29 +261,13 @@ func (t *Transport) Run(ctx context.Context) error {
 	return err
 }
 
-func (t *Transport) progressKey(p int) []byte {
-	k := append([]byte("T"), t.o.Org...)
-	k = append(k, 0)
-	k = append(k, t.o.Name...)
-	k = append(k, 0)
-	return binary.BigEndian.AppendUint16(k, uint16(p))
-}
-
 // Progress is the local progress record of partition p (0 when none).
 func (t *Transport) Progress(p int) (uint64, error) {
-	v, c, err := t.o.Log.DB().Get(t.progressKey(p))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	return binary.BigEndian.Uint64(v), nil
+	return t.o.Progress.Progress(t.o.Org, t.o.Name, p)
 }
 
 func (t *Transport) saveProgress(p int, seq uint64) error {
-	return t.o.Log.DB().Set(t.progressKey(p), binary.BigEndian.AppendUint64(nil, seq), pebble.NoSync)
+	return t.o.Progress.SetProgress(t.o.Org, t.o.Name, p, seq)
 }
 
 type pending struct {
@@ -360,7 +376,7 @@ func (t *Transport) start(ctx context.Context, p int) (uint64, error) {
 }
 
 func (t *Transport) scan(p int, from, to uint64, fn func(seq uint64, o *sessionize.Output) error) error {
-	return pipeline.ScanOutputs(t.o.Log.DB(), p, from, to, fn)
+	return t.o.Outputs.ScanOutputs(p, from, to, fn)
 }
 
 // flush builds the pending batch, writes it until it commits, and records progress.
@@ -495,7 +511,7 @@ func (t *Transport) Frontier(p int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	off, err := pipeline.FirstEventOffset(t.o.Log.DB(), p, prog+1, t.o.Outputs.NextSeq(p)-1)
+	off, err := t.o.Outputs.FirstEventOffset(p, prog+1, t.o.Outputs.NextSeq(p)-1)
 	if err != nil || off > 0 {
 		return off, err
 	}

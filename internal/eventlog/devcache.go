@@ -1,4 +1,4 @@
-package pipeline
+package eventlog
 
 import (
 	"container/list"

@@ -1,4 +1,4 @@
-package server
+package eventlog_test
 
 import (
 	"context"
@@ -61,7 +61,7 @@ func TestRetentionKeepsUndelivered(t *testing.T) {
 
 	// Sessionized, but not delivered: nothing may go, however old.
 	cutoff := base + 10*int64(time.Hour)
-	if err := Retain(l, sz, []*transport.Transport{tr}, nil, 0, cutoff); err != nil {
+	if err := (&eventlog.Retention{Log: l, Outputs: sz, Deliveries: []eventlog.Delivery{tr}}).Retain(0, cutoff); err != nil {
 		t.Fatal(err)
 	}
 	if first, _ := l.FirstOffset(0); first != 1 {
@@ -76,7 +76,7 @@ func TestRetentionKeepsUndelivered(t *testing.T) {
 	<-done
 	// A webhook that still needs offset 21 holds it and what follows...
 	webhook := func(p int) (uint64, bool) { return 21, true }
-	if err := Retain(l, sz, []*transport.Transport{tr}, webhook, 0, base+50*int64(time.Second)); err != nil {
+	if err := (&eventlog.Retention{Log: l, Outputs: sz, Deliveries: []eventlog.Delivery{tr}, Hold: webhook}).Retain(0, base+50*int64(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if first, _ := l.FirstOffset(0); first != 21 {
@@ -84,7 +84,7 @@ func TestRetentionKeepsUndelivered(t *testing.T) {
 	}
 	// ... and once it has moved on (or streaming is off), the delivered
 	// records past retention go, the rest stay.
-	if err := Retain(l, sz, []*transport.Transport{tr}, nil, 0, base+50*int64(time.Second)); err != nil {
+	if err := (&eventlog.Retention{Log: l, Outputs: sz, Deliveries: []eventlog.Delivery{tr}}).Retain(0, base+50*int64(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if first, _ := l.FirstOffset(0); first != 51 {

@@ -1,11 +1,10 @@
-package pipeline
+package eventlog
 
 import (
 	"errors"
 	"fmt"
 	"testing"
-
-	"github.com/cockroachdb/pebble/v2"
+	"time"
 
 	"github.com/tidemark/tidemark/internal/sessionize"
 )
@@ -13,28 +12,26 @@ import (
 // TestOutputSegments: outputs of several chunks read back by any range, and
 // deleting through a sequence number inside a segment keeps that segment.
 func TestOutputSegments(t *testing.T) {
-	l := openLog(t, t.TempDir())
+	l, _ := open(t, t.TempDir(), Options{Partitions: 2})
 	defer l.Close()
-	db := l.DB()
-	hdr := header{NextSeq: 1}
+	hdr := SessionHeader{NextSeq: 1}
 	for chunk, n := range []int{3, 1, 4, 2} { // segments 1-3, 4, 5-8, 9-10
-		b := db.NewIndexedBatch()
-		st := newStore(db, b, 1, &hdr, nil, false)
-		for i := range n {
-			o := &sessionize.Output{Kind: sessionize.KindEvent, LogTime: int64(chunk), Org: "o", Offset: hdr.NextSeq * 10, SessionID: fmt.Sprint(i)}
-			if err := st.Emit(o); err != nil {
-				t.Fatal(err)
+		_, err := l.State().UpdateSessions(1, &hdr, time.Hour, func(st sessionize.Store) (int, error) {
+			for i := range n {
+				o := &sessionize.Output{Kind: sessionize.KindEvent, LogTime: int64(chunk), Org: "o", Offset: hdr.NextSeq * 10, SessionID: fmt.Sprint(i)}
+				if err := st.Emit(o); err != nil {
+					return 0, err
+				}
 			}
-		}
-		st.flush()
-		if err := b.Commit(pebble.Sync); err != nil {
+			return 0, nil
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
-		b.Close()
 	}
 	scan := func(from, to uint64) (seqs []uint64) {
 		t.Helper()
-		err := ScanOutputs(db, 1, from, to, func(seq uint64, o *sessionize.Output) error {
+		err := l.State().ScanOutputs(1, from, to, func(seq uint64, o *sessionize.Output) error {
 			if o.Offset != seq*10 {
 				return fmt.Errorf("seq %d holds offset %d", seq, o.Offset)
 			}
@@ -54,14 +51,14 @@ func TestOutputSegments(t *testing.T) {
 			t.Errorf("ScanOutputs(%d, %d) = %s, want %s", c.from, c.to, got, c.want)
 		}
 	}
-	if off, err := FirstEventOffset(db, 1, 6, 9); err != nil || off != 60 {
+	if off, err := l.State().FirstEventOffset(1, 6, 9); err != nil || off != 60 {
 		t.Errorf("FirstEventOffset(6, 9) = %d, %v", off, err)
 	}
 	for _, c := range []struct {
 		handled uint64
 		first   string // first remaining segment's items
 	}{{0, "[1 2 3 4 5 6 7 8 9 10]"}, {2, "[1 2 3 4 5 6 7 8 9 10]"}, {3, "[4 5 6 7 8 9 10]"}, {6, "[5 6 7 8 9 10]"}, {8, "[9 10]"}, {10, "[]"}} {
-		if err := DeleteOutputsThrough(db, 1, c.handled); err != nil {
+		if err := l.State().DeleteOutputsThrough(1, c.handled); err != nil {
 			t.Fatal(err)
 		}
 		if got := fmt.Sprint(scan(0, 100)); got != c.first {

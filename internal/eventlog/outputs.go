@@ -1,4 +1,4 @@
-package pipeline
+package eventlog
 
 import (
 	"encoding/binary"
@@ -11,7 +11,7 @@ import (
 )
 
 // An output segment is the store value holding the output items one chunk
-// produced, under OutputKey(p, seq of its first item): a format byte
+// produced, under outputKey(p, seq of its first item): a format byte
 // (outSegVersion) and then each item as a uvarint length and its
 // sessionize.MarshalOutput encoding; item i has sequence number first+i. One
 // value per chunk instead of one key per item spares the state store most of
@@ -44,21 +44,21 @@ func splitOutputs(first uint64, val []byte, fn func(seq uint64, item []byte) err
 // ScanOutputs calls fn for the output items of partition p with sequence
 // numbers from..to, in order. o is valid only during the call; fn returning
 // an error stops the scan with it.
-func ScanOutputs(db *pebble.DB, p int, from, to uint64, fn func(seq uint64, o *sessionize.Output) error) error {
+func (s *State) ScanOutputs(p int, from, to uint64, fn func(seq uint64, o *sessionize.Output) error) error {
 	if from > to {
 		return nil
 	}
-	hi := OutputKey(p+1, 0)[:3]
+	lo, hi := outputBounds(p)
 	if to < 1<<63 {
-		hi = OutputKey(p, to+1)
+		hi = outputKey(p, to+1)
 	}
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: OutputKey(p, 0), UpperBound: hi})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
 	// The segment holding from starts at or before it.
-	ok := it.SeekLT(OutputKey(p, from+1))
+	ok := it.SeekLT(outputKey(p, from+1))
 	if !ok {
 		if err := it.Error(); err != nil {
 			return err
@@ -92,16 +92,17 @@ func ScanOutputs(db *pebble.DB, p int, from, to uint64, fn func(seq uint64, o *s
 // DeleteOutputsThrough removes partition p's output segments whose items all
 // have sequence numbers up to handled; a segment that also holds later items
 // stays whole (readers skip its handled items).
-func DeleteOutputsThrough(db *pebble.DB, p int, handled uint64) error {
+func (s *State) DeleteOutputsThrough(p int, handled uint64) error {
 	if handled == 0 {
 		return nil
 	}
 	end := handled + 1
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: OutputKey(p, 0), UpperBound: OutputKey(p+1, 0)[:3]})
+	lo, hi := outputBounds(p)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err
 	}
-	if it.SeekLT(OutputKey(p, handled+1)) {
+	if it.SeekLT(outputKey(p, handled+1)) {
 		first := binary.BigEndian.Uint64(it.Key()[3:])
 		var last uint64
 		if err := splitOutputs(first, it.Value(), func(seq uint64, _ []byte) error { last = seq; return nil }); err != nil {
@@ -115,7 +116,7 @@ func DeleteOutputsThrough(db *pebble.DB, p int, handled uint64) error {
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return err
 	}
-	return db.DeleteRange(OutputKey(p, 0), OutputKey(p, end), pebble.NoSync)
+	return s.db.DeleteRange(lo, outputKey(p, end), pebble.NoSync)
 }
 
 // CheckOutputs reads every output segment not yet deleted (those some
@@ -124,14 +125,14 @@ func DeleteOutputsThrough(db *pebble.DB, p int, handled uint64) error {
 // then refused at start, where the rest of the server would otherwise meet
 // it later in a background stage (a Pebble panic reading a damaged blob
 // file is not recoverable everywhere).
-func CheckOutputs(db *pebble.DB) (err error) {
+func (s *State) CheckOutputs() (err error) {
 	var at []byte
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: output segment %x: reading it failed: %v", sessionize.ErrCorrupt, at, r)
 		}
 	}()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte("O"), UpperBound: []byte("P")})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: outputKey(0, 0)[:1], UpperBound: prefixEnd(outputKey(0, 0)[:1])})
 	if err != nil {
 		return err
 	}
@@ -150,4 +151,21 @@ func CheckOutputs(db *pebble.DB) (err error) {
 		}
 	}
 	return it.Error()
+}
+
+// FirstEventOffset returns the log offset of the first event output of
+// partition p with a sequence number in from..to, or 0 when there is none.
+func (s *State) FirstEventOffset(p int, from, to uint64) (uint64, error) {
+	var off uint64
+	err := s.ScanOutputs(p, from, to, func(_ uint64, o *sessionize.Output) error {
+		if o.Kind == sessionize.KindEvent {
+			off = o.Offset
+			return errStopScan
+		}
+		return nil
+	})
+	if err == errStopScan {
+		err = nil
+	}
+	return off, err
 }

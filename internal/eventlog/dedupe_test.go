@@ -1,14 +1,12 @@
-package pipeline
+package eventlog
 
 import (
 	"errors"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/sessionize"
@@ -30,35 +28,23 @@ func TestDedupeUpgradeFromOrgMessageIDKey(t *testing.T) {
 	}
 	tick := func(at time.Duration) event.Record { return event.Record{Kind: event.KindTick, Time: t0 + int64(at)} }
 
-	dir := t.TempDir()
-	l := openLog(t, dir)
-	run := func(recs ...event.Record) dedupeSweep {
+	l, _ := open(t, t.TempDir(), Options{Partitions: 2})
+	st := l.State()
+	// run appends recs and sessionizes them as a freshly started
+	// sessionizer would (its partition state read from the store), and
+	// returns the partition state after them.
+	run := func(recs ...event.Record) partState {
 		t.Helper()
 		if err := l.AppendRecords(t.Context(), 0, recs); err != nil {
 			t.Fatal(err)
 		}
-		s, err := NewSessionizers(l, cfg, prometheus.NewRegistry(), slog.Default())
+		st.parts[0] = partState{cache: newDeviceCache()}
+		h, err := st.SessionHeader(0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, err := readHeader(l.DB(), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ds dedupeSweep
-		if ds.legacy, err = hasLegacyDedupe(l.DB(), 0); err != nil {
-			t.Fatal(err)
-		}
-		sz := sessionize.New(cfg, nil, h.Watermark)
-		for {
-			n, err := s.chunk(0, &h, sz, newDeviceCache(), &ds)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n == 0 {
-				return ds
-			}
-		}
+		sessionizeAll(t, l, cfg, 0, &h)
+		return st.parts[0]
 	}
 	newKey, _ := appendDedupeKey(nil, nil, 0, "o", "a", "order-1")
 	oldKey := append(stateKey(0, kindDedupeLegacy), "o\x00order-1"...)
@@ -68,13 +54,13 @@ func TestDedupeUpgradeFromOrgMessageIDKey(t *testing.T) {
 	if ds := run(track(0, "a", "order-1")); ds.legacy {
 		t.Fatal("a fresh data dir reports old-key dedupe entries")
 	}
-	v, c, err := l.DB().Get(newKey)
+	v, c, err := st.db.Get(newKey)
 	if err != nil {
 		t.Fatalf("dedupe entry of (o, a, order-1): %v", err)
 	}
 	at := append([]byte(nil), v...)
 	c.Close()
-	b := l.DB().NewBatch()
+	b := st.db.NewBatch()
 	b.Delete(newKey, nil)
 	b.Set(oldKey, at, nil)
 	if err := b.Commit(pebble.Sync); err != nil {
@@ -91,11 +77,11 @@ func TestDedupeUpgradeFromOrgMessageIDKey(t *testing.T) {
 	if ds.legacy {
 		t.Error("old-key dedupe entries still looked up a window after the upgrade")
 	}
-	if _, _, err := l.DB().Get(oldKey); !errors.Is(err, pebble.ErrNotFound) {
+	if _, _, err := st.db.Get(oldKey); !errors.Is(err, pebble.ErrNotFound) {
 		t.Errorf("old-key dedupe entry not swept: %v", err)
 	}
 	var offs []uint64
-	for _, o := range outputs(t, l.DB(), 0) {
+	for _, o := range allOutputs(t, st, 0) {
 		if o.Kind == sessionize.KindEvent {
 			offs = append(offs, o.Offset)
 		}
@@ -105,4 +91,43 @@ func TestDedupeUpgradeFromOrgMessageIDKey(t *testing.T) {
 		t.Errorf("events delivered at offsets %v, want %v", offs, want)
 	}
 	l.Close()
+}
+
+// sessionizeAll runs partition p's sessionizer from h over the rest of the
+// log in one chunk, as package pipeline does.
+func sessionizeAll(t *testing.T, l *Log, cfg sessionize.Config, p int, h *SessionHeader) {
+	t.Helper()
+	sz := sessionize.New(cfg, nil, h.Watermark)
+	_, err := l.State().UpdateSessions(p, h, cfg.DedupeWindow, func(st sessionize.Store) (int, error) {
+		sz.SetStore(st)
+		n := 0
+		err := l.Scan(p, h.Cursor+1, 0, func(off uint64, val []byte) error {
+			rec, err := event.DecodeMeta(val)
+			if err != nil {
+				return err
+			}
+			n++
+			h.Cursor = off
+			return sz.Process(off, len(val), &rec)
+		})
+		h.Watermark = sz.Watermark()
+		return 2*n + 64, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// allOutputs reads partition p's whole output stream.
+func allOutputs(t *testing.T, st *State, p int) []sessionize.Output {
+	t.Helper()
+	var out []sessionize.Output
+	err := st.ScanOutputs(p, 0, 1<<62, func(_ uint64, o *sessionize.Output) error {
+		out = append(out, *o)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

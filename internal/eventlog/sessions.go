@@ -1,84 +1,82 @@
-package pipeline
+package eventlog
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/tidemark/tidemark/internal/sessionize"
 )
 
-func stateKey(p int, kind byte, parts ...[]byte) []byte {
-	n := 4
-	for _, x := range parts {
-		n += len(x)
+// Emitted counts a chunk's output items by sessionize.Kind.
+type Emitted [5]int
+
+// UpdateSessions runs one chunk of partition p's sessionizer and commits
+// it atomically. fn processes log records with st, a sessionize.Store over
+// the partition's committed state (its reads see its writes; Emit appends
+// to the partition's outputs, numbered from h.NextSeq on), advances h's
+// cursor and watermark, and returns how many dedupe entries the sweep may
+// visit. Then dedupe entries first seen before h.Watermark-window are
+// forgotten, and the state fn changed, its outputs and h commit in one
+// batch (not synced: the sessionizer's state is derived from the log and
+// replayed from it after a crash). On an error nothing is committed; h
+// may have changed and is to be discarded.
+//
+// The state of the partition's devices is cached between calls (values as
+// committed: only this partition's sessionizer writes them), so calls for
+// one partition must not overlap.
+func (s *State) UpdateSessions(p int, h *SessionHeader, window time.Duration, fn func(st sessionize.Store) (sweep int, err error)) (Emitted, error) {
+	ps := &s.parts[p]
+	if !ps.known {
+		legacy, err := hasLegacyDedupe(s.db, p)
+		if err != nil {
+			return Emitted{}, err
+		}
+		ps.legacy, ps.known = legacy, true
 	}
-	k := make([]byte, 4, n)
-	k[0] = 'S'
-	binary.BigEndian.PutUint16(k[1:], uint16(p))
-	k[3] = kind
-	for _, x := range parts {
-		k = append(k, x...)
+	b := s.db.NewIndexedBatch()
+	defer b.Close()
+	st := newSessionStore(s.db, b, p, h, ps.cache, ps.legacy)
+	defer st.close()
+	done := false
+	defer func() {
+		if !done {
+			// fn may have changed cached states in place (also when it
+			// panicked).
+			ps.cache.clear()
+		}
+	}()
+	sweep, err := fn(st)
+	if err != nil {
+		return Emitted{}, err
 	}
-	return k
-}
-
-func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
-
-// OutputKey is the store key of partition p's output segment whose first
-// item has sequence number seq (see ScanOutputs).
-func OutputKey(p int, seq uint64) []byte {
-	k := make([]byte, 11)
-	k[0] = 'O'
-	binary.BigEndian.PutUint16(k[1:], uint16(p))
-	binary.BigEndian.PutUint64(k[3:], seq)
-	return k
-}
-
-// prefixEnd returns the smallest key greater than every key with prefix p.
-func prefixEnd(p []byte) []byte {
-	e := append([]byte(nil), p...)
-	for i := len(e) - 1; i >= 0; i-- {
-		if e[i] < 0xff {
-			e[i]++
-			return e[:i+1]
+	next, err := st.sweepDedupe(ps.sweep, h.Watermark-int64(window), sweep)
+	if err != nil {
+		return Emitted{}, err
+	}
+	st.flush()
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return Emitted{}, fmt.Errorf("commit sessionizer chunk: %w", err)
+	}
+	done = true
+	st.committed()
+	ps.sweep = next
+	if ps.legacy && next == nil {
+		// A whole pass is done: old-key entries are gone once a window has
+		// passed since the upgrade (nothing writes them any more). On an
+		// error, keep looking them up: that is never wrong, only slower.
+		if found, err := hasLegacyDedupe(s.db, p); err == nil {
+			ps.legacy = found
 		}
 	}
-	return nil
+	return st.emitted, nil
 }
 
-type header struct {
-	Cursor    uint64 // last processed log offset
-	Watermark int64
-	NextSeq   uint64 // next output sequence number
-}
-
-func (h header) marshal() []byte {
-	b := binary.BigEndian.AppendUint64(nil, h.Cursor)
-	b = binary.BigEndian.AppendUint64(b, uint64(h.Watermark))
-	return binary.BigEndian.AppendUint64(b, h.NextSeq)
-}
-
-func readHeader(r pebble.Reader, p int) (header, error) {
-	v, c, err := r.Get(stateKey(p, 'h'))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return header{NextSeq: 1}, nil
-	}
-	if err != nil {
-		return header{}, err
-	}
-	defer c.Close()
-	if len(v) != 24 {
-		return header{}, fmt.Errorf("sessionizer header of partition %d: %d bytes", p, len(v))
-	}
-	return header{Cursor: binary.BigEndian.Uint64(v), Watermark: int64(binary.BigEndian.Uint64(v[8:])), NextSeq: binary.BigEndian.Uint64(v[16:])}, nil
-}
-
-// store implements sessionize.Store over one indexed Pebble batch. Device
+// sessionStore implements sessionize.Store over one indexed Pebble batch. Device
 // states are cached for the chunk and written once at flush.
 //
 // Dedupe lookups, nearly all misses, go to one iterator over the committed
@@ -88,12 +86,12 @@ func readHeader(r pebble.Reader, p int) (header, error) {
 // iterators open from lookup to lookup and rules a table out by its bloom
 // filter, where a Get per lookup sets up and tears down an iterator for every
 // table it consults (most of the sessionizer's CPU when L0 is deep).
-type store struct {
+type sessionStore struct {
 	b       *pebble.Batch
 	db      *pebble.DB
 	it      *pebble.Iterator // over db, opened at the first lookup
 	p       int
-	hdr     *header
+	hdr     *SessionHeader
 	cache   *deviceCache                  // committed device states, may be nil
 	devices map[string]*sessionize.Device // nil value: deleted
 	seen    map[string]int64              // dedupe entries remembered in this chunk
@@ -103,15 +101,15 @@ type store struct {
 	outN    int
 	key     []byte
 	hbuf    []byte // scratch for dedupe keys
-	emitted [5]int // outputs by sessionize.Kind
+	emitted Emitted
 }
 
-func newStore(db *pebble.DB, b *pebble.Batch, p int, hdr *header, cache *deviceCache, legacy bool) *store {
-	return &store{b: b, db: db, p: p, hdr: hdr, cache: cache, legacy: legacy, devices: make(map[string]*sessionize.Device), seen: make(map[string]int64)}
+func newSessionStore(db *pebble.DB, b *pebble.Batch, p int, hdr *SessionHeader, cache *deviceCache, legacy bool) *sessionStore {
+	return &sessionStore{b: b, db: db, p: p, hdr: hdr, cache: cache, legacy: legacy, devices: make(map[string]*sessionize.Device), seen: make(map[string]int64)}
 }
 
 // lookup reads a committed key; the value is valid until the next lookup.
-func (s *store) lookup(key []byte) ([]byte, bool, error) {
+func (s *sessionStore) lookup(key []byte) ([]byte, bool, error) {
 	if s.it == nil {
 		lo := stateKey(s.p, 0)
 		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo[:3])})
@@ -133,7 +131,7 @@ func (s *store) lookup(key []byte) ([]byte, bool, error) {
 }
 
 // close releases the lookup iterator.
-func (s *store) close() error {
+func (s *sessionStore) close() error {
 	if s.it == nil {
 		return nil
 	}
@@ -142,7 +140,7 @@ func (s *store) close() error {
 	return err
 }
 
-func (s *store) Device(key string) (*sessionize.Device, error) {
+func (s *sessionStore) Device(key string) (*sessionize.Device, error) {
 	if d, ok := s.devices[key]; ok {
 		return d, nil
 	}
@@ -153,7 +151,7 @@ func (s *store) Device(key string) (*sessionize.Device, error) {
 	// A Get, not the lookup iterator: a device's state is rewritten often,
 	// so older versions sit in several levels, and an iterator's seek would
 	// read a block of each where a Get stops at the newest.
-	v, c, err := s.b.Get(stateKey(s.p, 'd', []byte(key)))
+	v, c, err := s.b.Get(stateKey(s.p, kindDevice, []byte(key)))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
 	}
@@ -169,20 +167,20 @@ func (s *store) Device(key string) (*sessionize.Device, error) {
 	return d, nil
 }
 
-func (s *store) PutDevice(key string, d *sessionize.Device) { s.devices[key] = d }
-func (s *store) DeleteDevice(key string)                    { s.devices[key] = nil }
+func (s *sessionStore) PutDevice(key string, d *sessionize.Device) { s.devices[key] = d }
+func (s *sessionStore) DeleteDevice(key string)                    { s.devices[key] = nil }
 
-func (s *store) Index(bucket int64, key string) {
-	s.b.Set(stateKey(s.p, 'x', u64(uint64(bucket)), []byte(key)), nil, nil)
+func (s *sessionStore) Index(bucket int64, key string) {
+	s.b.Set(stateKey(s.p, kindIndex, u64(uint64(bucket)), []byte(key)), nil, nil)
 }
 
-func (s *store) Unindex(bucket int64, key string) {
-	s.b.Delete(stateKey(s.p, 'x', u64(uint64(bucket)), []byte(key)), nil)
+func (s *sessionStore) Unindex(bucket int64, key string) {
+	s.b.Delete(stateKey(s.p, kindIndex, u64(uint64(bucket)), []byte(key)), nil)
 }
 
-func (s *store) Due(from, wm int64, limit int) ([]sessionize.IndexEntry, error) {
-	lo := stateKey(s.p, 'x', u64(uint64(max(from, 0))))
-	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: stateKey(s.p, 'x', u64(uint64(wm)+1))})
+func (s *sessionStore) Due(from, wm int64, limit int) ([]sessionize.IndexEntry, error) {
+	lo := stateKey(s.p, kindIndex, u64(uint64(max(from, 0))))
+	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: stateKey(s.p, kindIndex, u64(uint64(wm)+1))})
 	if err != nil {
 		return nil, err
 	}
@@ -195,9 +193,9 @@ func (s *store) Due(from, wm int64, limit int) ([]sessionize.IndexEntry, error) 
 	return out, it.Error()
 }
 
-func (s *store) FirstDue(from int64) (int64, bool, error) {
-	lo := stateKey(s.p, 'x')
-	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: stateKey(s.p, 'x', u64(uint64(max(from, 0)))), UpperBound: prefixEnd(lo)})
+func (s *sessionStore) FirstDue(from int64) (int64, bool, error) {
+	lo := stateKey(s.p, kindIndex)
+	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: stateKey(s.p, kindIndex, u64(uint64(max(from, 0)))), UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return 0, false, err
 	}
@@ -208,39 +206,7 @@ func (s *store) FirstDue(from int64) (int64, bool, error) {
 	return int64(binary.BigEndian.Uint64(it.Key()[4:])), true, nil
 }
 
-// Kinds of dedupe entry. kindDedupe keys name an event by org, device and
-// messageId; kindDedupeLegacy keys, written by earlier versions that
-// deduplicated by org and messageId alone, are still read (see Seen) until
-// the sweep has removed the last of them, one dedupe window after the
-// upgrade.
-const (
-	kindDedupeLegacy = 'm'
-	kindDedupe       = 'n'
-)
-
-// dedupeKeyLen is the length of a kindDedupe key.
-const dedupeKeyLen = 4 + 16
-
-// appendDedupeKey appends the dedupe key of (org, device, id) to k, using
-// buf as scratch space, and returns both. The key is the state key prefix
-// and the first 16 bytes of the SHA-256 of uvarint(len(org)) org
-// uvarint(len(device)) device id: unambiguous whatever bytes the three hold,
-// and 20 bytes however long they are (an exact key of a UUID device and an
-// analytics.js messageId is about 90, and the index holds one per event of
-// the window). Two events collide with probability 2^-128; a collision
-// would drop the later one, and the audit, which compares device and
-// messageId exactly, would report it missing.
-func appendDedupeKey(k, buf []byte, p int, org, device, id string) ([]byte, []byte) {
-	buf = binary.AppendUvarint(buf[:0], uint64(len(org)))
-	buf = append(buf, org...)
-	buf = binary.AppendUvarint(buf, uint64(len(device)))
-	buf = append(append(buf, device...), id...)
-	sum := sha256.Sum256(buf)
-	k = append(k, 'S', byte(p>>8), byte(p), kindDedupe)
-	return append(k, sum[:16]...), buf
-}
-
-func (s *store) Seen(org, device, id string) (int64, bool, error) {
+func (s *sessionStore) Seen(org, device, id string) (int64, bool, error) {
 	s.key, s.hbuf = appendDedupeKey(s.key[:0], s.hbuf, s.p, org, device, id)
 	if at, ok := s.seen[string(s.key[4:])]; ok {
 		return at, true, nil
@@ -254,13 +220,12 @@ func (s *store) Seen(org, device, id string) (int64, bool, error) {
 	// within its window, as the old version would have: a client retry that
 	// straddles the upgrade is not delivered twice (the audit finds another
 	// device's event dropped this way as missing, and backfill repairs it).
-	s.key = append(append(append(s.key[:0], 'S', byte(s.p>>8), byte(s.p), kindDedupeLegacy), org...), 0)
-	s.key = append(s.key, id...)
+	s.key = appendLegacyDedupeKey(s.key[:0], s.p, org, id)
 	return s.lookupTime(s.key)
 }
 
 // lookupTime reads a committed dedupe entry.
-func (s *store) lookupTime(key []byte) (int64, bool, error) {
+func (s *sessionStore) lookupTime(key []byte) (int64, bool, error) {
 	v, ok, err := s.lookup(key)
 	if err != nil || !ok {
 		return 0, false, err
@@ -271,7 +236,7 @@ func (s *store) lookupTime(key []byte) (int64, bool, error) {
 	return int64(binary.BigEndian.Uint64(v)), true, nil
 }
 
-func (s *store) Remember(org, device, id string, at int64) {
+func (s *sessionStore) Remember(org, device, id string, at int64) {
 	var k []byte
 	k, s.hbuf = appendDedupeKey(make([]byte, 0, dedupeKeyLen), s.hbuf, s.p, org, device, id)
 	s.seen[string(k[4:])] = at
@@ -290,7 +255,7 @@ func hasLegacyDedupe(r pebble.Reader, p int) (bool, error) {
 	return found, errors.Join(it.Error(), it.Close())
 }
 
-func (s *store) Emit(o *sessionize.Output) error {
+func (s *sessionStore) Emit(o *sessionize.Output) error {
 	o.Device = deviceForOutput(o)
 	if s.outN == 0 {
 		s.out = append(s.out[:0], outSegVersion)
@@ -313,12 +278,12 @@ func deviceForOutput(o *sessionize.Output) string {
 }
 
 // flush writes the chunk's outputs, device states and the header into the batch.
-func (s *store) flush() {
+func (s *sessionStore) flush() {
 	if s.outN > 0 {
-		s.b.Set(OutputKey(s.p, s.hdr.NextSeq-uint64(s.outN)), s.out, nil)
+		s.b.Set(outputKey(s.p, s.hdr.NextSeq-uint64(s.outN)), s.out, nil)
 	}
 	for k, d := range s.devices {
-		key := stateKey(s.p, 'd', []byte(k))
+		key := stateKey(s.p, kindDevice, []byte(k))
 		if d == nil {
 			s.b.Delete(key, nil)
 			continue
@@ -326,11 +291,11 @@ func (s *store) flush() {
 		s.buf = sessionize.MarshalDevice(s.buf[:0], d)
 		s.b.Set(key, s.buf, nil)
 	}
-	s.b.Set(stateKey(s.p, 'h'), s.hdr.marshal(), nil)
+	s.b.Set(stateKey(s.p, kindHeader), s.hdr.marshal(), nil)
 }
 
 // committed tells the device cache what the batch, now committed, holds.
-func (s *store) committed() {
+func (s *sessionStore) committed() {
 	for k, d := range s.devices {
 		s.cache.put(k, d)
 	}
@@ -342,7 +307,7 @@ func (s *store) committed() {
 // continue (nil: start over). Forgetting an entry older than the window
 // changes nothing a later Seen decides, so when and how fast the sweep runs
 // does not affect determinism.
-func (s *store) sweepDedupe(from []byte, cutoff int64, limit int) ([]byte, error) {
+func (s *sessionStore) sweepDedupe(from []byte, cutoff int64, limit int) ([]byte, error) {
 	if from == nil {
 		from = stateKey(s.p, kindDedupeLegacy)
 	}
