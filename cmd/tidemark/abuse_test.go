@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 const (
@@ -125,7 +126,7 @@ func TestAbuseFlood(t *testing.T) {
 	var latMu sync.Mutex
 	var lats []time.Duration
 	var failedB atomic.Int64
-	probe := func() {
+	probeB := func() {
 		body := []byte(`{"batch":[{"type":"track","anonymousId":"probe","event":"Probe"}]}`)
 		req, _ := http.NewRequest("POST", p.addr+"/v1/batch", bytes.NewReader(body))
 		req.SetBasicAuth(abuseKeyB, "")
@@ -144,7 +145,7 @@ func TestAbuseFlood(t *testing.T) {
 	}
 	deadline := time.Now().Add(8 * time.Second)
 	for time.Now().Before(deadline) {
-		probe()
+		probeB()
 		time.Sleep(100 * time.Millisecond) // pacing of the probe client, not a wait for a result
 	}
 	rss := peakRSS(t, p.cmd.Process.Pid)
@@ -172,7 +173,7 @@ func TestAbuseFlood(t *testing.T) {
 		root  string
 		acked map[string]bool
 	}{{lakeA, ackedA}, {lakeB, ackedB}} {
-		waitFor(t, 90*time.Second, "every acknowledged event in "+filepath.Base(c.root), func() (bool, string) {
+		probe.Until(t, 90*time.Second, "every acknowledged event in "+filepath.Base(c.root), func() (bool, string) {
 			counts := readLake(t, c.root).eventCounts()
 			missing := 0
 			for id := range c.acked {
@@ -272,7 +273,7 @@ orgs:
 	want(writeB, "", 403, "write keys are public")
 	// A closed stream frees its slot.
 	closeB()
-	waitFor(t, 30*time.Second, "org b's slot freed after its stream closed", func() (bool, string) {
+	probe.Until(t, 30*time.Second, "org b's slot freed after its stream closed", func() (bool, string) {
 		code, body, _ := liveOpen(t, p.addr, readB, "")
 		return code == 200, fmt.Sprintf("%d %s", code, body)
 	})
@@ -354,7 +355,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	// Every slot is taken (the first few may already be cut off): a new
 	// client gets an answer at once, 503 with Retry-After or, if a slot
 	// freed meanwhile, 200; never a hang.
-	waitFor(t, 30*time.Second, "the slow connections open", func() (bool, string) {
+	probe.Until(t, 30*time.Second, "the slow connections open", func() (bool, string) {
 		v, _ := p.metric("tidemark_http_open_connections")
 		return v >= maxConns-5 || closed.Load() > 0, fmt.Sprintf("%v open", v)
 	})
@@ -377,7 +378,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	}
 
 	// The slow ones are cut off (timeouts of 1-2 s; generous bound).
-	waitFor(t, 60*time.Second, "the server closing every slow connection", func() (bool, string) {
+	probe.Until(t, 60*time.Second, "the server closing every slow connection", func() (bool, string) {
 		return closed.Load() == maxConns, fmt.Sprintf("%d of %d closed after %v", closed.Load(), maxConns, time.Since(start))
 	})
 	t.Logf("all %d slow connections closed within %v", maxConns, time.Since(start))

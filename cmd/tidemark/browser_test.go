@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // TestBrowserSDKRetriesThroughCORS loads the real analytics.js
@@ -114,13 +115,13 @@ func TestBrowserSDKRetriesThroughCORS(t *testing.T) {
 		return last.Errors, last.Console
 	}
 
-	if !pollUntil(90*time.Second, func() bool { return px.ackedAll(ids) }) {
+	if !probe.Poll(90*time.Second, func() bool { return px.ackedAll(ids) }) {
 		errs, console := finish()
 		t.Fatalf("analytics.js's retries did not reach tidemark within 90 s (a CORS preflight refusing X-Retry-Count?)\nproxy: %s\nSDK errors: %q\nbrowser console (first 12 lines of %d):\n  %s",
 			px.summary(), errs, len(console), strings.Join(console[:min(len(console), 12)], "\n  "))
 	}
 	root := filepath.Join(dir, "lake")
-	waitFor(t, 90*time.Second, "the browser's events in the lake", func() (bool, string) {
+	probe.Until(t, 90*time.Second, "the browser's events in the lake", func() (bool, string) {
 		l := readLake(t, root)
 		return len(l.Events) >= len(ids), fmt.Sprintf("events=%d", len(l.Events))
 	})

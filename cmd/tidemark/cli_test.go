@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // TestDevKeyWithoutOrgs: with no orgs configured, serve prints a dev write key
@@ -44,7 +45,7 @@ func TestDevKeyWithoutOrgs(t *testing.T) {
 	}
 	resp.Body.Close()
 	// Default flush max_age is a minute of log time: wait for the file.
-	waitFor(t, 3*time.Minute, "the event in data_dir/lake", func() (bool, string) {
+	probe.Until(t, 3*time.Minute, "the event in data_dir/lake", func() (bool, string) {
 		l := readLake(t, filepath.Join(dir, "data", "lake"))
 		return len(l.Events) == 1 && l.Events[0].EventID == "dev-1" && l.Events[0].OrgID == "default", fmt.Sprintf("%d events", len(l.Events))
 	})
@@ -123,7 +124,7 @@ func TestBadInputEndToEnd(t *testing.T) {
 	if code, resp := post(t, p.addr+"/v1/batch", []byte(big), false); code != 413 {
 		t.Fatalf("5 MiB body: %d %s", code, resp)
 	}
-	waitFor(t, 60*time.Second, "the two valid events in the lake", func() (bool, string) {
+	probe.Until(t, 60*time.Second, "the two valid events in the lake", func() (bool, string) {
 		c := readLake(t, filepath.Join(dir, "lake")).eventCounts()
 		return len(c) == 2 && c["good-1"] == 1 && c["good-2"] == 1, fmt.Sprint(c)
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // TestCloudCrashExactlyOnce is TestCrashExactlyOnce against each object
@@ -50,7 +51,7 @@ func TestCloudCrashExactlyOnce(t *testing.T) {
 				// Kill once this start has delivered a random number of
 				// events (or after 20s regardless).
 				threshold := float64(1 + rng.IntN(400))
-				pollUntil(20*time.Second, func() bool { return p.dest("acme", "cloud").Delivered >= threshold })
+				probe.Poll(20*time.Second, func() bool { return p.dest("acme", "cloud").Delivered >= threshold })
 				p.kill()
 				t.Logf("kill %d (after %v events delivered since start): %d events acknowledged so far", k+1, threshold, len(load.Acked()))
 				p.start()
@@ -74,7 +75,7 @@ func TestCloudCrashExactlyOnce(t *testing.T) {
 			p.stop()
 			p.start()
 			var left []string
-			waitFor(t, 60*time.Second, "no uncommitted data objects after a clean restart", func() (bool, string) {
+			probe.Until(t, 60*time.Second, "no uncommitted data objects after a clean restart", func() (bool, string) {
 				if ok, state := p.settled("acme", "cloud")(); !ok {
 					return false, state
 				}

@@ -16,6 +16,7 @@ import (
 	"github.com/tidemark/tidemark/internal/destination/blob"
 	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // cloudPartitions is log.partitions in testConfig and orgsConfig.
@@ -190,7 +191,7 @@ func checkExactlyOnce(t testing.TB, what string, l cloudLake, want map[string]bo
 func waitDelivered(t testing.TB, timeout time.Duration, what, url string, want map[string]bool, gate func() (bool, string)) cloudLake {
 	t.Helper()
 	var l cloudLake
-	waitFor(t, timeout, what, func() (bool, string) {
+	probe.Until(t, timeout, what, func() (bool, string) {
 		if ok, state := gate(); !ok {
 			return false, state
 		}
@@ -226,19 +227,6 @@ func orphans(t testing.TB, url string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// pollUntil polls cond every 10ms until it holds (true) or timeout passes
-// (false).
-func pollUntil(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
 }
 
 // destMetrics are the per-destination gauges and counters of /metrics.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // TestCloudIsolation runs org a with a healthy GCS destination and an S3
@@ -46,13 +47,13 @@ func TestCloudIsolation(t *testing.T) {
 
 	loadA := startLoad(t, p.addr, keyA, "a-", 2, 20, 50*time.Millisecond)
 	loadB := startLoad(t, p.addr, keyB, "b-", 2, 20, 50*time.Millisecond)
-	waitFor(t, 30*time.Second, "the broken destination down, the healthy ones delivering", func() (bool, string) {
+	probe.Until(t, 30*time.Second, "the broken destination down, the healthy ones delivering", func() (bool, string) {
 		g, br, b := p.dest("a", "good"), p.dest("a", "broken"), p.dest("b", "lake")
 		return br.ok && br.Up == 0 && br.Age > 0 && g.Up == 1 && g.Delivered > 0 && b.Up == 1 && b.Delivered > 0,
 			fmt.Sprintf("a/good %s; a/broken %s; b/lake %s", g, br, b)
 	})
 	// Keep sending for a few seconds while the broken destination fails.
-	waitFor(t, 30*time.Second, "load for a few seconds", func() (bool, string) {
+	probe.Until(t, 30*time.Second, "load for a few seconds", func() (bool, string) {
 		n := len(loadA.Acked())
 		return n >= 2000, fmt.Sprintf("%d events of a acknowledged", n)
 	})
@@ -62,7 +63,7 @@ func TestCloudIsolation(t *testing.T) {
 	// Time to delivery on the healthy destinations, from the last
 	// acknowledgement until the metric counts every event.
 	latency := func(org, name string, n int) time.Duration {
-		waitFor(t, 60*time.Second, org+"/"+name+" delivering every event", func() (bool, string) {
+		probe.Until(t, 60*time.Second, org+"/"+name+" delivering every event", func() (bool, string) {
 			d := p.dest(org, name)
 			return d.Delivered == float64(n) && d.Age == 0, d.String()
 		})

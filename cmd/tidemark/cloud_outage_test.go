@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // outageServer is a private object storage server that a test stops and
@@ -73,7 +74,7 @@ func testCloudOutage(t *testing.T, dest, what string, v outageServer, url string
 	p := startProcEnv(t, cfg, port, env)
 	load := startLoad(t, p.addr, testKey, "outage-", 2, 20, 50*time.Millisecond)
 
-	waitFor(t, 30*time.Second, "delivery before the outage", func() (bool, string) {
+	probe.Until(t, 30*time.Second, "delivery before the outage", func() (bool, string) {
 		d := p.dest("acme", dest)
 		return d.Up == 1 && d.Delivered > 0, d.String()
 	})
@@ -85,7 +86,7 @@ func testCloudOutage(t *testing.T, dest, what string, v outageServer, url string
 
 	var sawDown bool
 	var maxAge float64
-	waitFor(t, outage+20*time.Second, "the destination down, its age above 0, for the whole outage", func() (bool, string) {
+	probe.Until(t, outage+20*time.Second, "the destination down, its age above 0, for the whole outage", func() (bool, string) {
 		d := p.dest("acme", dest)
 		if d.Up == 0 {
 			sawDown = true
@@ -102,7 +103,7 @@ func testCloudOutage(t *testing.T, dest, what string, v outageServer, url string
 	restarted := time.Now()
 	t.Logf("%s server restarted after %v: %s, %d events acknowledged during the outage", what, restarted.Sub(stopped).Round(time.Millisecond), during, ackedDuring)
 
-	waitFor(t, 90*time.Second, "the destination up and delivering again", func() (bool, string) {
+	probe.Until(t, 90*time.Second, "the destination up and delivering again", func() (bool, string) {
 		d := p.dest("acme", dest)
 		return d.Up == 1 && d.Delivered > during.Delivered, d.String()
 	})
@@ -113,7 +114,7 @@ func testCloudOutage(t *testing.T, dest, what string, v outageServer, url string
 	}
 	l := waitDelivered(t, 90*time.Second, "every acknowledged event delivered after the outage", url, want, p.settled("acme", dest))
 	checkExactlyOnce(t, dest, l, want)
-	waitFor(t, 30*time.Second, "age 0, up 1 and the delivered count equal to the events", func() (bool, string) {
+	probe.Until(t, 30*time.Second, "age 0, up 1 and the delivered count equal to the events", func() (bool, string) {
 		d := p.dest("acme", dest)
 		return d.Up == 1 && d.Age == 0 && d.Delivered == float64(len(want)), d.String()
 	})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // TestCrashExactlyOnce SIGKILLs the real process at random moments, over and
@@ -30,7 +31,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 		// Kill at a random point: after a random number of further
 		// acknowledged events, so every run between kills makes progress.
 		target := len(ld.Acked()) + 500 + rng.IntN(20000)
-		waitFor(t, time.Minute, "events acknowledged before the next kill", func() (bool, string) {
+		probe.Until(t, time.Minute, "events acknowledged before the next kill", func() (bool, string) {
 			n := len(ld.Acked())
 			return n >= target, fmt.Sprintf("%d of %d", n, target)
 		})
@@ -45,7 +46,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 
 	root := filepath.Join(dir, "lake")
 	var l lake
-	waitFor(t, 2*time.Minute, "every acknowledged event in the lake", func() (bool, string) {
+	probe.Until(t, 2*time.Minute, "every acknowledged event in the lake", func() (bool, string) {
 		l = readLake(t, root)
 		c := l.eventCounts()
 		missing := 0

@@ -22,6 +22,7 @@ import (
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // The data directory fault-injection suite (docs/operations.md "Damage"): the real
@@ -87,7 +88,7 @@ func sendEventsKey(t testing.TB, addr, key, prefix string, n int) map[string]boo
 // waitInLake waits until every id of ids is in the lake under lakeDir.
 func waitInLake(t testing.TB, lakeDir string, ids map[string]bool, what string) {
 	t.Helper()
-	waitFor(t, 120*time.Second, what+" in the lake", func() (bool, string) {
+	probe.Until(t, 120*time.Second, what+" in the lake", func() (bool, string) {
 		c := readLake(t, lakeDir).eventCounts()
 		n := 0
 		for id := range ids {
@@ -276,7 +277,7 @@ func runDamageSeed(t *testing.T, seed uint64) {
 	if len(post) == 0 {
 		t.Fatalf("%s: started but acknowledged nothing", what)
 	}
-	waitFor(t, 120*time.Second, "every event acknowledged after the damage in the lake", func() (bool, string) {
+	probe.Until(t, 120*time.Second, "every event acknowledged after the damage in the lake", func() (bool, string) {
 		if p.done() {
 			t.Fatalf("%s: serve exited after start:\n%s", what, tail(p.out.String()[before:], 4000))
 		}
@@ -377,7 +378,7 @@ func TestDamageWALTailLost(t *testing.T) {
 			p := startProc(t, cfg, port)
 			lakeDir := filepath.Join(dir, "lake")
 			pre := sendEvents(t, p.addr, "pre", 400)
-			waitFor(t, 60*time.Second, "pre-damage events in the lake", func() (bool, string) {
+			probe.Until(t, 60*time.Second, "pre-damage events in the lake", func() (bool, string) {
 				c := readLake(t, lakeDir).eventCounts()
 				return len(c) == len(pre), fmt.Sprintf("%d of %d", len(c), len(pre))
 			})

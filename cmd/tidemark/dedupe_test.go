@@ -9,6 +9,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // TestDedupeSameMessageIDAcrossDevices: ten devices each send an event with
@@ -55,7 +56,7 @@ func TestDedupeSameMessageIDAcrossDevices(t *testing.T) {
 	// The sessionizer skips exactly the retries (and, skipped, they never
 	// become rows); then every other event is in the lake.
 	var dupes float64
-	waitFor(t, 60*time.Second, "the retries skipped and the events delivered", func() (bool, string) {
+	probe.Until(t, 60*time.Second, "the retries skipped and the events delivered", func() (bool, string) {
 		dupes, _ = p.metric("tidemark_sessionizer_duplicate_events_total")
 		n := len(readLake(t, root).Events)
 		return dupes > retries || (dupes == retries && n >= accepted), fmt.Sprintf("duplicates skipped %v, rows %d", dupes, n)

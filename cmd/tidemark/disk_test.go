@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // TestDiskFullStaysUp: the data dir on a small file system that ingest
@@ -101,7 +102,7 @@ func TestDiskFullStaysUp(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "ingest to resume", func() (bool, string) {
+	probe.Until(t, 30*time.Second, "ingest to resume", func() (bool, string) {
 		code, _ := send()
 		return code == 200, fmt.Sprint("status ", code)
 	})
@@ -110,7 +111,7 @@ func TestDiskFullStaysUp(t *testing.T) {
 			t.Fatalf("after space returned: status %d", code)
 		}
 	}
-	waitFor(t, 120*time.Second, "every acknowledged event in the lake", func() (bool, string) {
+	probe.Until(t, 120*time.Second, "every acknowledged event in the lake", func() (bool, string) {
 		c := readLake(t, filepath.Join(dir, "lake")).eventCounts()
 		got := 0
 		for id := range acked {

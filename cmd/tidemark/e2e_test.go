@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 const (
@@ -124,7 +125,7 @@ func TestServeEndToEnd(t *testing.T) {
 
 	root := filepath.Join(dir, "lake")
 	var l lake
-	waitFor(t, 90*time.Second, "every event, page and session in the lake", func() (bool, string) {
+	probe.Until(t, 90*time.Second, "every event, page and session in the lake", func() (bool, string) {
 		l = readLake(t, root)
 		state := fmt.Sprintf("events=%d pages=%d sessions=%d", len(l.Events), len(l.Pages), len(l.Sessions))
 		return len(l.Events) >= len(all) && len(l.Sessions) >= devices && len(l.Pages) >= devices*perDevice/4, state
@@ -191,7 +192,7 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 	}
 	// Metrics agree with the lake, and nothing is pending.
-	waitFor(t, 30*time.Second, "metrics to settle", func() (bool, string) {
+	probe.Until(t, 30*time.Second, "metrics to settle", func() (bool, string) {
 		delivered, _ := p.metric(`tidemark_delivered_events_total{destination="lake",org="acme",table="events"}`)
 		age, ok := p.metric(`tidemark_oldest_undelivered_event_age_seconds{destination="lake",org="acme",table="events"}`)
 		return ok && delivered == float64(len(all)) && age == 0, fmt.Sprintf("delivered=%v age=%v", delivered, age)

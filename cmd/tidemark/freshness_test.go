@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,6 +12,7 @@ import (
 
 	lg "github.com/tidemark/tidemark/internal/loadgen"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // TestFreshnessSLAPerTable, the stalled-destination alert with scaled-down
@@ -93,7 +92,7 @@ func TestFreshnessSLAPerTable(t *testing.T) {
 
 	// The stuck destination: its events are overdue after 20.5s; the alert
 	// condition (age above the table's SLA) holds for its events table.
-	waitFor(t, 90*time.Second, "stuck's events table past its SLA", func() (bool, string) {
+	probe.Until(t, 90*time.Second, "stuck's events table past its SLA", func() (bool, string) {
 		age, sla, ok := sample("stuck", "events")
 		return ok && sla == 20.5 && age > sla, fmt.Sprintf("age=%v sla=%v", age, sla)
 	})
@@ -139,14 +138,7 @@ func statusTables(t *testing.T, addr string) map[string]map[string]tableState {
 			Tables map[string]tableState `json:"tables"`
 		} `json:"destinations"`
 	}
-	req, _ := http.NewRequestWithContext(t.Context(), "GET", addr+"/api/v1/status", nil)
-	req.Header.Set("Authorization", "Bearer "+incidentAdminKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if err := probe.JSON(t.Context(), addr+"/api/v1/status", incidentAdminKey, &st); err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]map[string]tableState{}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/tidemark/tidemark/internal/destination/blob"
 	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // The incident, replayed: the tests of docs/operations.md "Audit and backfill". Each
@@ -172,7 +172,7 @@ func committedEvents(t *testing.T, s store) map[string]int {
 // waitAcked waits until the loader has n acknowledged events.
 func (l *loader) waitAcked(t *testing.T, n int) {
 	t.Helper()
-	waitFor(t, 60*time.Second, fmt.Sprintf("%d acknowledged events", n), func() (bool, string) {
+	probe.Until(t, 60*time.Second, fmt.Sprintf("%d acknowledged events", n), func() (bool, string) {
 		got := len(l.Acked())
 		return got >= n, fmt.Sprintf("%d acknowledged", got)
 	})
@@ -181,7 +181,7 @@ func (l *loader) waitAcked(t *testing.T, n int) {
 // waitCommitted waits until every id of acked is committed in s.
 func waitCommitted(t *testing.T, s store, acked map[string]bool, what string) {
 	t.Helper()
-	waitFor(t, 60*time.Second, what, func() (bool, string) {
+	probe.Until(t, 60*time.Second, what, func() (bool, string) {
 		c := committedEvents(t, s)
 		n := 0
 		for id := range acked {
@@ -221,7 +221,7 @@ func checkOnce(t *testing.T, counts map[string]int, want map[string]bool) {
 // no pending events.
 func (p *proc) waitAuditedAfter(tb *testing.T, t time.Time) {
 	tb.Helper()
-	waitFor(tb, 60*time.Second, "an audit run without pending events", func() (bool, string) {
+	probe.Until(tb, 60*time.Second, "an audit run without pending events", func() (bool, string) {
 		pend := p.auditMetric("tidemark_audit_pending_events")
 		last, _ := p.metric("tidemark_audit_last_run_timestamp_seconds")
 		return pend == 0 && last > float64(t.Unix()+1), fmt.Sprintf("pending=%v last run=%v", pend, last)
@@ -263,7 +263,7 @@ func TestIncidentLostNotifications(t *testing.T) {
 			// The alert conditions: missing events found, and the oldest
 			// undelivered age above the SLA. Generous bound: SLA (1.5s) +
 			// audit interval (1s) + noise.
-			waitFor(t, 90*time.Second, "the missing-events and stale-destination conditions", func() (bool, string) {
+			probe.Until(t, 90*time.Second, "the missing-events and stale-destination conditions", func() (bool, string) {
 				missing := p.auditMetric("tidemark_audit_missing_events")
 				age := p.eventsMetric("tidemark_oldest_undelivered_event_age_seconds")
 				sla := p.eventsMetric("tidemark_destination_freshness_sla_seconds")
@@ -310,7 +310,7 @@ func TestIncidentLostNotifications(t *testing.T) {
 			if !strings.Contains(out, "wrote 0 backfill batches") {
 				t.Fatalf("second backfill:\n%s", out)
 			}
-			waitFor(t, 30*time.Second, "the alert conditions to clear", func() (bool, string) {
+			probe.Until(t, 30*time.Second, "the alert conditions to clear", func() (bool, string) {
 				missing := p.auditMetric("tidemark_audit_missing_events")
 				age := p.eventsMetric("tidemark_oldest_undelivered_event_age_seconds")
 				return missing == 0 && age == 0, fmt.Sprintf("missing=%v age=%v", missing, age)
@@ -459,7 +459,7 @@ func TestIncidentFailureElsewhere(t *testing.T) {
 			stopped := time.Now()
 			waitCommitted(t, s, acked, "delivery to the healthy destination")
 			t.Logf("healthy destination complete %.1fs after the load stopped", time.Since(stopped).Seconds())
-			waitFor(t, 60*time.Second, "the broken destinations reported", func() (bool, string) {
+			probe.Until(t, 60*time.Second, "the broken destinations reported", func() (bool, string) {
 				restarts, _ := p.metric(`tidemark_stage_restarts_total{stage="transport"}`)
 				st := status(t, p.addr)
 				var broken, stuck destinationState
@@ -498,14 +498,7 @@ func status(t *testing.T, addr string) struct {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", addr+"/api/v1/status", nil)
-	req.Header.Set("Authorization", "Bearer "+incidentAdminKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return st
-	}
-	defer resp.Body.Close()
-	json.NewDecoder(resp.Body).Decode(&st)
+	probe.JSON(ctx, addr+"/api/v1/status", incidentAdminKey, &st) // while polling: a failed read is an empty status
 	return st
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // TestHandMadeOverlap: destinations that overlap where the configuration
@@ -73,7 +74,7 @@ orgs:
 
 	a, _ := deploy("a", "acme", "file://"+inner)
 	aIDs := send(a, "a-")
-	waitFor(t, 60*time.Second, "A delivers its events", func() (bool, string) {
+	probe.Until(t, 60*time.Second, "A delivers its events", func() (bool, string) {
 		n := len(readLake(t, inner).Events)
 		d := a.dest("acme", "lake")
 		return n == len(aIDs) && d.ok && d.Up == 1 && d.Age == 0, fmt.Sprintf("%d events in A's lake; %s", n, d)
@@ -99,7 +100,7 @@ orgs:
 		{b, "acme", []string{`claimed by org "acme" destination "lake"`, "another data directory"}, "B (same names, through a symlink)"},
 		{c, "globex", []string{`org "acme" destination "lake"`, "inside this destination's place"}, "C (containing A's place)"},
 	} {
-		waitFor(t, 60*time.Second, tc.whatFrom+" refuses its destination", func() (bool, string) {
+		probe.Until(t, 60*time.Second, tc.whatFrom+" refuses its destination", func() (bool, string) {
 			d, msg := tc.p.dest(tc.org, "lake"), lastError(tc.p)
 			ok := d.ok && d.Up == 0
 			for _, w := range tc.want {
@@ -112,7 +113,7 @@ orgs:
 		}
 	}
 	// B's audit: its events are missing, not "clean" with A's rows.
-	waitFor(t, 60*time.Second, "B's audit reports its 100 events missing", func() (bool, string) {
+	probe.Until(t, 60*time.Second, "B's audit reports its 100 events missing", func() (bool, string) {
 		m := b.auditMetric("tidemark_audit_missing_events")
 		return m == float64(len(bIDs)), fmt.Sprintf("missing=%v", m)
 	})

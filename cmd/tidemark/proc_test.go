@@ -16,6 +16,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 var (
@@ -216,21 +217,7 @@ func (p *proc) stop() {
 // metric returns the value of one sample line of /metrics, e.g.
 // `tidemark_delivered_events_total{destination="lake",org="acme",table="events"}`.
 func (p *proc) metric(sample string) (float64, bool) {
-	resp, err := http.Get(p.addr + "/metrics")
-	if err != nil {
-		return 0, false
-	}
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	buf.ReadFrom(resp.Body)
-	for _, line := range strings.Split(buf.String(), "\n") {
-		if v, ok := strings.CutPrefix(line, sample+" "); ok {
-			var f float64
-			fmt.Sscan(v, &f)
-			return f, true
-		}
-	}
-	return 0, false
+	return probe.Metric(p.addr+"/metrics", sample)
 }
 
 // lake is what a reader of the destination sees: only files named by a manifest.
@@ -303,22 +290,6 @@ func (l lake) eventCounts() map[string]int {
 		c[e.EventID]++
 	}
 	return c
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; last state: %s", timeout, what, state)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // orgsConfig writes a config like testConfig's but with the given orgs

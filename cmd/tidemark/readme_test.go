@@ -14,6 +14,7 @@ import (
 	"github.com/tidemark/tidemark/internal/config"
 	"github.com/tidemark/tidemark/internal/stream"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // docBlock returns the first fenced code block in language lang that contains
@@ -68,7 +69,7 @@ func TestReadmeQuickstart(t *testing.T) {
 	if code, resp := postAs(t, p.addr+"/v1/batch", key[1], []byte(body[1]), false); code != 200 || !strings.Contains(resp, `"accepted":3`) {
 		t.Fatalf("README curl body: %d %s", code, resp)
 	}
-	waitFor(t, 60*time.Second, "the README's events, page and session in the lake", func() (bool, string) {
+	probe.Until(t, 60*time.Second, "the README's events, page and session in the lake", func() (bool, string) {
 		l := readLake(t, filepath.Join(dir, "tidemark-data", "lake"))
 		return len(l.Events) == 3 && len(l.Sessions) == 1 && len(l.Pages) == 1, fmt.Sprintf("events=%d pages=%d sessions=%d", len(l.Events), len(l.Pages), len(l.Sessions))
 	})
@@ -174,7 +175,7 @@ func TestExampleConfigStarts(t *testing.T) {
 		t.Fatalf("post with the example's write key: %d %s", code, resp)
 	}
 	root := filepath.Join(dir, strings.TrimPrefix(lake, "file://./"))
-	waitFor(t, 3*time.Minute, "the event in the example's lake", func() (bool, string) {
+	probe.Until(t, 3*time.Minute, "the event in the example's lake", func() (bool, string) {
 		l := readLake(t, root)
 		return len(l.Events) == 1 && l.Events[0].EventID == "example-1" && l.Events[0].OrgID == org.ID, fmt.Sprintf("%d events", len(l.Events))
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // shell runs a command line in sh from directory dir, as a user pasting it
@@ -81,7 +82,7 @@ func TestAuditRepairCommandRepairs(t *testing.T) {
 	load := startLoad(t, p.addr, testKey, "repair-", 2, 20, 50*time.Millisecond)
 	load.waitAcked(t, 600)
 	acked := load.Stop()
-	waitFor(t, 60*time.Second, "delivery", func() (bool, string) {
+	probe.Until(t, 60*time.Second, "delivery", func() (bool, string) {
 		c := readLake(t, lakeDir).eventCounts()
 		return len(c) == len(acked), fmt.Sprintf("%d of %d", len(c), len(acked))
 	})

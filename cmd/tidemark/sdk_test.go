@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // TestSegmentSDKAndIndependentReader sends with the real Segment Node SDK
@@ -26,7 +27,7 @@ func TestSegmentSDKAndIndependentReader(t *testing.T) {
 		t.Fatalf("SDK sent %d calls (%d ids), want %d", res.Count, len(res.Sent), devices*per)
 	}
 	root := filepath.Join(dir, "lake")
-	waitFor(t, 90*time.Second, "the SDK's events and sessions in the lake", func() (bool, string) {
+	probe.Until(t, 90*time.Second, "the SDK's events and sessions in the lake", func() (bool, string) {
 		l := readLake(t, root)
 		return len(l.Events) >= devices*per && len(l.Sessions) >= devices, fmt.Sprintf("events=%d sessions=%d", len(l.Events), len(l.Sessions))
 	})
@@ -81,7 +82,7 @@ func TestRudderStackSDKClientTime(t *testing.T) {
 		t.Fatalf("SDK sent %d calls (%d ids), want %d", res.Count, len(res.Sent), n)
 	}
 	root := filepath.Join(dir, "lake")
-	waitFor(t, 90*time.Second, "the SDK's events in the lake", func() (bool, string) {
+	probe.Until(t, 90*time.Second, "the SDK's events in the lake", func() (bool, string) {
 		l := readLake(t, root)
 		return len(l.Events) >= n, fmt.Sprintf("events=%d", len(l.Events))
 	})

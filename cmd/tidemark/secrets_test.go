@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // showsSecret returns the first secret of which out holds an 8-character
@@ -121,7 +122,7 @@ orgs:
 	do("POST", "/v1/track", secrets[0]+"x", "", `{"anonymousId":"a","event":"x"}`)
 	do("POST", "/v1/track", "", "", `{"anonymousId":"a","event":"x","writeKey":"`+secrets[1]+`"}`)
 	do("GET", "/api/v1/status", "", secrets[0], "")
-	waitFor(t, 30*time.Second, "the webhook's dead letter", func() (bool, string) {
+	probe.Until(t, 30*time.Second, "the webhook's dead letter", func() (bool, string) {
 		v, _ := p.metric(`tidemark_webhook_dead_letter_events_total{org="acme",webhook="down"}`)
 		return v > 0, fmt.Sprint(v)
 	})

@@ -19,6 +19,7 @@ import (
 
 	lg "github.com/tidemark/tidemark/internal/loadgen"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // ackRecorder is the load generator's HTTP transport, recording when each
@@ -226,7 +227,7 @@ orgs:
 		if err != nil {
 			b.Fatal(err)
 		}
-		waitFor(b, 2*time.Minute, "webhook and live tail receipt", func() (bool, string) {
+		probe.Until(b, 2*time.Minute, "webhook and live tail receipt", func() (bool, string) {
 			return hook.len() >= int(res.Acked) && live.len() >= int(res.Acked), fmt.Sprintf("webhook %d, live %d of %d", hook.len(), live.len(), res.Acked)
 		})
 		h50, h99, hEarly, hMiss := percentiles(rec.at, hook)

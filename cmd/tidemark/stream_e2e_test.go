@@ -23,6 +23,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/stream"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 const (
@@ -233,7 +234,7 @@ func TestLiveTailEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cancel(); cmd.Wait() }()
-	waitFor(t, 30*time.Second, "tidemark tail connected", func() (bool, string) {
+	probe.Until(t, 30*time.Second, "tidemark tail connected", func() (bool, string) {
 		return strings.Contains(cliErr.String(), "connected"), cliErr.String()
 	})
 	lines := make(chan string, 100)
@@ -342,7 +343,7 @@ orgs:
 	time.Sleep(1500 * time.Millisecond)
 	r.setMode("ok")
 	phase1 := ld.Stop()
-	waitFor(t, 60*time.Second, "phase 1 delivered", func() (bool, string) {
+	probe.Until(t, 60*time.Second, "phase 1 delivered", func() (bool, string) {
 		n := r.missing(phase1)
 		return n == 0, fmt.Sprintf("%d of %d missing", n, len(phase1))
 	})
@@ -359,7 +360,7 @@ orgs:
 	ld2 := startLoad(t, p.addr, testKey, "dl-", 2, 10, 50*time.Millisecond)
 	time.Sleep(2 * time.Second)
 	phase2 := ld2.Stop()
-	waitFor(t, 60*time.Second, "phase 2 in dead letters", func() (bool, string) {
+	probe.Until(t, 60*time.Second, "phase 2 in dead letters", func() (bool, string) {
 		v, _ := p.metric(`tidemark_webhook_dead_letter_events_total{org="acme",webhook="crm"}`)
 		return v >= float64(len(phase2)), fmt.Sprintf("%v of %d dead-lettered", v, len(phase2))
 	})
@@ -367,12 +368,6 @@ orgs:
 		t.Error("no failed requests counted")
 	}
 	// The status API shows it too.
-	req, _ := http.NewRequest("GET", p.addr+"/api/v1/status", nil)
-	req.Header.Set("Authorization", "Bearer "+adminKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var status struct {
 		Stream struct {
 			Webhooks []struct {
@@ -383,8 +378,9 @@ orgs:
 			}
 		}
 	}
-	json.NewDecoder(resp.Body).Decode(&status)
-	resp.Body.Close()
+	if err := probe.JSON(t.Context(), p.addr+"/api/v1/status", adminKey, &status); err != nil {
+		t.Fatal(err)
+	}
 	if w := status.Stream.Webhooks; len(w) != 1 || w[0].Name != "crm" || w[0].DeadLettered != int64(len(phase2)) ||
 		w[0].Failed == 0 || !strings.Contains(w[0].LastError, "HTTP 500") {
 		t.Errorf("status API webhooks: %+v", w)
@@ -434,7 +430,7 @@ func lastLine(s string) string {
 func waitLakeExact(t testing.TB, root string, want map[string]bool, timeout time.Duration) {
 	t.Helper()
 	var l lake
-	waitFor(t, timeout, "every acknowledged event in the lake", func() (bool, string) {
+	probe.Until(t, timeout, "every acknowledged event in the lake", func() (bool, string) {
 		l = readLake(t, root)
 		c := l.eventCounts()
 		missing := 0
@@ -482,7 +478,7 @@ func TestWebhookSurvivesKill(t *testing.T) {
 	if len(want) < 500 {
 		t.Fatalf("only %d events acknowledged", len(want))
 	}
-	waitFor(t, 2*time.Minute, "every acknowledged event received", func() (bool, string) {
+	probe.Until(t, 2*time.Minute, "every acknowledged event received", func() (bool, string) {
 		n := r.missing(want)
 		return n == 0, fmt.Sprintf("%d of %d missing", n, len(want))
 	})
@@ -532,12 +528,12 @@ func TestStreamIsolationPoison(t *testing.T) {
 	for _, id := range poison {
 		delete(others, id)
 	}
-	waitFor(t, 30*time.Second, "the other events at the webhook", func() (bool, string) {
+	probe.Until(t, 30*time.Second, "the other events at the webhook", func() (bool, string) {
 		n := r.missing(others)
 		return n == 0, fmt.Sprintf("%d missing", n)
 	})
 	gotLive := map[string]bool{}
-	waitFor(t, 30*time.Second, "the other events on the live tail", func() (bool, string) {
+	probe.Until(t, 30*time.Second, "the other events on the live tail", func() (bool, string) {
 		for len(live) > 0 {
 			gotLive[(<-live).EventID] = true
 		}

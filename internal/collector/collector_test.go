@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidemark/tidemark/internal/event"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // memLog is an in-memory Appender.
@@ -684,29 +685,11 @@ func TestConcurrent(t *testing.T) {
 	}
 }
 
-// assertCounter checks the value of one counter in reg.
+// assertCounter checks the sum of the series of counter name in reg whose
+// labels include labels.
 func assertCounter(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string, want float64) {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue metric
-				}
-			}
-			got += m.GetCounter().GetValue()
-		}
-	}
-	if got != want {
+	if got := probe.Value(t, reg, name, labels); got != want {
 		t.Errorf("%s%v = %v, want %v", name, labels, got, want)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidemark/tidemark/internal/event"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 func open(t *testing.T, dir string, o Options) (*Log, *prometheus.Registry) {
@@ -52,7 +53,7 @@ func TestGroupCommit(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	commits := counter(t, reg, "tidemark_log_commits_total")
+	commits := probe.Value(t, reg, "tidemark_log_commits_total", nil)
 	if commits >= writers*per {
 		t.Errorf("%v commits for %d appends: no group commit", commits, writers*per)
 	}
@@ -89,21 +90,6 @@ func TestGroupCommit(t *testing.T) {
 	if len(seen) != writers*per {
 		t.Fatalf("%d events after reopen, want %d", len(seen), writers*per)
 	}
-}
-
-func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.Metric[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 func TestPartitionCountIsFixed(t *testing.T) {

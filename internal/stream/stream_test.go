@@ -18,14 +18,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/stream"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 const secret = "test-webhook-secret-0001"
@@ -186,14 +187,11 @@ func send(t *testing.T, l *eventlog.Log, prefix string, devs, n int, name func(i
 
 func click(int) string { return "Click" }
 
+// waitUntil polls cond until it holds; it fails t after timeout.
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !probe.Poll(timeout, cond) {
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
 	}
 }
 
@@ -243,31 +241,8 @@ func TestWebhookDeliversSignedInOrder(t *testing.T) {
 	if len(r.bad) > 0 {
 		t.Errorf("receiver rejected requests: %v", r.bad)
 	}
-	if v := testutil.ToFloat64(e.metric(t, "tidemark_webhook_delivered_events_total")); v != float64(len(want)) {
+	if v := probe.Value(t, e.reg, "tidemark_webhook_delivered_events_total", nil); v != float64(len(want)) {
 		t.Errorf("delivered metric %v, want %d", v, len(want))
-	}
-}
-
-// metric returns the one collector of the registry's metric family name.
-func (e *env) metric(t *testing.T, name string) prometheus.Collector {
-	t.Helper()
-	return collectorOf{e.reg, name}
-}
-
-type collectorOf struct {
-	g    prometheus.Gatherer
-	name string
-}
-
-func (c collectorOf) Describe(ch chan<- *prometheus.Desc) {}
-func (c collectorOf) Collect(ch chan<- prometheus.Metric) {
-	mfs, _ := c.g.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() == c.name && len(mf.Metric) > 0 {
-			m := mf.Metric[0]
-			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(c.name, "", nil, nil), prometheus.UntypedValue, v)
-		}
 	}
 }
 
@@ -302,10 +277,10 @@ func TestWebhookRetriesHonouringRetryAfter(t *testing.T) {
 	if gap := times[3].Sub(times[2]); gap < 900*time.Millisecond {
 		t.Errorf("retry %v after a Retry-After: 1 answer, want about 1s", gap)
 	}
-	if v := testutil.ToFloat64(e.metric(t, "tidemark_webhook_retries_total")); v < 3 {
+	if v := probe.Value(t, e.reg, "tidemark_webhook_retries_total", nil); v < 3 {
 		t.Errorf("retries metric %v, want >= 3", v)
 	}
-	if v := testutil.ToFloat64(e.metric(t, "tidemark_webhook_failed_requests_total")); v < 3 {
+	if v := probe.Value(t, e.reg, "tidemark_webhook_failed_requests_total", nil); v < 3 {
 		t.Errorf("failed metric %v, want >= 3", v)
 	}
 }
@@ -342,7 +317,7 @@ func TestWebhookDeadLetterAfterRetryWindow(t *testing.T) {
 			t.Errorf("partition %d: webhook holds %d, want %d", p, keep, e.log.LastOffset(p)+1)
 		}
 	}
-	if v := testutil.ToFloat64(e.metric(t, "tidemark_webhook_dead_letter_events_total")); v != float64(len(want)) {
+	if v := probe.Value(t, e.reg, "tidemark_webhook_dead_letter_events_total", nil); v != float64(len(want)) {
 		t.Errorf("dead-letter metric %v, want %d", v, len(want))
 	}
 	st := e.st.Status()
@@ -422,39 +397,44 @@ func TestPoisonEventIsSkippedAndRecorded(t *testing.T) {
 		dls, _ := stream.ListDeadLetters(stream.DeadLetterDir(e.dir), "", "")
 		return len(dls) == 2 && dls[0].Poison && dls[1].Poison
 	})
-	if v := testutil.ToFloat64(e.metric(t, "tidemark_stream_poison_events_total")); v == 0 {
+	if v := probe.Value(t, e.reg, "tidemark_stream_poison_events_total", map[string]string{"consumer": "live"}); v == 0 {
 		t.Error("poison metric is 0")
 	}
 }
 
+// TestHubDropsForSlowSubscriberAndReports runs in a synctest bubble:
+// synctest.Wait returns once the follower has published everything appended
+// and waits for the log again, so the drops are counted after the fact, not
+// after a guessed pause.
 func TestHubDropsForSlowSubscriberAndReports(t *testing.T) {
-	e := newEnv(t, nil, stream.Faults{})
-	slow, unsub := subscribe(t, e.hub, stream.NewFilter("acme", nil, nil, nil))
-	defer unsub()
-	other, unsub2 := subscribe(t, e.hub, stream.NewFilter("acme", nil, nil, []string{"d1"}))
-	defer unsub2()
-	stop := e.run(t)
-	defer stop()
-	// The follower starts at the tail: wait until it sees a first event.
-	waitUntil(t, 30*time.Second, "the follower running", func() bool {
-		send(t, e.log, "probe", 1, 1, click)
-		time.Sleep(20 * time.Millisecond)
-		return len(slow.C()) > 0
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, nil, stream.Faults{})
+		slow, unsub := subscribe(t, e.hub, stream.NewFilter("acme", nil, nil, nil))
+		defer unsub()
+		other, unsub2 := subscribe(t, e.hub, stream.NewFilter("acme", nil, nil, []string{"d1"}))
+		defer unsub2()
+		stop := e.run(t)
+		defer stop()
+		// The follower starts at the tail: wait until it sees a first event.
+		waitUntil(t, 30*time.Second, "the follower running", func() bool {
+			send(t, e.log, "probe", 1, 1, click)
+			synctest.Wait()
+			return len(slow.C()) > 0
+		})
+		for len(slow.C()) > 0 {
+			<-slow.C()
+		}
+		n := stream.SubscriberBuffer + 500
+		send(t, e.log, "h", 1, n, click)
+		waitUntil(t, 30*time.Second, "drops reported", func() bool { return len(slow.C()) == stream.SubscriberBuffer })
+		synctest.Wait()
+		if d := slow.TakeDropped(); d != 500 {
+			t.Errorf("dropped %d, want 500", d)
+		}
+		if len(other.C()) != 0 {
+			t.Errorf("the device filter let %d events of d0 through", len(other.C()))
+		}
 	})
-	time.Sleep(100 * time.Millisecond)
-	for len(slow.C()) > 0 {
-		<-slow.C()
-	}
-	n := stream.SubscriberBuffer + 500
-	send(t, e.log, "h", 1, n, click)
-	waitUntil(t, 30*time.Second, "drops reported", func() bool { return len(slow.C()) == stream.SubscriberBuffer })
-	time.Sleep(100 * time.Millisecond)
-	if d := slow.TakeDropped(); d != 500 {
-		t.Errorf("dropped %d, want 500", d)
-	}
-	if len(other.C()) != 0 {
-		t.Errorf("the device filter let %d events of d0 through", len(other.C()))
-	}
 }
 
 func TestStreamRestartResumesFromCursor(t *testing.T) {

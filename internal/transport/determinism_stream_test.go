@@ -17,6 +17,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/stream"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // TestReplayIsByteIdenticalWithStreaming is the determinism test with the
@@ -118,6 +119,9 @@ func TestReplayIsByteIdenticalWithStreaming(t *testing.T) {
 								}
 								return
 							}
+							// A pause between appends, not a wait for a
+							// result: the streams must follow a growing
+							// log, not find it complete.
 							time.Sleep(time.Millisecond)
 						}
 					}
@@ -131,8 +135,8 @@ func TestReplayIsByteIdenticalWithStreaming(t *testing.T) {
 				runCtx, cancel := context.WithCancel(ctx)
 				done := make(chan struct{})
 				go func() { st.Run(runCtx); close(done) }()
-				for keep, _ := st.Hold(0); keep == 0; keep, _ = st.Hold(0) {
-					time.Sleep(time.Millisecond)
+				if !probe.Poll(time.Minute, func() bool { keep, _ := st.Hold(0); return keep > 0 }) {
+					t.Error("webhook cursors not loaded within a minute")
 				}
 				cancel()
 				<-done
