@@ -22,7 +22,8 @@ import (
 
 	"github.com/tidemark/tidemark/internal/audit"
 	"github.com/tidemark/tidemark/internal/config"
-	"github.com/tidemark/tidemark/internal/destination/blob"
+	"github.com/tidemark/tidemark/internal/destination"
+	"github.com/tidemark/tidemark/internal/destination/registry"
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/pipeline"
@@ -144,7 +145,7 @@ func openOffline(ctx context.Context, f *auditFlags) (*offline, error) {
 				o.close()
 				return nil, fmt.Errorf("org %s destination %s: %w", org.ID, dc.Name, err)
 			}
-			d, err := blob.Open(ctx, dc.URL, codec)
+			d, err := registry.Open(ctx, dc.URL, destination.Options{Codec: codec})
 			if err != nil {
 				o.close()
 				return nil, fmt.Errorf("org %s destination %s: %w", org.ID, dc.Name, err)
@@ -155,7 +156,7 @@ func openOffline(ctx context.Context, f *auditFlags) (*offline, error) {
 				o.close()
 				return nil, err
 			}
-			d.SetOwner(blob.Owner{Org: org.ID, Destination: dc.Name, ID: id})
+			d.(destination.Claimer).SetOwner(destination.Owner{Org: org.ID, Destination: dc.Name, ID: id})
 			tr := transport.New(transport.Options{Org: org.ID, Name: dc.Name, Dest: d, Log: lg, Outputs: sz, Metrics: tm, Logger: logger})
 			// The owner id is a record too: serve ran this destination
 			// from this data dir even if it never delivered (it was down,
@@ -164,7 +165,7 @@ func openOffline(ctx context.Context, f *auditFlags) (*offline, error) {
 				o.close()
 				return nil, fmt.Errorf("data_dir %s has no record of org %s destination %s (%w): %s", cfg.DataDir, org.ID, dc.Name, err, wrongDataDir(f))
 			}
-			o.targets = append(o.targets, audit.Target{Org: org.ID, Name: dc.Name, Dest: d, SLA: cfg.FreshnessSLA(&dc, "events"), Frontier: tr.Frontier})
+			o.targets = append(o.targets, audit.Target{Org: org.ID, Name: dc.Name, Dest: d.(audit.Destination), SLA: cfg.FreshnessSLA(&dc, "events"), Frontier: tr.Frontier})
 		}
 	}
 	if len(o.targets) == 0 {

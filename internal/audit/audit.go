@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tidemark/tidemark/internal/destination/blob"
+	"github.com/tidemark/tidemark/internal/destination"
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/format"
@@ -27,24 +27,56 @@ const DefaultMaxListed = 100_000
 // hour start and stop this far outside it.
 const disorder = 5 * time.Minute
 
+// Destination is what the audit reads back from a destination, relying on
+// the destination alone (not on the pipeline's bookkeeping), and what
+// Backfill writes its batches to. The blob destination implements it; so
+// must every destination that is audited.
+type Destination interface {
+	// Owned returns nil when the destination's place is this data
+	// directory's, and an error wrapping destination.ErrClaimed when it is
+	// another destination's: nothing in it then counts as delivered.
+	Owned(ctx context.Context) error
+	// EventFiles lists the events files of the UTC hour that starts at
+	// hour, committed or not, with the size the destination reports and
+	// the batch each belongs to.
+	EventFiles(ctx context.Context, hour time.Time) ([]destination.StoredFile, error)
+	// Manifest reads the manifest of batch id; ok is false when the batch
+	// is not committed.
+	Manifest(ctx context.Context, id string) (m destination.Manifest, ok bool, err error)
+	// ReadFileEvents reads the rows of one events file of a committed
+	// batch, checked against f, its entry in the manifest.
+	ReadFileEvents(ctx context.Context, f destination.File) ([]format.EventRow, error)
+	// Write commits a batch (destination.Destination.Write): Backfill's.
+	Write(ctx context.Context, b *destination.Batch) error
+}
+
+// Log is what the audit reads of the event log (eventlog.Log).
+type Log interface {
+	Partitions() int
+	FirstOffset(p int) (uint64, error)
+	LastOffset(p int) uint64
+	Scan(p int, from, to uint64, fn func(off uint64, val []byte) error) error
+	NewReader(p int) (*eventlog.Reader, error)
+}
+
 // Target is one destination to audit.
 type Target struct {
 	Org, Name string
-	Dest      *blob.Blob
+	Dest      Destination
 	// SLA is the freshness SLA of the destination's events table
 	// (flush.max_age + freshness_grace): an absent event accepted less than
 	// SLA ago is pending, older ones are missing.
 	SLA time.Duration
 	// Frontier returns the smallest log offset of partition p that the
 	// pipeline has not yet delivered to this destination
-	// (transport.Transport.Frontier). Backfill leaves missing events at or
+	// (the transport's frontier). Backfill leaves missing events at or
 	// above it to the pipeline. Needed by Backfill only.
 	Frontier func(p int) (uint64, error)
 }
 
 // Options configure an Auditor.
 type Options struct {
-	Log          *eventlog.Log
+	Log          Log
 	DedupeWindow time.Duration
 	Now          func() time.Time
 	// Deep reads the event ids of every hour, not only of hours whose
@@ -63,7 +95,7 @@ type Auditor struct {
 	o         Options
 	mu        sync.Mutex
 	counts    map[cellKey]int64
-	manifests map[*blob.Blob]map[string]*manifestInfo
+	manifests map[Destination]map[string]*manifestInfo
 	bad       map[[2]uint64]string // unreadable records met in the current run
 }
 
@@ -77,8 +109,8 @@ type cellKey struct {
 type manifestInfo struct {
 	partition int
 	org       string
-	files     map[string]blob.File // by path
-	used      bool                 // seen in the current run
+	files     map[string]destination.File // by path
+	used      bool                        // seen in the current run
 }
 
 // New returns an Auditor.
@@ -89,7 +121,7 @@ func New(o Options) *Auditor {
 	if o.MaxListed == 0 {
 		o.MaxListed = DefaultMaxListed
 	}
-	return &Auditor{o: o, counts: map[cellKey]int64{}, manifests: map[*blob.Blob]map[string]*manifestInfo{}}
+	return &Auditor{o: o, counts: map[cellKey]int64{}, manifests: map[Destination]map[string]*manifestInfo{}}
 }
 
 // Hour is one row of the audit: the events accepted into the log in one UTC
@@ -129,7 +161,7 @@ type Result struct {
 	// OldestMissing is the received_at of the oldest missing event.
 	OldestMissing *time.Time `json:"oldest_missing,omitempty"`
 	// NotOwned says why the destination's place is another destination's
-	// (blob.ErrClaimed): nothing in it is counted as delivered.
+	// (destination.ErrClaimed): nothing in it is counted as delivered.
 	NotOwned string `json:"not_owned,omitempty"`
 
 	pending []Event // for backfill: absent but not yet due
@@ -284,9 +316,9 @@ func (a *Auditor) audit(ctx context.Context, t Target, hours []time.Time, start 
 	for _, m := range cache {
 		m.used = false
 	}
-	// A place that belongs to another destination (its marker, see
-	// blob.Claim) holds nothing of this one's, whatever its manifests say.
-	if err := t.Dest.Owned(ctx); errors.Is(err, blob.ErrClaimed) {
+	// A place that belongs to another destination (for blob, its marker)
+	// holds nothing of this one's, whatever its manifests say.
+	if err := t.Dest.Owned(ctx); errors.Is(err, destination.ErrClaimed) {
 		res.NotOwned = err.Error()
 	} else if err != nil {
 		return nil, err
@@ -297,7 +329,7 @@ func (a *Auditor) audit(ctx context.Context, t Target, hours []time.Time, start 
 			return nil, err
 		}
 		row := Hour{Hour: h, InLog: inLog(h, start, complete)}
-		files := map[int][]blob.File{}
+		files := map[int][]destination.File{}
 		if res.NotOwned == "" {
 			var err error
 			if files, err = a.committedFiles(ctx, t.Dest, t.Org, cache, h); err != nil {
@@ -400,7 +432,7 @@ type cell struct {
 	org       string
 	p         int
 	hour      time.Time
-	files     []blob.File
+	files     []destination.File
 	delivered int64
 }
 
@@ -410,17 +442,14 @@ type cell struct {
 // uncommitted; a file whose size differs is not what was committed; a
 // manifest of another org is not this destination's (batch ids carry no
 // org); none of them counts.
-func (a *Auditor) committedFiles(ctx context.Context, d *blob.Blob, org string, cache map[string]*manifestInfo, h time.Time) (map[int][]blob.File, error) {
-	objs, err := d.HourFiles(ctx, format.Events, h)
+func (a *Auditor) committedFiles(ctx context.Context, d Destination, org string, cache map[string]*manifestInfo, h time.Time) (map[int][]destination.File, error) {
+	objs, err := d.EventFiles(ctx, h)
 	if err != nil {
 		return nil, err
 	}
-	files := map[int][]blob.File{}
+	files := map[int][]destination.File{}
 	for _, o := range objs {
-		id, ok := blob.BatchOf(o.Path)
-		if !ok {
-			continue
-		}
+		id := o.Batch
 		m := cache[id]
 		if m == nil {
 			man, ok, err := d.Manifest(ctx, id)
@@ -430,7 +459,7 @@ func (a *Auditor) committedFiles(ctx context.Context, d *blob.Blob, org string, 
 			if !ok {
 				continue // not committed (yet)
 			}
-			m = &manifestInfo{partition: man.Partition, org: man.Org, files: map[string]blob.File{}}
+			m = &manifestInfo{partition: man.Partition, org: man.Org, files: map[string]destination.File{}}
 			for _, f := range man.Files {
 				if f.Table == format.Events {
 					m.files[f.Path] = f
@@ -615,7 +644,7 @@ type comparison struct {
 
 // compare reads the cell's events, (device, messageId), from the log and
 // from the destination's files and compares them.
-func (a *Auditor) compare(ctx context.Context, d *blob.Blob, c cell) (*comparison, error) {
+func (a *Auditor) compare(ctx context.Context, d Destination, c cell) (*comparison, error) {
 	entries, err := a.logCell(c)
 	if err != nil {
 		return nil, err

@@ -11,7 +11,6 @@ import (
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/sessionize"
-	"github.com/tidemark/tidemark/internal/transport"
 )
 
 // DefaultBackfillBatch is the most events one backfill batch holds.
@@ -166,7 +165,7 @@ func (a *Auditor) build(t Target, p int, want map[uint64]Event, o BackfillOption
 			return nil, fmt.Errorf("log partition %d offset %d: %w", p, off, err)
 		}
 		out := found[off]
-		rows = append(rows, transport.EventRow(p, &out, &rec.Event))
+		rows = append(rows, format.NewEventRow(p, &out, &rec.Event))
 	}
 	var batches []*destination.Batch
 	for chunk := range slices.Chunk(rows, o.BatchSize) {

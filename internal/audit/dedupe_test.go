@@ -16,7 +16,6 @@ import (
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/sessionize"
-	"github.com/tidemark/tidemark/internal/transport"
 )
 
 // TestAuditSameMessageIDOtherDevice: ten devices send the same messageId (a
@@ -76,7 +75,7 @@ func TestAuditSameMessageIDOtherDevice(t *testing.T) {
 			continue // lost, and kept's retry (delivered once)
 		}
 		o := sessionize.Output{Kind: sessionize.KindEvent, Offset: uint64(offsets[p]), SessionID: "s-" + r.Event.Device}
-		rows[p] = append(rows[p], transport.EventRow(p, &o, &r.Event))
+		rows[p] = append(rows[p], format.NewEventRow(p, &o, &r.Event))
 	}
 	// The lake: one committed batch per partition, without lost's event.
 	for p, rs := range rows {

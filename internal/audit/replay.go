@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/tidemark/tidemark/internal/event"
-	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/sessionize"
 )
 
@@ -15,7 +14,7 @@ import (
 // replay holds state for a few devices, not for the whole partition, and
 // assigns what the pipeline assigned, provided the device's session began
 // after the oldest retained record.
-func assign(lg *eventlog.Log, cfg sessionize.Config, p int, want map[uint64]Event) (map[uint64]sessionize.Output, error) {
+func assign(lg Log, cfg sessionize.Config, p int, want map[uint64]Event) (map[uint64]sessionize.Output, error) {
 	devices := map[string]bool{}
 	var last uint64
 	for off := range want {

@@ -3,18 +3,19 @@ package config
 import (
 	"fmt"
 
-	"github.com/tidemark/tidemark/internal/destination/blob"
+	"github.com/tidemark/tidemark/internal/destination"
+	"github.com/tidemark/tidemark/internal/destination/registry"
 )
 
 // placed is a destination whose URL names a valid location.
 type placed struct {
 	org, name, url, path string
-	loc                  blob.Location
+	loc                  destination.Location
 }
 
 // overlaps reports every destination, of any org, whose location is the
 // location of an earlier one or contains it or lies inside it (after
-// normalising: see blob.ParseLocation). Two destinations in one place would
+// normalising: see registry.Locate). Two destinations in one place would
 // take each other's batches (the batch ids carry no org) and files for their
 // own: one would skip events as already committed, the audit would count the
 // other's rows, and start-up cleanup would delete the other's files.
@@ -26,12 +27,12 @@ func (p *problems) overlaps(c *Config) {
 				continue // reported by validate
 			}
 			path := fmt.Sprintf("orgs[%d].destinations[%d].url", i, j)
-			loc, err := blob.ParseLocation(d.URL)
+			loc, err := registry.Locate(d.URL)
 			if err != nil {
 				p.add(path, "%v", err)
 				continue
 			}
-			this := placed{org: o.ID, name: d.Name, url: blob.Redact(d.URL), path: path, loc: loc}
+			this := placed{org: o.ID, name: d.Name, url: registry.Redact(d.URL), path: path, loc: loc}
 			for _, prev := range seen {
 				how := ""
 				switch {

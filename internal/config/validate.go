@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/tidemark/tidemark/internal/destination/registry"
 )
 
 // Limits enforced by Validate.
@@ -31,9 +33,8 @@ var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 const idHelp = `must be 1 to 63 lowercase letters, digits, "_" or "-", starting with a letter or digit`
 
-// Destination URL schemes. Only file is implemented so far; the others are
-// valid configuration for the blob destinations to come (gocloud.dev URLs).
-var schemes = []string{"file", "s3", "gs", "azblob"}
+// Destination URL schemes: those the registry opens.
+var schemes = registry.Schemes()
 
 var compressions = []string{"zstd", "snappy", "gzip", "none"}
 

@@ -77,3 +77,28 @@ type Destination interface {
 	Cleanup(ctx context.Context, partition int, after uint64) error
 	Close() error
 }
+
+// Options configure a destination opened by URL (see package registry).
+type Options struct {
+	// Codec is the file format and compression of the data files, for the
+	// destinations that write files; the zero Codec is format.Default.
+	Codec format.Codec
+}
+
+// Optional capabilities, found by type assertion on an opened Destination.
+
+// Claimer is a destination that can claim its place for one Owner and
+// refuse a place claimed by another (errors wrapping ErrClaimed). SetOwner
+// is called once, before the destination is used.
+type Claimer interface {
+	SetOwner(o Owner)
+	// Owned checks, without writing, that the place is not another
+	// owner's; it returns an error wrapping ErrClaimed when it is.
+	Owned(ctx context.Context) error
+}
+
+// Classifier is a destination that tells errors retrying soon will not
+// fix (a missing bucket, denied credentials) from transient ones.
+type Classifier interface {
+	Permanent(err error) bool
+}

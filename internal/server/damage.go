@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/tidemark/tidemark/internal/destination/blob"
+	"github.com/tidemark/tidemark/internal/destination"
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/pipeline"
 	"github.com/tidemark/tidemark/internal/transport"
@@ -22,7 +22,16 @@ const destinationCheckTimeout = 30 * time.Second
 type checked struct {
 	org, name string
 	tr        *transport.Transport
-	dest      *blob.Blob
+	dest      checkedDest
+}
+
+// checkedDest is what the start-up check reads of a destination.
+type checkedDest interface {
+	Owned(ctx context.Context) error // an error wrapping destination.ErrClaimed: another's place
+	Committed(ctx context.Context, partition int) (lastSeq uint64, ok bool, err error)
+	// LastLogOffset is the largest log offset of an event in the
+	// partition's newest committed batches (0 when none has one).
+	LastLogOffset(ctx context.Context, partition int) (uint64, error)
 }
 
 // checkStores compares, per partition, what the stores and destinations
@@ -52,10 +61,10 @@ func checkStores(ctx context.Context, lg *eventlog.Log, sz *pipeline.Sessionizer
 	remote := make([][]uint64, len(dests))
 	for i, d := range dests {
 		cctx, cancel := context.WithTimeout(ctx, destinationCheckTimeout)
-		// A place claimed by another destination (blob.Claim) holds
+		// A place claimed by another destination (destination.Claimer) holds
 		// another's batches, not this data directory's: its transport
 		// refuses to run, and the log is not judged by it.
-		if err := d.dest.Owned(cctx); errors.Is(err, blob.ErrClaimed) {
+		if err := d.dest.Owned(cctx); errors.Is(err, destination.ErrClaimed) {
 			cancel()
 			logger.Warn("start-up check: the destination's place belongs to another destination; the log is checked against the local stores only",
 				"org", d.org, "destination", d.name, "err", err)

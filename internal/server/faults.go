@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/tidemark/tidemark/internal/destination"
-	"github.com/tidemark/tidemark/internal/destination/blob"
+	"github.com/tidemark/tidemark/internal/transport"
 )
 
 // Fault switches, for tests only: they make the incident tests possible
@@ -79,7 +79,7 @@ func (f faults) dropPage() func(string) bool {
 }
 
 // wrap applies the destination faults to destination name of org.
-func (f faults) wrap(org, name string, d *blob.Blob) destination.Destination {
+func (f faults) wrap(org, name string, d destination.Destination) destination.Destination {
 	switch org + "/" + name {
 	case f.panicDest:
 		return faultyDest{d, "panic"}
@@ -92,8 +92,15 @@ func (f faults) wrap(org, name string, d *blob.Blob) destination.Destination {
 // faultyDest is a destination whose writes panic or hang; probes, progress
 // and cleanup work, so the transport starts and then fails while writing.
 type faultyDest struct {
-	*blob.Blob
+	destination.Destination
 	mode string
+}
+
+func (d faultyDest) Probe(ctx context.Context) error {
+	if p, ok := d.Destination.(transport.Prober); ok {
+		return p.Probe(ctx)
+	}
+	return nil
 }
 
 func (d faultyDest) Write(ctx context.Context, b *destination.Batch) error {

@@ -22,7 +22,7 @@ import (
 	"github.com/tidemark/tidemark/internal/collector"
 	"github.com/tidemark/tidemark/internal/config"
 	"github.com/tidemark/tidemark/internal/destination"
-	"github.com/tidemark/tidemark/internal/destination/blob"
+	"github.com/tidemark/tidemark/internal/destination/registry"
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/pipeline"
@@ -144,7 +144,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 			if err != nil {
 				return fmt.Errorf("org %s destination %s: %w", org.ID, dc.Name, err)
 			}
-			d, err := blob.Open(ctx, dc.URL, codec)
+			d, err := registry.Open(ctx, dc.URL, destination.Options{Codec: codec})
 			if err != nil {
 				return fmt.Errorf("org %s destination %s: %w", org.ID, dc.Name, err)
 			}
@@ -153,18 +153,18 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 			if err != nil {
 				return err
 			}
-			d.SetOwner(blob.Owner{Org: org.ID, Destination: dc.Name, ID: id})
+			d.(destination.Claimer).SetOwner(destination.Owner{Org: org.ID, Destination: dc.Name, ID: id})
 			urls = append(urls, dc.URL)
 			slas = append(slas, cfg.FreshnessSLAs(&dc))
 			sla := cfg.FreshnessSLAs(&dc)
 			tr := transport.New(transport.Options{
 				Org: org.ID, Name: dc.Name, Dest: flt.wrap(org.ID, dc.Name, d), Log: lg, Outputs: sz, Metrics: tm, Logger: logger, Now: o.Now,
 				Flush:     transport.Flush{MaxEvents: dc.Flush.MaxEvents, MaxBytes: int64(dc.Flush.MaxBytes), MaxAge: dc.Flush.MaxAge.D()},
-				Permanent: blob.IsPermanent, SLA: sla, DropPage: flt.dropPage(),
+				Permanent: d.(destination.Classifier).Permanent, SLA: sla, DropPage: flt.dropPage(),
 			})
 			transports = append(transports, tr)
-			checks = append(checks, checked{org: org.ID, name: dc.Name, tr: tr, dest: d})
-			targets = append(targets, audit.Target{Org: org.ID, Name: dc.Name, Dest: d, SLA: sla[0], Frontier: tr.Frontier})
+			checks = append(checks, checked{org: org.ID, name: dc.Name, tr: tr, dest: d.(checkedDest)})
+			targets = append(targets, audit.Target{Org: org.ID, Name: dc.Name, Dest: d.(audit.Destination), SLA: sla[0], Frontier: tr.Frontier})
 		}
 	}
 
@@ -344,7 +344,7 @@ func storedKey(lg *eventlog.Log, name string) (string, error) {
 }
 
 // OwnerID returns the random id with which this data directory claims the
-// place of destination name of org (blob.Owner), creating it when create
+// place of destination name of org (destination.Owner), creating it when create
 // is set; without create an absent id is "" (it matches any id).
 func OwnerID(lg *eventlog.Log, org, name string, create bool) (string, error) {
 	meta := "destination-owner/" + org + "/" + name
@@ -355,7 +355,7 @@ func OwnerID(lg *eventlog.Log, org, name string, create bool) (string, error) {
 	if ok || !create {
 		return string(v), nil
 	}
-	id := blob.NewOwnerID()
+	id := destination.NewOwnerID()
 	if err := lg.SetMeta(meta, []byte(id)); err != nil {
 		return "", fmt.Errorf("store %s: %w", meta, err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/audit"
 	"github.com/tidemark/tidemark/internal/config"
-	"github.com/tidemark/tidemark/internal/destination/blob"
+	"github.com/tidemark/tidemark/internal/destination/registry"
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/pipeline"
 	"github.com/tidemark/tidemark/internal/stream"
@@ -153,7 +153,7 @@ func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
 		resp.Log.UnreadableRecords = sz.UnreadableRecords()
 		for i, tr := range ts {
 			ds := tr.Status()
-			d := destinationStatus{Org: ds.Org, Name: ds.Name, URL: blob.Redact(urls[i]), State: "up"}
+			d := destinationStatus{Org: ds.Org, Name: ds.Name, URL: registry.Redact(urls[i]), State: "up"}
 			if !ds.Up {
 				d.State = "failing"
 			}

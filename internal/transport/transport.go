@@ -14,6 +14,7 @@ import (
 	"github.com/tidemark/tidemark/internal/destination"
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/sessionize"
 )
 
@@ -429,7 +430,7 @@ func (t *Transport) build(p int, pend *pending) (*destination.Batch, error) {
 			if err == nil {
 				var rec event.Record
 				if rec, err = event.Decode(val); err == nil {
-					b.Events = append(b.Events, EventRow(p, o, &rec.Event))
+					b.Events = append(b.Events, format.NewEventRow(p, o, &rec.Event))
 					return nil
 				}
 			}
@@ -445,9 +446,9 @@ func (t *Transport) build(p int, pend *pending) (*destination.Batch, error) {
 			t.o.Logger.Error("event lost from the log skipped: it cannot be delivered", "org", t.o.Org, "destination", t.o.Name,
 				"partition", p, "offset", o.Offset, "err", err)
 		case sessionize.KindPage:
-			b.Pages = append(b.Pages, PageRow(o))
+			b.Pages = append(b.Pages, format.NewPageRow(o))
 		case sessionize.KindSession:
-			b.Sessions = append(b.Sessions, SessionRow(o))
+			b.Sessions = append(b.Sessions, format.NewSessionRow(o))
 		}
 		return nil
 	})

@@ -3,8 +3,6 @@ package blob
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +15,8 @@ import (
 
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
+
+	"github.com/tidemark/tidemark/internal/destination"
 )
 
 // MarkerKey is the object, at a destination's prefix, that names the one
@@ -24,24 +24,9 @@ import (
 // Cleanup and readers of the layout ignore it.
 const MarkerKey = "_tidemark_destination.json"
 
-// Owner identifies one destination of one tidemark deployment: the org, the
-// destination's name, and a random id that the deployment keeps in its data
-// directory, so that two deployments (or a new data directory on an old
-// lake) with the same org and destination names are told apart.
-type Owner struct {
-	Org         string `json:"org"`
-	Destination string `json:"destination"`
-	ID          string `json:"id"`
-}
-
-func (o Owner) String() string { return fmt.Sprintf("org %q destination %q", o.Org, o.Destination) }
-
-// NewOwnerID returns a fresh random owner id (32 hex digits).
-func NewOwnerID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+// Owner identifies one destination of one tidemark deployment
+// (destination.Owner): the marker names it.
+type Owner = destination.Owner
 
 // marker is the content of MarkerKey.
 type marker struct {
@@ -56,11 +41,11 @@ const markerNote = "tidemark writes this place for the destination named here, a
 // and Owned check it. Call it before Probe; without it, neither checks.
 func (d *Blob) SetOwner(o Owner) { d.owner = &o }
 
-// ErrClaimed is wrapped by the errors of Claim, Probe and Owned when the
-// destination's place belongs to another destination: a marker of
-// another owner at its prefix or above it, or below it. Its class is
-// ClassClaimed.
-var ErrClaimed = errors.New("place claimed by another destination")
+// ErrClaimed (destination.ErrClaimed) is wrapped by the errors of Claim,
+// Probe and Owned when the destination's place belongs to another
+// destination: a marker of another owner at its prefix or above it, or below
+// it. Its class is ClassClaimed.
+var ErrClaimed = destination.ErrClaimed
 
 func claimed(format string, args ...any) error {
 	return &classError{ClassClaimed, fmt.Errorf("%w: "+format, append([]any{ErrClaimed}, args...)...)}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tidemark/tidemark/internal/destination"
 	"github.com/tidemark/tidemark/internal/destination/destinationtest"
 	"github.com/tidemark/tidemark/internal/format"
 )
@@ -89,9 +90,9 @@ func testClaim(t *testing.T, be backend) {
 		d.SetOwner(o)
 		return d
 	}
-	acme := Owner{Org: "acme", Destination: "lake", ID: NewOwnerID()}
-	globex := Owner{Org: "globex", Destination: "lake", ID: NewOwnerID()}
-	acmeNewDataDir := Owner{Org: "acme", Destination: "lake", ID: NewOwnerID()}
+	acme := Owner{Org: "acme", Destination: "lake", ID: destination.NewOwnerID()}
+	globex := Owner{Org: "globex", Destination: "lake", ID: destination.NewOwnerID()}
+	acmeNewDataDir := Owner{Org: "acme", Destination: "lake", ID: destination.NewOwnerID()}
 	acmeCopy := Owner{Org: "acme", Destination: "copy", ID: acme.ID}
 
 	// A lake written before markers existed is claimed on first start.
@@ -152,7 +153,7 @@ func testClaim(t *testing.T, be backend) {
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	for i := range errs {
-		o := Owner{Org: "race", Destination: "lake", ID: NewOwnerID()}
+		o := Owner{Org: "race", Destination: "lake", ID: destination.NewOwnerID()}
 		d := open("t/race", o)
 		wg.Go(func() { errs[i] = d.Claim(t.Context()) })
 	}
@@ -183,12 +184,12 @@ func TestClaimThroughSymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := openDir(t, real, format.Default)
-	a.SetOwner(Owner{Org: "acme", Destination: "lake", ID: NewOwnerID()})
+	a.SetOwner(Owner{Org: "acme", Destination: "lake", ID: destination.NewOwnerID()})
 	if err := a.Probe(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	b := openDir(t, filepath.Join(dir, "alias", "events"), format.Default)
-	b.SetOwner(Owner{Org: "globex", Destination: "lake", ID: NewOwnerID()})
+	b.SetOwner(Owner{Org: "globex", Destination: "lake", ID: destination.NewOwnerID()})
 	if err := b.Probe(t.Context()); !errors.Is(err, ErrClaimed) {
 		t.Fatalf("Probe through the link = %v, want ErrClaimed", err)
 	}

@@ -266,3 +266,6 @@ func isNetwork(err error) bool {
 		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) ||
 		errors.Is(err, syscall.EPIPE)
 }
+
+// Permanent is IsPermanent (destination.Classifier).
+func (d *Blob) Permanent(err error) bool { return IsPermanent(err) }

@@ -18,57 +18,19 @@ import (
 )
 
 // ManifestVersion is the version of the manifest format written by Write.
-const ManifestVersion = 1
+const ManifestVersion = destination.ManifestVersion
 
 // maxManifestSize bounds what Manifests reads; a real manifest lists at most
 // a few files per table and hour of its batch.
 const maxManifestSize = 1 << 20
 
 // Manifest is the commit record of one batch, stored as JSON at
-// <prefix>/_manifests/<batch id>.json after the batch's data files.
-type Manifest struct {
-	Version   int    `json:"version"`
-	BatchID   string `json:"batch_id"`
-	Org       string `json:"org"`
-	Partition int    `json:"partition"`
-	FirstSeq  uint64 `json:"first_seq"`
-	LastSeq   uint64 `json:"last_seq"`
-	Backfill  bool   `json:"backfill"`
-	// Files are sorted by Path.
-	Files []File `json:"files"`
-	// EventCount is the number of rows in the events files; MinLogOffset and
-	// MaxLogOffset bound their log_offset (both 0 when there are none).
-	EventCount   int64 `json:"event_count"`
-	MinLogOffset int64 `json:"min_log_offset"`
-	MaxLogOffset int64 `json:"max_log_offset"`
-	// EventIDsSHA256 is the hex SHA-256 of the batch's event ids, sorted
-	// bytewise and joined with "\n" (of the empty string when there are none).
-	EventIDsSHA256 string `json:"event_ids_sha256"`
-}
+// <prefix>/_manifests/<batch id>.json after the batch's data files. Its
+// type is the destination level's; its keys and validation are blob's.
+type Manifest = destination.Manifest
 
 // File is one data file of a batch.
-type File struct {
-	Path   string `json:"path"` // relative to the destination's prefix
-	Table  string `json:"table"`
-	Rows   int64  `json:"rows"`
-	Bytes  int64  `json:"bytes"`
-	SHA256 string `json:"sha256"` // hex, of the file's bytes
-}
-
-// Encode returns the manifest's JSON. The bytes are a function of m alone.
-func (m *Manifest) Encode() ([]byte, error) {
-	files := m.Files
-	if files == nil {
-		files = []File{} // "files": [] rather than null
-	}
-	mm := *m
-	mm.Files = files
-	b, err := json.MarshalIndent(&mm, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(b, '\n'), nil
-}
+type File = destination.File
 
 // DecodeManifest parses and validates a manifest. It rejects unknown fields,
 // trailing data, an unknown version and any inconsistency between the batch
@@ -86,13 +48,13 @@ func DecodeManifest(data []byte) (Manifest, error) {
 	if m.Files == nil {
 		m.Files = []File{}
 	}
-	if err := m.validate(); err != nil {
+	if err := validateManifest(&m); err != nil {
 		return Manifest{}, fmt.Errorf("invalid manifest %q: %w", m.BatchID, err)
 	}
 	return m, nil
 }
 
-func (m *Manifest) validate() error {
+func validateManifest(m *Manifest) error {
 	if m.Version != ManifestVersion {
 		return fmt.Errorf("unsupported version %d (want %d)", m.Version, ManifestVersion)
 	}
@@ -120,7 +82,7 @@ func (m *Manifest) validate() error {
 	}
 	var events int64
 	for i, f := range m.Files {
-		if err := f.validate(m.BatchID); err != nil {
+		if err := validateFile(&f, m.BatchID); err != nil {
 			return fmt.Errorf("file %d: %w", i, err)
 		}
 		if i > 0 && m.Files[i-1].Path >= f.Path {
@@ -154,7 +116,7 @@ func (m *Manifest) validate() error {
 	return nil
 }
 
-func (f *File) validate(batchID string) error {
+func validateFile(f *File, batchID string) error {
 	table, hour, name, ok := splitDataPath(f.Path)
 	if !ok {
 		return fmt.Errorf("path %q is not <table>/dt=YYYY-MM-DD/hr=HH/<batch id><ext>", f.Path)

@@ -16,6 +16,7 @@ import (
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
 
+	"github.com/tidemark/tidemark/internal/destination"
 	"github.com/tidemark/tidemark/internal/format"
 )
 
@@ -281,4 +282,22 @@ func (d *Blob) LastLogOffset(ctx context.Context, partition int) (_ uint64, err 
 		}
 	}
 	return 0, nil
+}
+
+// EventFiles lists the events files in the UTC hour that starts at hour,
+// committed or not, in path order, each with the batch its name gives.
+// Files whose name is no batch's are left out. It is the audit's listing
+// (audit.Destination).
+func (d *Blob) EventFiles(ctx context.Context, hour time.Time) ([]destination.StoredFile, error) {
+	objs, err := d.HourFiles(ctx, format.Events, hour)
+	if err != nil {
+		return nil, err
+	}
+	files := make([]destination.StoredFile, 0, len(objs))
+	for _, o := range objs {
+		if id, ok := BatchOf(o.Path); ok {
+			files = append(files, destination.StoredFile{Batch: id, Path: o.Path, Size: o.Size})
+		}
+	}
+	return files, nil
 }

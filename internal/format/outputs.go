@@ -1,10 +1,9 @@
-package transport
+package format
 
 import (
 	"unsafe"
 
 	"github.com/tidemark/tidemark/internal/event"
-	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/sessionize"
 )
 
@@ -38,12 +37,13 @@ func optMicros(t event.ClientTime) *int64 {
 	return &v
 }
 
-// EventRow is the events table row of a log event and its assignment. The
+// NewEventRow is the events table row of a log event of partition p and
+// its assignment by the sessionizer. The
 // row shares e's raw JSON fields (see optJSON): e must come from
 // event.Decode and not be changed afterwards.
-func EventRow(p int, o *sessionize.Output, e *event.Event) format.EventRow {
+func NewEventRow(p int, o *sessionize.Output, e *event.Event) EventRow {
 	name := e.Name
-	return format.EventRow{
+	return EventRow{
 		EventID: e.ID, OrgID: e.Org, DeviceID: e.Device, AnonymousID: opt(e.AnonymousID), UserID: opt(e.UserID),
 		SessionID: o.SessionID, PageID: opt(o.PageID), Type: e.Type, EventName: opt(name),
 		EventTime: micros(e.EventTime), ReceivedAt: micros(e.ReceivedAt),
@@ -55,10 +55,10 @@ func EventRow(p int, o *sessionize.Output, e *event.Event) format.EventRow {
 	}
 }
 
-// PageRow is the pages table row of a page closure.
-func PageRow(o *sessionize.Output) format.PageRow {
+// NewPageRow is the pages table row of a page closure.
+func NewPageRow(o *sessionize.Output) PageRow {
 	pg := o.Page
-	return format.PageRow{
+	return PageRow{
 		PageID: pg.ID, SessionID: o.SessionID, OrgID: o.Org, DeviceID: o.Device, UserID: opt(pg.UserID),
 		Type: pg.Type, Name: opt(pg.Name), URL: opt(pg.URL), Path: opt(pg.Path), Title: opt(pg.Title), Referrer: opt(pg.Referrer),
 		StartedAt: micros(pg.Start), EndedAt: micros(o.EndedAt), DurationMS: (o.EndedAt - pg.Start) / 1e6,
@@ -66,10 +66,10 @@ func PageRow(o *sessionize.Output) format.PageRow {
 	}
 }
 
-// SessionRow is the sessions table row of a session closure.
-func SessionRow(o *sessionize.Output) format.SessionRow {
+// NewSessionRow is the sessions table row of a session closure.
+func NewSessionRow(o *sessionize.Output) SessionRow {
 	s := o.Session
-	return format.SessionRow{
+	return SessionRow{
 		SessionID: s.ID, OrgID: o.Org, DeviceID: o.Device, UserID: opt(s.UserID),
 		StartedAt: micros(s.Start), EndedAt: micros(s.Last), DurationMS: (s.Last - s.Start) / 1e6,
 		PageCount: s.Pages, EventCount: s.Events, EntryURL: opt(s.EntryURL), ExitURL: opt(s.ExitURL),
