@@ -40,8 +40,9 @@
 // blocks from the shared cache or piling L0 files in front of its lookups.
 //
 // This package is the state store as well as the log, and owns the key
-// space of both: every key is built in keys.go, and no Pebble type leaves
-// the package. The stages reach their state through methods that name what
+// space of all three stores (the log, the state, and the streaming
+// pipeline's webhook cursors, Cursors): every key is built in keys.go, and
+// no Pebble type leaves the package. The stages reach their state through methods that name what
 // they keep, never a key: the sessionizer through State.SessionHeader,
 // State.UpdateSessions (a sessionize.Store over one atomic batch) and the
 // output methods, a transport through State.Progress and SetProgress,
@@ -77,4 +78,6 @@
 //	                           see outputs.go
 //	'T' org 0 name 0 p         a destination's local progress: the sequence number
 //	                           of the last output item it committed (8 bytes)
+//	store/stream (Cursors, opened by the streaming pipeline alone):
+//	'c' org 0 name 0 p         a webhook's cursor: the last offset it delivered
 package eventlog

@@ -109,6 +109,13 @@ func progressKey(org, name string, p int) []byte {
 	return binary.BigEndian.AppendUint16(k, uint16(p))
 }
 
+// cursorKey is the key of a webhook's cursor of partition p in the stream
+// store (Cursors): 'c' org 0 name 0 p.
+func cursorKey(org, name string, p int) []byte {
+	k := []byte("c" + org + "\x00" + name + "\x00")
+	return binary.BigEndian.AppendUint16(k, uint16(p))
+}
+
 // prefixEnd returns the smallest key greater than every key with prefix p.
 func prefixEnd(p []byte) []byte {
 	e := append([]byte(nil), p...)

@@ -714,11 +714,9 @@ func storeFormat(o *pebble.Options) {
 	}
 }
 
+// quietLogger adapts a slog.Logger for pebble.Options.Logger: Pebble's info
+// chatter is dropped, its errors logged.
 type quietLogger struct{ l *slog.Logger }
-
-// PebbleLogger adapts l for pebble.Options.Logger: Pebble's info chatter is
-// dropped, its errors logged.
-func PebbleLogger(l *slog.Logger) pebble.Logger { return quietLogger{l} }
 
 func (q quietLogger) Infof(format string, args ...any) {}
 func (q quietLogger) Errorf(format string, args ...any) {

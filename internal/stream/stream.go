@@ -2,21 +2,18 @@ package stream
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
@@ -270,9 +267,9 @@ func (s *Stream) Hold(p int) (uint64, bool) {
 
 // Run follows the log until ctx ends. It returns nil only when ctx ends.
 func (s *Stream) Run(ctx context.Context) error {
-	db, err := pebble.Open(StoreDir(s.o.DataDir), &pebble.Options{Logger: eventlog.PebbleLogger(s.o.Logger.With("store", "stream"))})
+	db, err := eventlog.OpenCursors(s.o.DataDir, s.o.Logger)
 	if err != nil {
-		return fmt.Errorf("open stream store: %w", err)
+		return err
 	}
 	defer db.Close()
 	for _, h := range s.hooks {
@@ -304,7 +301,7 @@ func (s *Stream) Run(ctx context.Context) error {
 // writes are not fsynced one by one, but the store's WAL is synced this often.
 const cursorSyncInterval = 200 * time.Millisecond
 
-func (s *Stream) syncCursors(ctx context.Context, db *pebble.DB) error {
+func (s *Stream) syncCursors(ctx context.Context, db *eventlog.Cursors) error {
 	t := time.NewTicker(cursorSyncInterval)
 	defer t.Stop()
 	for {
@@ -313,8 +310,8 @@ func (s *Stream) syncCursors(ctx context.Context, db *pebble.DB) error {
 			return nil
 		case <-t.C:
 			if s.dirty.Swap(false) {
-				if err := db.LogData(nil, pebble.Sync); err != nil {
-					return fmt.Errorf("sync webhook cursors: %w", err)
+				if err := db.Sync(); err != nil {
+					return err
 				}
 			}
 		}
@@ -334,35 +331,13 @@ func goSafe(g *errgroup.Group, fn func() error) {
 	})
 }
 
-func cursorKey(h *hook, p int) []byte {
-	k := []byte("c" + h.Org + "\x00" + h.Name + "\x00")
-	return binary.BigEndian.AppendUint16(k, uint16(p))
-}
-
 // loadCursors reads h's cursors. A webhook seen for the first time starts
 // at the log's tail as it was at New (before the server accepted anything),
 // so it gets every event accepted after it was added; that cursor is stored
 // durably.
-func (s *Stream) loadCursors(db *pebble.DB, h *hook) error {
-	b := db.NewBatch()
-	for p := range h.cursor {
-		v, closer, err := db.Get(cursorKey(h, p))
-		switch {
-		case errors.Is(err, pebble.ErrNotFound):
-			last := h.start[p]
-			h.cursor[p].Store(last)
-			b.Set(cursorKey(h, p), binary.BigEndian.AppendUint64(nil, last), nil)
-		case err != nil:
-			return fmt.Errorf("read webhook cursor: %w", err)
-		default:
-			if len(v) == 8 {
-				h.cursor[p].Store(binary.BigEndian.Uint64(v))
-			}
-			closer.Close()
-		}
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("store webhook cursors: %w", err)
+func (s *Stream) loadCursors(db *eventlog.Cursors, h *hook) error {
+	if err := db.Load(h.Org, h.Name, h.start, func(p int, off uint64) { h.cursor[p].Store(off) }); err != nil {
+		return err
 	}
 	h.loaded.Store(true)
 	return nil
@@ -519,17 +494,17 @@ const MaxRequestBytes = 1 << 20
 
 // runWebhook delivers h's events of partition p, one batch at a time, in
 // offset order (so in order per device), until ctx ends.
-func (s *Stream) runWebhook(ctx context.Context, db *pebble.DB, h *hook, p int) error {
+func (s *Stream) runWebhook(ctx context.Context, db *eventlog.Cursors, h *hook, p int) error {
 	cur := h.cursor[p].Load()
 	if first, err := s.o.Log.FirstOffset(p); err == nil && first > cur+1 {
 		s.m.missed.WithLabelValues(h.Org, h.Name).Add(float64(first - cur - 1))
 		s.o.Logger.Warn("webhook missed log records removed by retention", "org", h.Org, "webhook", h.Name,
 			"partition", p, "records", first-cur-1)
 	}
-	save := func(off uint64, opts *pebble.WriteOptions) error {
+	save := func(off uint64) error {
 		h.cursor[p].Store(off)
-		if err := db.Set(cursorKey(h, p), binary.BigEndian.AppendUint64(nil, off), opts); err != nil {
-			return fmt.Errorf("store webhook cursor: %w", err)
+		if err := db.Set(h.Org, h.Name, p, off); err != nil {
+			return err
 		}
 		s.dirty.Store(true)
 		return nil
@@ -603,7 +578,7 @@ func (s *Stream) runWebhook(ctx context.Context, db *pebble.DB, h *hook, p int) 
 			last = poison.LastOffset
 		}
 		if last != cur {
-			if err := save(last, pebble.NoSync); err != nil {
+			if err := save(last); err != nil {
 				return err
 			}
 			cur = last
@@ -698,44 +673,10 @@ func (s *Stream) deadLetter(h *hook, d *DeadLetter, events int) error {
 	return nil
 }
 
-// StoreDir is the streaming pipeline's store under dataDir.
-func StoreDir(dataDir string) string { return filepath.Join(dataDir, "store", "stream") }
-
 // Cursors returns, per log partition, the largest webhook cursor in the
 // stream's store under dataDir (every webhook's, also of webhooks no
 // longer configured): the start-up check makes sure the log never hands
 // out an offset that a webhook has already passed. No store: all zero.
-func Cursors(dataDir string, partitions int, logger *slog.Logger) (_ []uint64, err error) {
-	out := make([]uint64, partitions)
-	dir := StoreDir(dataDir)
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return out, nil
-	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: eventlog.PebbleLogger(logger.With("store", "stream"))})
-	if err != nil {
-		return nil, fmt.Errorf("open stream store: %w", err)
-	}
-	defer func() { err = errors.Join(err, db.Close()) }()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte("c"), UpperBound: []byte("d")})
-	if err != nil {
-		return nil, fmt.Errorf("read webhook cursors: %w", err)
-	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return nil, fmt.Errorf("read webhook cursors: %w", err)
-		}
-		if len(k) < 3 || len(v) != 8 {
-			continue
-		}
-		if p := int(binary.BigEndian.Uint16(k[len(k)-2:])); p < partitions {
-			out[p] = max(out[p], binary.BigEndian.Uint64(v))
-		}
-	}
-	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("read webhook cursors: %w", err)
-	}
-	return out, nil
+func Cursors(dataDir string, partitions int, logger *slog.Logger) ([]uint64, error) {
+	return eventlog.MaxCursors(dataDir, partitions, logger)
 }
