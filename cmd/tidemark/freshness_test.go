@@ -112,7 +112,7 @@ func TestFreshnessSLAPerTable(t *testing.T) {
 	// The healthy destination's events were delivered; keep watching it a
 	// while longer than its events SLA after the burst.
 	if d := 25*time.Second - time.Since(burstEnd); d > 0 {
-		time.Sleep(d)
+		time.Sleep(d) // the subject: the sampler above watches the running binary meanwhile
 	}
 	close(stop)
 	wg.Wait()

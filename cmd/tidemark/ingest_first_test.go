@@ -56,7 +56,7 @@ func TestIngestFirstBurst(t *testing.T) {
 			waitLakeExact(t, filepath.Join(dir, "lake"), want, 3*time.Minute)
 			// Once the burst is over nothing is queueing: no more pauses.
 			after, _ := p.metric("tidemark_sessionizer_yield_seconds_total")
-			time.Sleep(2 * time.Second)
+			time.Sleep(2 * time.Second) // the subject: 2s of idle ingest without a single yield
 			if later, _ := p.metric("tidemark_sessionizer_yield_seconds_total"); later != after {
 				t.Errorf("sessionizer still yielding with ingest idle: %.2fs then %.2fs", after, later)
 			}

@@ -40,7 +40,13 @@ type hookReceiver struct {
 	mu       sync.Mutex
 	order    []stream.Item // accepted events, arrival order (duplicates included)
 	requests int
-	badSig   int
+	byMode   map[string]int // requests received, by mode
+	// retried counts the requests that repeat one (same idempotency key)
+	// answered in a mode, by that mode; last is the mode of each key's
+	// latest answer.
+	retried map[string]int
+	last    map[string]string
+	badSig  int
 	// mode: "ok", "500" (answer 500), "hang" (never answer until released),
 	// "retry-after" (429 with Retry-After: 1).
 	mode    string
@@ -48,7 +54,8 @@ type hookReceiver struct {
 }
 
 func newHookReceiver(t testing.TB) *hookReceiver {
-	r := &hookReceiver{mode: "ok", release: make(chan struct{})}
+	r := &hookReceiver{mode: "ok", release: make(chan struct{}), byMode: map[string]int{},
+		retried: map[string]int{}, last: map[string]string{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(func() {
 		r.setMode("ok")
@@ -94,6 +101,12 @@ func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	r.requests++
 	mode, release := r.mode, r.release
+	r.byMode[mode]++
+	key := req.Header.Get(stream.IdempotencyHeader)
+	if prev, ok := r.last[key]; ok {
+		r.retried[prev]++
+	}
+	r.last[key] = mode
 	r.mu.Unlock()
 	switch mode {
 	case "500":
@@ -126,6 +139,31 @@ func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	r.order = append(r.order, rq.Events...)
 	r.mu.Unlock()
+}
+
+// received returns how many requests arrived while the receiver was in
+// mode m.
+func (r *hookReceiver) received(m string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byMode[m]
+}
+
+// waitCount waits until count() has grown by n, naming what it counts.
+func waitCount(t testing.TB, what string, n int, count func() int) {
+	t.Helper()
+	want := count() + n
+	probe.Until(t, 60*time.Second, fmt.Sprintf("%d more %s", n, what), func() (bool, string) {
+		got := count()
+		return got >= want, fmt.Sprintf("%d of %d", got, want)
+	})
+}
+
+// retriedAfter returns how many requests repeated one answered in mode m.
+func (r *hookReceiver) retriedAfter(m string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.retried[m]
 }
 
 func (r *hookReceiver) items() []stream.Item {
@@ -334,13 +372,16 @@ orgs:
 %s`, adminKey, testKey, filepath.Join(dir, "lake"), webhookYAML("crm", r.srv.URL, "        batch_size: 20\n        timeout: 2s\n        retry_for: 6s\n")))
 	p := startProc(t, cfg, port)
 
-	// Phase 1: healthy, then 500s and Retry-After for shorter than the retry window.
+	// Phase 1: healthy, then 500s and Retry-After for shorter than the retry
+	// window. Each mode lasts until the receiver has seen what it is for:
+	// accepted requests; a failure and its retry; a Retry-After and the
+	// request after it.
 	ld := startLoad(t, p.addr, testKey, "wh-", 3, 10, 20*time.Millisecond)
-	time.Sleep(2 * time.Second)
+	waitCount(t, "requests answered ok", 3, func() int { return r.received("ok") })
 	r.setMode("500")
-	time.Sleep(1500 * time.Millisecond)
+	waitCount(t, "retries of a 500 answer", 1, func() int { return r.retriedAfter("500") })
 	r.setMode("retry-after")
-	time.Sleep(1500 * time.Millisecond)
+	waitCount(t, "retries of a Retry-After answer", 1, func() int { return r.retriedAfter("retry-after") })
 	r.setMode("ok")
 	phase1 := ld.Stop()
 	probe.Until(t, 60*time.Second, "phase 1 delivered", func() (bool, string) {
@@ -358,7 +399,7 @@ orgs:
 	// Phase 2: down for longer than the retry window: dead letters.
 	r.setMode("500")
 	ld2 := startLoad(t, p.addr, testKey, "dl-", 2, 10, 50*time.Millisecond)
-	time.Sleep(2 * time.Second)
+	ld2.waitAcked(t, 100)
 	phase2 := ld2.Stop()
 	probe.Until(t, 60*time.Second, "phase 2 in dead letters", func() (bool, string) {
 		v, _ := p.metric(`tidemark_webhook_dead_letter_events_total{org="acme",webhook="crm"}`)
@@ -462,14 +503,22 @@ func TestWebhookSurvivesKill(t *testing.T) {
 	r := newHookReceiver(t)
 	// A slow receiver, so that kills land while requests are in flight.
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the receiver's slowness, not a wait for a result
 		r.serve(w, req)
 	}))
 	defer slow.Close()
 	p := startProc(t, testConfig(t, dir, port, webhookYAML("crm", slow.URL, "        batch_size: 25\n")), port)
 	ld := startLoad(t, p.addr, testKey, "k-", 4, 20, 5*time.Millisecond)
 	for k := range kills {
-		time.Sleep(time.Duration(700+k*150) * time.Millisecond)
+		// Kill once the load has gone on (at least 100 more events
+		// acknowledged) and the restarted process is delivering again (a
+		// few more requests at the receiver, more for each kill, so that
+		// the kills land at different points of a batch's life).
+		acked, reqs := len(ld.Acked()), r.received("ok")
+		probe.Until(t, 60*time.Second, fmt.Sprintf("load and deliveries before kill %d", k+1), func() (bool, string) {
+			a, q := len(ld.Acked()), r.received("ok")
+			return a >= acked+100 && q >= reqs+2+k, fmt.Sprintf("%d more acknowledged, %d more requests", a-acked, q-reqs)
+		})
 		p.kill()
 		t.Logf("kill %d: %d acknowledged, %d received", k+1, len(ld.Acked()), len(r.items()))
 		p.start()
@@ -595,7 +644,7 @@ func TestStreamIsolationSlowWebhook(t *testing.T) {
 	var markers []string
 	maxAge := 0.0
 	for i := range 40 {
-		time.Sleep(3 * time.Second)
+		time.Sleep(3 * time.Second) // the subject: a marker every 3s for 2 minutes of broken receivers
 		id := fmt.Sprintf("marker-%d", i)
 		sent := time.Now()
 		code, body := post(t, p.addr+"/v1/track", []byte(fmt.Sprintf(`{"anonymousId":"marker","event":"Marker","messageId":%q}`, id)), false)

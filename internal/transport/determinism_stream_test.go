@@ -119,10 +119,7 @@ func TestReplayIsByteIdenticalWithStreaming(t *testing.T) {
 								}
 								return
 							}
-							// A pause between appends, not a wait for a
-							// result: the streams must follow a growing
-							// log, not find it complete.
-							time.Sleep(time.Millisecond)
+							time.Sleep(time.Millisecond) // pacing: the streams follow a growing log, not a complete one
 						}
 					}
 				}()
