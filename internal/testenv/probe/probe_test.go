@@ -3,9 +3,14 @@ package probe
 import (
 	"context"
 	"fmt"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -175,30 +180,49 @@ func TestJSON(t *testing.T) {
 	}
 }
 
-// TestNotImportedByProduction: probe is for tests; no package of the module
-// imports it outside its tests.
+// TestNotImportedByProduction: probe is for tests; no Go file of the module
+// outside tests (and probe itself) imports it, whatever its build tags.
 func TestNotImportedByProduction(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to list the module's imports: %v", err)
-	}
 	const self = "github.com/tidemark/tidemark/internal/testenv/probe"
-	out, err := exec.Command(goBin, "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "github.com/tidemark/tidemark/...").CombinedOutput()
+	root, err := filepath.Abs("../../..") // internal/testenv/probe
 	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		pkg, imports, _ := strings.Cut(line, " ")
-		if pkg == self {
-			continue
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("module root: %v", err)
+	}
+	files := 0
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
 		}
-		for _, imp := range strings.Fields(imports) {
-			if imp == self {
-				t.Errorf("%s imports %s outside its tests", pkg, self)
+		name := d.Name()
+		if d.IsDir() {
+			if path != root && (name == "node_modules" || name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") || filepath.Dir(path) == filepath.Join(root, "internal", "testenv", "probe") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		files++
+		for _, imp := range f.Imports {
+			if imp.Path.Value == strconv.Quote(self) {
+				rel, _ := filepath.Rel(root, path)
+				t.Errorf("%s imports %s outside a test", rel, self)
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(string(out), self+" ") {
-		t.Errorf("go list did not list %s itself:\n%s", self, out)
+	if files < 50 {
+		t.Errorf("read only %d Go files under %s: not the module's tree?", files, root)
 	}
 }
