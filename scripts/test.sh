@@ -3,16 +3,18 @@
 #
 # Usage (from any directory):
 #   ./scripts/test.sh                          # everything: go vet ./... + go test ./...
+#                                              # + go test -race (all but cmd/tidemark)
 #   ./scripts/test.sh ./internal/testenv/...   # only these packages (vet + test)
 #   ./scripts/test.sh -run TestE2E ./internal/...
 #   ./scripts/test.sh -v -run 'TestSend$'      # flags only: packages default to ./...
 #   ./scripts/test.sh ./internal/x -args -custom-flag   # -args and the rest go last
 #
-# Arguments: every argument is passed to `go test`, after the defaults
-# `-count=1 -timeout 25m` (a later flag wins, so `-timeout 5m` or `-count=3`
-# override them). An argument that is a package pattern (it starts with ".",
-# "./", "../" or "github.com/tidemark/tidemark") selects packages, for both
-# `go vet` and `go test`; when none is given, `./...` is used. Do not put a
+# Arguments: every argument is passed to `go test` (and to the race step),
+# after the defaults `-count=1 -timeout 25m` (a later flag wins, so
+# `-timeout 5m` or `-count=3` override them). An argument that is a package
+# pattern (it starts with ".", "./", "../" or "github.com/tidemark/tidemark")
+# selects packages, for `go vet`, `go test` and the race step; when none is
+# given, `./...` is used. Do not put a
 # package-looking word as a flag's value in a separate argument (write
 # `-run=./x` rather than `-run ./x`, which nobody needs anyway).
 #
@@ -32,6 +34,8 @@
 #        - chromium: Debian chromium (/usr/bin/chromium), the real browser of
 #          the browser SDK tests, driven by playwright-core from testenv/node
 #          (which never downloads a browser)
+#        - race: a C compiler for `go test -race` (cgo): Debian gcc and
+#          libc6-dev, unless gcc and the C headers are already there
 #          Go tools land in $(go env GOBIN) or $(go env GOPATH)/bin and are
 #          reused when built from the pinned version. Cold, the two go installs
 #          take ~3 min (in parallel, on 2 cores); azurite ~40 s; promtool
@@ -63,7 +67,20 @@
 #   4. checks the Prometheus alert rules: `promtool check rules
 #      deploy/prometheus/alerts.yml` and `promtool test rules
 #      deploy/prometheus/alerts_test.yml` (docs/operations.md "Alerts");
-#   5. runs `go vet` and `go test`; exits non-zero if any of them failed.
+#   5. runs `go test` and, at the same time, `go vet` and the race step;
+#      prints go test's output as it comes, then vet's and the race step's;
+#      exits non-zero if any of them failed. The race step is
+#        CGO_ENABLED=1 go test -race -p 1 -count=1 -timeout 25m ARGS PKGS
+#      over the selected packages except cmd/tidemark: those hold the
+#      concurrency (collector, log, sessionizers, transports, stream, server,
+#      destinations) and their tests run it in the test process. The
+#      cmd/tidemark tests drive the real binary (built with CGO_ENABLED=0,
+#      like the release) from outside: under -race they would test only the
+#      harness, and a -race build of the binary makes that package (90% of
+#      the suite's time) several times slower. `-p 1`: one package at a
+#      time, so that it takes the CPU go test's cmd/tidemark leaves idle
+#      (those tests mostly wait on the binary) rather than starving them.
+#      Everything else runs with CGO_ENABLED=0.
 #
 # Knobs (environment):
 #   TIDEMARK_TEST_SERVERS="postgres"  servers to start (space/comma separated;
@@ -73,6 +90,7 @@
 #   TIDEMARK_TEST_GCS_HOST=...        already set: reuse that GCS emulator
 #   TIDEMARK_TEST_AZURE_ENDPOINT=...  already set: reuse that Azurite
 #   TIDEMARK_TEST_VET=0               skip go vet (quick local iteration)
+#   TIDEMARK_TEST_RACE=0              skip the race step (quick local iteration)
 #   TIDEMARK_TEST_KEEP=1              keep the temp dir (server data and logs)
 #
 # Adding a server (versitygw, fake-gcs-server, Azurite, ...): write
@@ -105,6 +123,7 @@ TMP_ROOT=""
 SERVER_PIDS=()    # PIDs to stop, in start order
 SERVER_NAMES=()   # matching names
 SERVER_SIGNALS=() # matching first signal (TERM; QUIT for postgres)
+declare -A SIDE_PIDS=() SIDE_T0=() # go vet and the race step (see side below)
 
 # alive PID: true while PID runs. A daemon (postgres) is not our child, so it
 # stays a zombie until PID 1 reaps it: a zombie counts as stopped.
@@ -119,6 +138,11 @@ cleanup() {
   local rc=$?
   set +e
   local i pid name
+  for name in "${!SIDE_PIDS[@]}"; do
+    # A side job leads its own process group (setsid): stop it with its test
+    # binaries if we exit before it ended.
+    kill -TERM -- "-${SIDE_PIDS[$name]}" 2>/dev/null && wait "${SIDE_PIDS[$name]}" 2>/dev/null
+  done
   for ((i = ${#SERVER_PIDS[@]} - 1; i >= 0; i--)); do
     pid=${SERVER_PIDS[$i]} name=${SERVER_NAMES[$i]}
     if alive "$pid"; then
@@ -439,6 +463,16 @@ install_chromium() {
   log "$("$CHROMIUM_BIN" --version 2>/dev/null | head -n 1)"
 }
 
+# go test -race needs cgo: a C compiler and the C library's headers.
+install_race() {
+  if command -v gcc >/dev/null && [[ -e /usr/include/stdlib.h ]]; then
+    log "$(gcc --version | head -n 1)"
+    return 0
+  fi
+  need_apt gcc libc6-dev
+  command -v gcc >/dev/null || die "gcc installed but not on PATH"
+}
+
 # ---------------------------------------------------------------------------
 # Arguments.
 
@@ -498,11 +532,13 @@ flock 9 # serialize installs across concurrent runs in this tree
 install_one node ensure_node_modules "$TIDEMARK_TEST_NODE_DIR"
 install_one promtool install_promtool
 install_one chromium install_chromium
+RACE=${TIDEMARK_TEST_RACE:-1}
+[[ "$RACE" == 0 ]] || install_one race install_race
 for s in ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
   if declare -F "install_$s" >/dev/null; then install_one "$s" "install_$s"; fi
 done
 INSTALL_FAILED=()
-for name in node promtool chromium ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
+for name in node promtool chromium race ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
   [[ -n "${INSTALL_PIDS[$name]:-}" ]] || continue
   if wait "${INSTALL_PIDS[$name]}"; then
     log "$(tail -n 1 "$ROOT/.testenv/install-$name.log" | sed 's/^\[test.sh [^]]*\] //')"
@@ -518,7 +554,7 @@ if ((${#INSTALL_FAILED[@]} > 0)); then
   for name in "${INSTALL_FAILED[@]}"; do
     [[ "$name" == node || "${CI:-}" == true ]] && die "could not install ${INSTALL_FAILED[*]} (see the logs above)"
   done
-  log "WARNING: ${INSTALL_FAILED[*]}: install failed; not starting it (tests that need it will fail; without promtool the rules check is skipped)"
+  log "WARNING: ${INSTALL_FAILED[*]}: install failed; not starting it (tests that need it will fail; without promtool the rules check is skipped, without race the race step)"
   kept=()
   for s in ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
     [[ " ${INSTALL_FAILED[*]} " == *" $s "* ]] || kept+=("$s")
@@ -563,24 +599,76 @@ else
   log "promtool check/test rules: exit $rules_rc in $((SECONDS - t0))s"
 fi
 
-vet_rc=0 vet_note="exit 0"
-if [[ "${TIDEMARK_TEST_VET:-1}" == 0 ]]; then
-  vet_note="skipped (TIDEMARK_TEST_VET=0)"
-else
-  phase "go vet ${PKGS[*]}"
-  t0=$SECONDS
-  go vet "${PKGS[@]}" || vet_rc=$?
-  vet_note="exit $vet_rc"
-  log "go vet: exit $vet_rc in $((SECONDS - t0))s"
+# The race step's packages: the selected ones but cmd/tidemark (see the
+# header).
+RACE_PKGS=()
+race_note="skipped (TIDEMARK_TEST_RACE=0)"
+if [[ "$RACE" != 0 ]]; then
+  if [[ " ${INSTALL_FAILED[*]-} " == *" race "* ]]; then
+    RACE=0 race_note="skipped (no C compiler: install failed)"
+  else
+    mapfile -t RACE_PKGS < <(go list "${PKGS[@]}" 2>/dev/null | grep -vx 'github.com/tidemark/tidemark/cmd/tidemark' || true)
+    ((${#RACE_PKGS[@]} > 0)) || RACE=0 race_note="skipped (no package but cmd/tidemark selected)"
+  fi
 fi
 
-phase "go test ${PKGS[*]}"
+# go vet and the race step run beside go test, each into its own log,
+# printed once go test is done.
+# side NAME CMD...: start CMD in the background, in its own process group
+# (setsid does not fork here: a background job of this non-interactive shell
+# is no group leader), output to $TMP_ROOT/NAME.log.
+tmp_root
+side() {
+  local name=$1
+  shift
+  SIDE_T0[$name]=$SECONDS
+  setsid "$@" >"$TMP_ROOT/$name.log" 2>&1 </dev/null &
+  SIDE_PIDS[$name]=$!
+}
+# side_wait NAME LABEL: wait for NAME, print its log, set SIDE_RC to its exit
+# status.
+side_wait() {
+  local name=$1 label=$2
+  SIDE_RC=0
+  wait "${SIDE_PIDS[$name]}" || SIDE_RC=$?
+  unset "SIDE_PIDS[$name]"
+  cat "$TMP_ROOT/$name.log"
+  log "$label: exit $SIDE_RC in $((SECONDS - SIDE_T0[$name]))s (started with go test)"
+}
+
+vet_rc=0 vet_note="skipped (TIDEMARK_TEST_VET=0)"
+if [[ "${TIDEMARK_TEST_VET:-1}" != 0 ]]; then
+  side vet go vet "${PKGS[@]}"
+fi
+race_rc=0
+if [[ "$RACE" != 0 ]]; then
+  side race env CGO_ENABLED=1 go test -race -p 1 -count=1 -timeout 25m \
+    ${GOTEST_ARGS[@]+"${GOTEST_ARGS[@]}"} "${RACE_PKGS[@]}" ${BINARY_ARGS[@]+"${BINARY_ARGS[@]}"}
+fi
+
+beside=()
+[[ -n "${SIDE_PIDS[vet]:-}" ]] && beside+=("go vet")
+[[ "$RACE" != 0 ]] && beside+=("go test -race")
+beside_list="$(IFS=,; echo "${beside[*]-}")"
+phase "go test ${PKGS[*]}${beside_list:+ (beside it: ${beside_list//,/ and }; their output follows)}"
 t0=$SECONDS
 test_rc=0
 go test -count=1 -timeout 25m ${GOTEST_ARGS[@]+"${GOTEST_ARGS[@]}"} "${PKGS[@]}" ${BINARY_ARGS[@]+"${BINARY_ARGS[@]}"} || test_rc=$?
 log "go test: exit $test_rc in $((SECONDS - t0))s"
 
-phase "done in $((SECONDS - START_SECONDS))s: rules $rules_note, go vet $vet_note, go test exit $test_rc"
-if ((test_rc != 0)); then exit "$test_rc"; fi
-if ((vet_rc != 0)); then exit "$vet_rc"; fi
-exit "$rules_rc"
+if [[ -n "${SIDE_PIDS[vet]:-}" ]]; then
+  phase "go vet ${PKGS[*]}"
+  side_wait vet "go vet"
+  vet_rc=$SIDE_RC vet_note="exit $vet_rc"
+fi
+if [[ "$RACE" != 0 ]]; then
+  phase "go test -race -p 1 ${RACE_PKGS[*]#github.com/tidemark/tidemark/}"
+  side_wait race "go test -race"
+  race_rc=$SIDE_RC race_note="exit $race_rc"
+fi
+
+phase "done in $((SECONDS - START_SECONDS))s: rules $rules_note, go vet $vet_note, go test exit $test_rc, go test -race $race_note"
+for rc in "$test_rc" "$race_rc" "$vet_rc" "$rules_rc"; do
+  if ((rc != 0)); then exit "$rc"; fi
+done
+exit 0
