@@ -19,6 +19,10 @@ import (
 // appended but whose acknowledgement died with the process are not duplicated
 // by the retry.
 func TestCrashExactlyOnce(t *testing.T) {
+	// Parallel: it overlaps TestDevKeyWithoutOrgs (parallel too), which
+	// spends a minute waiting for the default flush, that would otherwise
+	// run alone after every other test of the package.
+	t.Parallel()
 	const kills = 20
 	dir := t.TempDir()
 	port := testenv.FreePort(t)
