@@ -236,6 +236,28 @@ func tree(t *testing.T, dir string) map[string][]byte {
 	return out
 }
 
+// maxInterruptions bounds the interrupted run of TestReplayIsByteIdentical.
+const maxInterruptions = 200
+
+// interrupted runs the pipeline over dir's log, stopping it after a random
+// 5-65 ms and restarting it, until it finishes. The window doubles every 20
+// restarts: a restart slower than the window (the race detector makes one
+// several times slower) would otherwise never finish. After maxInterruptions
+// restarts (windows up to 1024 times as long) the test fails.
+func interrupted(t *testing.T, dir string) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	start := time.Now()
+	for i := range maxInterruptions {
+		window := time.Duration(5+rng.IntN(60)) * time.Millisecond << (i / 20)
+		if runPipeline(t, dir, window) {
+			t.Logf("finished after %d interruptions in %v (last window %v)", i, time.Since(start).Round(time.Millisecond), window)
+			return
+		}
+	}
+	t.Fatalf("pipeline did not finish after %d interruptions in %v (windows of 5-65 ms, doubled every 20 restarts)", maxInterruptions, time.Since(start).Round(time.Second))
+}
+
 // TestReplayIsByteIdentical runs the same recorded log through the batch
 // pipeline three times: once straight through, once again in a fresh store,
 // and once interrupted and restarted at random moments. All three lakes must
@@ -247,15 +269,13 @@ func TestReplayIsByteIdentical(t *testing.T) {
 		dir := t.TempDir()
 		appendLog(t, dir, recs)
 		if run == 2 {
-			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-			for i := 0; ; i++ {
-				if runPipeline(t, dir, time.Duration(5+rng.IntN(60))*time.Millisecond) {
-					t.Logf("finished after %d interruptions", i)
-					break
-				}
+			interrupted(t, dir)
+		} else {
+			start := time.Now()
+			if !runPipeline(t, dir, 0) {
+				t.Fatal("pipeline did not finish")
 			}
-		} else if !runPipeline(t, dir, 0) {
-			t.Fatal("pipeline did not finish")
+			t.Logf("run %d: uninterrupted in %v", run, time.Since(start).Round(time.Millisecond))
 		}
 		trees = append(trees, tree(t, dir))
 	}
