@@ -240,22 +240,25 @@ func tree(t *testing.T, dir string) map[string][]byte {
 const maxInterruptions = 200
 
 // interrupted runs the pipeline over dir's log, stopping it after a random
-// 5-65 ms and restarting it, until it finishes. The window doubles every 20
-// restarts: a restart slower than the window (the race detector makes one
-// several times slower) would otherwise never finish. After maxInterruptions
-// restarts (windows up to 1024 times as long) the test fails.
-func interrupted(t *testing.T, dir string) {
+// window and restarting it, until it finishes. The window is 5-65 ms on a
+// machine where the uninterrupted run takes 2s (uninterrupted, the time it
+// took here), proportionally longer where it took longer (the race detector
+// makes a run 20 times slower), and it doubles every 20 restarts: a restart
+// slower than the window would otherwise never finish. After
+// maxInterruptions restarts the test fails.
+func interrupted(t *testing.T, dir string, uninterrupted time.Duration) {
 	t.Helper()
+	scale := max(1, float64(uninterrupted)/float64(2*time.Second))
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	start := time.Now()
 	for i := range maxInterruptions {
-		window := time.Duration(5+rng.IntN(60)) * time.Millisecond << (i / 20)
+		window := time.Duration(scale*float64(time.Duration(5+rng.IntN(60))*time.Millisecond)) << (i / 20)
 		if runPipeline(t, dir, window) {
-			t.Logf("finished after %d interruptions in %v (last window %v)", i, time.Since(start).Round(time.Millisecond), window)
+			t.Logf("finished after %d interruptions in %v (windows scaled by %.1f, the last %v)", i, time.Since(start).Round(time.Millisecond), scale, window)
 			return
 		}
 	}
-	t.Fatalf("pipeline did not finish after %d interruptions in %v (windows of 5-65 ms, doubled every 20 restarts)", maxInterruptions, time.Since(start).Round(time.Second))
+	t.Fatalf("pipeline did not finish after %d interruptions in %v (windows of 5-65 ms scaled by %.1f, doubled every 20 restarts)", maxInterruptions, time.Since(start).Round(time.Second), scale)
 }
 
 // TestReplayIsByteIdentical runs the same recorded log through the batch
@@ -265,17 +268,19 @@ func interrupted(t *testing.T, dir string) {
 func TestReplayIsByteIdentical(t *testing.T) {
 	recs := recordedLog()
 	var trees []map[string][]byte
+	var took time.Duration // by the last uninterrupted run
 	for run := range 3 {
 		dir := t.TempDir()
 		appendLog(t, dir, recs)
 		if run == 2 {
-			interrupted(t, dir)
+			interrupted(t, dir, took)
 		} else {
 			start := time.Now()
 			if !runPipeline(t, dir, 0) {
 				t.Fatal("pipeline did not finish")
 			}
-			t.Logf("run %d: uninterrupted in %v", run, time.Since(start).Round(time.Millisecond))
+			took = time.Since(start)
+			t.Logf("run %d: uninterrupted in %v", run, took.Round(time.Millisecond))
 		}
 		trees = append(trees, tree(t, dir))
 	}
