@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,7 +62,7 @@ type fixture struct {
 func newFixture(t testing.TB, mod func(*Options)) *fixture {
 	t.Helper()
 	f := &fixture{log: &memLog{}, reg: prometheus.NewRegistry()}
-	ids := 0
+	var ids atomic.Int32 // NewID is called by concurrent requests (TestOrgShares)
 	o := Options{
 		Log: f.log,
 		Org: func(k string) (string, bool) {
@@ -70,8 +71,7 @@ func newFixture(t testing.TB, mod func(*Options)) *fixture {
 		},
 		Now: func() time.Time { return now },
 		NewID: func() string {
-			ids++
-			return "gen-" + string(rune('0'+ids))
+			return "gen-" + string(rune('0'+ids.Add(1)))
 		},
 		Registerer: f.reg,
 	}
