@@ -160,8 +160,8 @@ func runPipelineWith(t *testing.T, dir string, stopAfter time.Duration, side sid
 		if stopAfter > 0 && time.Since(start) > stopAfter {
 			break
 		}
-		if time.Since(start) > 2*time.Minute {
-			t.Fatal("pipeline did not finish within 2 minutes")
+		if time.Since(start) > 5*time.Minute {
+			t.Fatal("pipeline did not finish within 5 minutes")
 		}
 		select {
 		case err := <-errc:
