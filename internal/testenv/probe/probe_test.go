@@ -3,14 +3,8 @@ package probe
 import (
 	"context"
 	"fmt"
-	"go/parser"
-	"go/token"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -177,52 +171,5 @@ func TestJSON(t *testing.T) {
 	}
 	if err := JSON(context.Background(), srv.URL, "", &st); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("JSON without the key: %v, want the 401", err)
-	}
-}
-
-// TestNotImportedByProduction: probe is for tests; no Go file of the module
-// outside tests (and probe itself) imports it, whatever its build tags.
-func TestNotImportedByProduction(t *testing.T) {
-	const self = "github.com/tidemark/tidemark/internal/testenv/probe"
-	root, err := filepath.Abs("../../..") // internal/testenv/probe
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("module root: %v", err)
-	}
-	files := 0
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		name := d.Name()
-		if d.IsDir() {
-			if path != root && (name == "node_modules" || name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") || filepath.Dir(path) == filepath.Join(root, "internal", "testenv", "probe") {
-			return nil
-		}
-		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
-		if err != nil {
-			return err
-		}
-		files++
-		for _, imp := range f.Imports {
-			if imp.Path.Value == strconv.Quote(self) {
-				rel, _ := filepath.Rel(root, path)
-				t.Errorf("%s imports %s outside a test", rel, self)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if files < 50 {
-		t.Errorf("read only %d Go files under %s: not the module's tree?", files, root)
 	}
 }
