@@ -18,17 +18,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/tidemark/tidemark/internal/assemble"
 	"github.com/tidemark/tidemark/internal/audit"
 	"github.com/tidemark/tidemark/internal/config"
-	"github.com/tidemark/tidemark/internal/destination"
-	"github.com/tidemark/tidemark/internal/destination/registry"
 	"github.com/tidemark/tidemark/internal/eventlog"
-	"github.com/tidemark/tidemark/internal/format"
-	"github.com/tidemark/tidemark/internal/pipeline"
 	"github.com/tidemark/tidemark/internal/server"
-	"github.com/tidemark/tidemark/internal/sessionize"
 	"github.com/tidemark/tidemark/internal/transport"
 )
 
@@ -87,11 +81,8 @@ func (f *auditFlags) times() (from, to time.Time, err error) {
 
 // offline is the data dir of a stopped server, opened for audit and backfill.
 type offline struct {
-	lg       *eventlog.Log
-	targets  []audit.Target
-	cfg      *config.Config
-	closers  []func() error
-	sessions sessionize.Config
+	*assemble.Pipeline
+	targets []audit.Target
 }
 
 func openOffline(ctx context.Context, f *auditFlags) (*offline, error) {
@@ -102,9 +93,6 @@ func openOffline(ctx context.Context, f *auditFlags) (*offline, error) {
 			return nil, err
 		}
 	}
-	// Without orgs, serve runs org "default" with a lake under data_dir;
-	// offline commands need its destination, not its key.
-	cfg.WithDefaultOrg(strings.Repeat("x", config.MinWriteKeyLen))
 	// Never create a store here: a fresh empty log would make an audit
 	// clean and a backfill a success while the real data is elsewhere.
 	if _, err := os.Stat(cfg.DataDir); err != nil {
@@ -113,63 +101,34 @@ func openOffline(ctx context.Context, f *auditFlags) (*offline, error) {
 	if !eventlog.Exists(cfg.DataDir) {
 		return nil, fmt.Errorf("data_dir %s holds no tidemark log (%s)", cfg.DataDir, wrongDataDir(f))
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	reg := prometheus.NewRegistry()
-	lg, err := eventlog.Open(cfg.DataDir, eventlog.Options{Partitions: cfg.Log.Partitions, CacheBytes: int64(cfg.Log.CacheBytes),
-		Registerer: reg, Logger: logger})
-	if err != nil {
-		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
-			return nil, fmt.Errorf("the data dir %s is in use, probably by a running tidemark: use --url and --admin-key to go through its admin API (%w)", cfg.DataDir, err)
-		}
-		return nil, err
-	}
-	o := &offline{lg: lg, cfg: cfg, closers: []func() error{lg.Close},
-		sessions: sessionize.Config{PageIdle: cfg.Sessions.PageIdle.D(), SessionIdle: cfg.Sessions.SessionIdle.D(), DedupeWindow: cfg.Log.DedupeWindow.D()}}
-	sz, err := pipeline.NewSessionizers(lg, o.sessions, reg, logger)
-	if err != nil {
-		o.close()
-		return nil, err
-	}
-	tm, err := transport.NewMetrics(reg, func() int64 { return time.Now().UnixNano() })
-	if err != nil {
-		o.close()
-		return nil, err
-	}
-	for _, org := range cfg.Orgs {
-		for _, dc := range org.Destinations {
-			if (f.org != "" && org.ID != f.org) || (f.dest != "" && dc.Name != f.dest) {
-				continue
-			}
-			codec, err := format.ParseCodec(dc.Format, dc.Compression)
-			if err != nil {
-				o.close()
-				return nil, fmt.Errorf("org %s destination %s: %w", org.ID, dc.Name, err)
-			}
-			d, err := registry.Open(ctx, dc.URL, destination.Options{Codec: codec})
-			if err != nil {
-				o.close()
-				return nil, fmt.Errorf("org %s destination %s: %w", org.ID, dc.Name, err)
-			}
-			o.closers = append(o.closers, d.Close)
-			id, err := server.OwnerID(lg, org.ID, dc.Name, false)
-			if err != nil {
-				o.close()
-				return nil, err
-			}
-			d.(destination.Claimer).SetOwner(destination.Owner{Org: org.ID, Destination: dc.Name, ID: id})
-			tr := transport.New(transport.Options{Org: org.ID, Name: dc.Name, Dest: d, Log: lg, Outputs: sz, Metrics: tm, Logger: logger})
+	// Without orgs, serve runs org "default" with a lake under data_dir;
+	// the assembly gives it that org's destination.
+	p, err := assemble.Build(ctx, cfg, assemble.Options{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Offline: true,
+		Select: func(org, name string) bool { return (f.org == "" || org == f.org) && (f.dest == "" || name == f.dest) },
+		Opened: func(p *assemble.Pipeline, d *assemble.Destination) error {
 			// The owner id is a record too: serve ran this destination
 			// from this data dir even if it never delivered (it was down,
 			// or its place was another's).
-			if err := hasRun(tr, lg.Partitions()); err != nil && id == "" {
-				o.close()
-				return nil, fmt.Errorf("data_dir %s has no record of org %s destination %s (%w): %s", cfg.DataDir, org.ID, dc.Name, err, wrongDataDir(f))
+			if err := hasRun(d.Transport, p.Log.Partitions()); err != nil && d.OwnerID == "" {
+				return fmt.Errorf("data_dir %s has no record of org %s destination %s (%w): %s", cfg.DataDir, d.Org, d.Name, err, wrongDataDir(f))
 			}
-			o.targets = append(o.targets, audit.Target{Org: org.ID, Name: dc.Name, Dest: d.(audit.Destination), SLA: cfg.FreshnessSLA(&dc, "events"), Frontier: tr.Frontier})
+			return nil
+		},
+	})
+	var se *assemble.StoreError
+	if errors.As(err, &se) {
+		err = se.Err
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
+			return nil, fmt.Errorf("the data dir %s is in use, probably by a running tidemark: use --url and --admin-key to go through its admin API (%w)", cfg.DataDir, err)
 		}
 	}
+	if err != nil {
+		return nil, err
+	}
+	o := &offline{Pipeline: p, targets: p.Targets()}
 	if len(o.targets) == 0 {
-		o.close()
+		p.Close()
 		return nil, fmt.Errorf("no destination matches --org %q --destination %q", f.org, f.dest)
 	}
 	return o, nil
@@ -199,11 +158,7 @@ func wrongDataDir(f *auditFlags) string {
 	return "is --config the running server's config? Or use --url and $" + adminKeyEnv + " to go through the running server"
 }
 
-func (o *offline) close() {
-	for i := len(o.closers) - 1; i >= 0; i-- {
-		o.closers[i]()
-	}
-}
+func (o *offline) close() { o.Pipeline.Close() }
 
 // adminRequest calls the admin API of a running server.
 func (f *auditFlags) adminRequest(ctx context.Context, method, path string, from, to time.Time, extra url.Values) (*http.Response, error) {
@@ -308,7 +263,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return fail(err)
 		}
 		defer o.close()
-		a := audit.New(audit.Options{Log: o.lg, DedupeWindow: o.cfg.Log.DedupeWindow.D(), Deep: *deep})
+		a := audit.New(audit.Options{Log: o.Log, DedupeWindow: o.Config.Log.DedupeWindow.D(), Deep: *deep})
 		if rep, err = a.Run(ctx, from, to, o.targets); err != nil {
 			return fail(err)
 		}
@@ -475,9 +430,9 @@ func backfillCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			return fail(err)
 		}
 		defer o.close()
-		a := audit.New(audit.Options{Log: o.lg, DedupeWindow: o.cfg.Log.DedupeWindow.D()})
+		a := audit.New(audit.Options{Log: o.Log, DedupeWindow: o.Config.Log.DedupeWindow.D()})
 		final.Results, final.Report, err = a.Backfill(ctx, from, to, o.targets, audit.BackfillOptions{
-			DryRun: *dry, Sessions: o.sessions, Progress: bar.update})
+			DryRun: *dry, Sessions: o.Sessions, Progress: bar.update})
 		if err != nil {
 			bar.done()
 			return fail(err)

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidemark/tidemark/internal/assemble"
 	"github.com/tidemark/tidemark/internal/config"
-	"github.com/tidemark/tidemark/internal/server"
 	"github.com/tidemark/tidemark/internal/stream"
 )
 
@@ -195,7 +195,7 @@ func webhooks(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // those the receiver accepts.
 func replay(ctx context.Context, cfg *config.Config, dls []stream.StoredDeadLetter, stdout io.Writer) error {
 	hooks := map[string]*stream.Webhook{}
-	for _, w := range server.Webhooks(cfg) {
+	for _, w := range assemble.Webhooks(cfg) {
 		hooks[w.Org+"/"+w.Name] = &w
 	}
 	sender := stream.NewSender("tidemark-webhook-replay/"+versionString(), time.Now)

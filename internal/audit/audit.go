@@ -72,6 +72,11 @@ type Target struct {
 	// (the transport's frontier). Backfill leaves missing events at or
 	// above it to the pipeline. Needed by Backfill only.
 	Frontier func(p int) (uint64, error)
+	// Missing, when set, is told by the background auditor the received_at
+	// (Unix ns) of the oldest event its last run found missing, 0 when
+	// none: the pipeline believes it delivered them, so only the audit can
+	// tell its freshness they are not.
+	Missing func(oldestReceivedAt int64)
 }
 
 // Options configure an Auditor.

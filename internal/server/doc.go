@@ -1,5 +1,7 @@
-// Package server wires the stages of `tidemark serve`: the log, the ticker, the
-// sessionizers, one transport per destination, retention, and the HTTP server
-// (collector, /metrics, /healthz, /readyz). Each stage is a Run(ctx) error in
-// one errgroup; shutdown is bounded.
+// Package server serves `tidemark serve`: it gets the pipeline from
+// assemble.Build, adds the collector, and runs the stages (the log's ticker,
+// the sessionizers, one transport per destination, the background auditor,
+// the stream, retention) each as a supervised Run(ctx) error in one
+// errgroup, next to the HTTP server (collector, live tail, admin and status
+// API, /metrics, /healthz, /readyz). Shutdown is bounded.
 package server

@@ -18,17 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tidemark/tidemark/internal/assemble"
 	"github.com/tidemark/tidemark/internal/audit"
 	"github.com/tidemark/tidemark/internal/collector"
 	"github.com/tidemark/tidemark/internal/config"
-	"github.com/tidemark/tidemark/internal/destination"
-	"github.com/tidemark/tidemark/internal/destination/registry"
 	"github.com/tidemark/tidemark/internal/eventlog"
-	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/pipeline"
-	"github.com/tidemark/tidemark/internal/sessionize"
 	"github.com/tidemark/tidemark/internal/stream"
-	"github.com/tidemark/tidemark/internal/transport"
 )
 
 // Options are the parts of serving that are not configuration.
@@ -77,103 +73,75 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	lg, err := eventlog.Open(cfg.DataDir, eventlog.Options{MemTableBytes: flt.memtable,
-		Partitions: cfg.Log.Partitions, CacheBytes: int64(cfg.Log.CacheBytes), MaxPending: cfg.Ingest.MaxPending,
-		MinFreeBytes: int64(cfg.Log.MinFreeBytes), Registerer: reg, Logger: logger,
-	})
-	if err != nil {
-		return storeError(err)
+	for _, f := range flt.switchedOn {
+		logger.Warn("TEST FAULT SWITCHED ON: this server loses or stalls data on purpose", "fault", f)
 	}
-	defer lg.Close()
-
-	if len(cfg.Orgs) == 0 {
-		key, err := storedKey(lg, devKeyMeta)
-		if err != nil {
-			return err
-		}
-		cfg.WithDefaultOrg(key)
-		fmt.Fprintf(o.Out, "tidemark: no orgs configured; org %q accepts the dev write key %s\n", config.DefaultOrgID, key)
-		if len(cfg.AdminKeys) == 0 {
-			admin, err := storedKey(lg, devAdminKeyMeta)
+	adminKeys := cfg.AdminKeys
+	p, err := assemble.Build(ctx, cfg, assemble.Options{
+		Logger: logger, Registerer: reg, Now: o.Now, Version: o.Version,
+		MemTableBytes: flt.memtable, Wrap: flt.wrap, DropPage: flt.dropPage(),
+		DefaultOrgKey: func(lg *eventlog.Log) (string, error) {
+			key, err := storedKey(lg, devKeyMeta)
 			if err != nil {
-				return err
+				return "", err
 			}
-			cfg.AdminKeys = []config.Secret{config.Secret(admin)}
-			fmt.Fprintf(o.Out, "tidemark: status API: curl -H 'Authorization: Bearer %s' http://%s/api/v1/status\n", admin, cfg.Listen)
-		}
-		fmt.Fprintf(o.Out, "tidemark: lake at %s\n", cfg.Orgs[0].Destinations[0].URL)
+			fmt.Fprintf(o.Out, "tidemark: no orgs configured; org %q accepts the dev write key %s\n", config.DefaultOrgID, key)
+			if len(adminKeys) == 0 {
+				admin, err := storedKey(lg, devAdminKeyMeta)
+				if err != nil {
+					return "", err
+				}
+				adminKeys = []config.Secret{config.Secret(admin)}
+				fmt.Fprintf(o.Out, "tidemark: status API: curl -H 'Authorization: Bearer %s' http://%s/api/v1/status\n", admin, cfg.Listen)
+			}
+			c := *cfg
+			c.WithDefaultOrg(key)
+			fmt.Fprintf(o.Out, "tidemark: lake at %s\n", c.Orgs[0].Destinations[0].URL)
+			return key, nil
+		},
+		Check: func(p *assemble.Pipeline) error {
+			checks := make([]checked, len(p.Destinations))
+			for i, d := range p.Destinations {
+				cd, ok := d.Dest.(checkedDest)
+				if !ok {
+					return fmt.Errorf("org %s destination %s: the start-up check cannot read it", d.Org, d.Name)
+				}
+				checks[i] = checked{org: d.Org, name: d.Name, tr: d.Transport, dest: cd}
+			}
+			return storeError(checkStores(ctx, p.Log, p.Sessionizers, p.WebhookCursors, checks, logger))
+		},
+	})
+	var se *assemble.StoreError
+	if errors.As(err, &se) {
+		return storeError(se.Err)
 	}
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	lg, sz := p.Log, p.Sessionizers
+	// The configuration served: with org "default" and the dev keys when
+	// it has no orgs (a copy: the caller's is not changed).
+	eff := *p.Config
+	eff.AdminKeys = adminKeys
+	cfg = &eff
 	keys := map[string]string{}
-	live := liveKeys{read: map[string]string{}, write: keys, admin: cfg.AdminKeys}
+	live := stream.LiveKeys{Read: map[string]string{}, Write: keys,
+		Admin: func(k string) bool { return adminAuth(cfg.AdminKeys, "Bearer "+k) }}
 	for _, org := range cfg.Orgs {
 		for _, k := range org.WriteKeys {
 			keys[k.Reveal()] = org.ID
 		}
 		for _, k := range org.ReadKeys {
-			live.read[k.Reveal()] = org.ID
+			live.Read[k.Reveal()] = org.ID
 		}
 	}
-
-	sz, err := pipeline.NewSessionizers(lg, sessionize.Config{
-		PageIdle: cfg.Sessions.PageIdle.D(), SessionIdle: cfg.Sessions.SessionIdle.D(), DedupeWindow: cfg.Log.DedupeWindow.D(),
-	}, reg, logger)
-	if err != nil {
-		return storeError(err)
-	}
-	tm, err := transport.NewMetrics(reg, func() int64 { return o.Now().UnixNano() })
-	if err != nil {
-		return err
-	}
-	for _, f := range flt.switchedOn {
-		logger.Warn("TEST FAULT SWITCHED ON: this server loses or stalls data on purpose", "fault", f)
-	}
-	var transports []*transport.Transport
-	var checks []checked
-	var targets []audit.Target
+	transports, targets := p.Transports(), p.Targets()
 	var urls []string           // of each transport's destination
 	var slas [][3]time.Duration // of each transport's destination, per table
-	var dests []destination.Destination
-	defer func() {
-		for _, d := range dests {
-			d.Close()
-		}
-	}()
-	for _, org := range cfg.Orgs {
-		for _, dc := range org.Destinations {
-			codec, err := format.ParseCodec(dc.Format, dc.Compression)
-			if err != nil {
-				return fmt.Errorf("org %s destination %s: %w", org.ID, dc.Name, err)
-			}
-			d, err := registry.Open(ctx, dc.URL, destination.Options{Codec: codec})
-			if err != nil {
-				return fmt.Errorf("org %s destination %s: %w", org.ID, dc.Name, err)
-			}
-			dests = append(dests, d)
-			id, err := OwnerID(lg, org.ID, dc.Name, true)
-			if err != nil {
-				return err
-			}
-			d.(destination.Claimer).SetOwner(destination.Owner{Org: org.ID, Destination: dc.Name, ID: id})
-			urls = append(urls, dc.URL)
-			slas = append(slas, cfg.FreshnessSLAs(&dc))
-			sla := cfg.FreshnessSLAs(&dc)
-			tr := transport.New(transport.Options{
-				Org: org.ID, Name: dc.Name, Dest: flt.wrap(org.ID, dc.Name, d), Log: lg, Outputs: sz, Metrics: tm, Logger: logger, Now: o.Now,
-				Flush:     transport.Flush{MaxEvents: dc.Flush.MaxEvents, MaxBytes: int64(dc.Flush.MaxBytes), MaxAge: dc.Flush.MaxAge.D()},
-				Permanent: d.(destination.Classifier).Permanent, SLA: sla, DropPage: flt.dropPage(),
-			})
-			transports = append(transports, tr)
-			checks = append(checks, checked{org: org.ID, name: dc.Name, tr: tr, dest: d.(checkedDest)})
-			targets = append(targets, audit.Target{Org: org.ID, Name: dc.Name, Dest: d.(audit.Destination), SLA: sla[0], Frontier: tr.Frontier})
-		}
-	}
-
-	webhookCursors, err := stream.Cursors(cfg.DataDir, lg.Partitions(), logger)
-	if err != nil {
-		return storeError(err)
-	}
-	if err := checkStores(ctx, lg, sz, webhookCursors, checks, logger); err != nil {
-		return storeError(err)
+	for _, d := range p.Destinations {
+		urls = append(urls, d.URL)
+		slas = append(slas, d.SLAs)
 	}
 
 	coll := collector.New(collector.Options{
@@ -198,30 +166,13 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 			return 0
 		},
 	})
-	// The streaming pipeline: its own cursors and store, nothing the batch
-	// pipeline reads. Off, it neither serves the live tail nor holds retention.
-	var st *stream.Stream
-	var hub *stream.Hub
-	if cfg.Stream.Enabled {
-		if hub, err = stream.NewHub(reg); err != nil {
-			return err
-		}
-		l := cfg.Stream.Live
-		hub.SetMaxSubscribers(l.MaxStreamsPerOrg*len(cfg.Orgs) + l.MaxAdminStreams)
-		st, err = stream.New(stream.Options{
-			Log: lg, DataDir: cfg.DataDir, Webhooks: Webhooks(cfg), Hub: hub,
-			PageIdle: cfg.Sessions.PageIdle.D(), SessionIdle: cfg.Sessions.SessionIdle.D(),
-			Sender:     stream.NewSender("tidemark-webhook/"+o.Version, o.Now),
-			Registerer: reg, Logger: logger, Now: o.Now,
-		})
-		if err != nil {
-			return err
-		}
-	}
+	st, hub := p.Stream, p.Hub
 	var ready atomic.Bool
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", coll)
-	mux.Handle("GET /v1/live", liveHandler(hub, live, cfg.Stream.Live, logger))
+	l := cfg.Stream.Live
+	mux.Handle("GET /v1/live", stream.LiveHandler(hub, live, stream.LiveLimits{MaxStreamsPerOrg: l.MaxStreamsPerOrg,
+		MaxStreamsPerKey: l.MaxStreamsPerKey, MaxAdminStreams: l.MaxAdminStreams}, logger))
 	metricsMux := mux
 	if cfg.Metrics.Listen != "" {
 		metricsMux = http.NewServeMux() // served on its own listener only
@@ -235,11 +186,13 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	aud := newAuditor(audit.Options{Log: lg, DedupeWindow: cfg.Log.DedupeWindow.D(), Now: o.Now}, targets, transports, cfg, reg, logger)
+	aud := audit.NewBackground(audit.Options{Log: lg, DedupeWindow: cfg.Log.DedupeWindow.D(), Now: o.Now}, targets,
+		cfg.Audit.Interval.D(), cfg.Audit.Lookback.D(), reg, logger)
+	api := &auditAPI{bg: aud, sessions: p.Sessions, logger: logger}
 	admin := func(h http.Handler) http.Handler { return requireAdmin(cfg.AdminKeys, h) }
 	mux.Handle("GET /api/v1/status", admin(statusHandler(o.Version, lg, sz, transports, urls, slas, aud, st, o.Now)))
-	mux.Handle("GET /api/v1/audit", admin(http.HandlerFunc(aud.auditHandler)))
-	mux.Handle("POST /api/v1/backfill", admin(http.HandlerFunc(aud.backfillHandler)))
+	mux.Handle("GET /api/v1/audit", admin(http.HandlerFunc(api.auditHandler)))
+	mux.Handle("POST /api/v1/backfill", admin(http.HandlerFunc(api.backfillHandler)))
 	if o.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -284,7 +237,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	for _, t := range transports {
 		stages.Go(func() error { return supervise(stagesCtx, "transport", t.Run, restarts, logger) })
 	}
-	stages.Go(func() error { return supervise(stagesCtx, "auditor", aud.run, restarts, logger) })
+	stages.Go(func() error { return supervise(stagesCtx, "auditor", aud.Run, restarts, logger) })
 	var hold func(p int) (uint64, bool)
 	if st != nil {
 		stages.Go(func() error { return supervise(stagesCtx, "stream", st.Run, restarts, logger) })
@@ -343,25 +296,6 @@ func storedKey(lg *eventlog.Log, name string) (string, error) {
 	return k, nil
 }
 
-// OwnerID returns the random id with which this data directory claims the
-// place of destination name of org (destination.Owner), creating it when create
-// is set; without create an absent id is "" (it matches any id).
-func OwnerID(lg *eventlog.Log, org, name string, create bool) (string, error) {
-	meta := "destination-owner/" + org + "/" + name
-	v, ok, err := lg.Meta(meta)
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", meta, err)
-	}
-	if ok || !create {
-		return string(v), nil
-	}
-	id := destination.NewOwnerID()
-	if err := lg.SetMeta(meta, []byte(id)); err != nil {
-		return "", fmt.Errorf("store %s: %w", meta, err)
-	}
-	return id, nil
-}
-
 // supervise runs a stage until ctx ends. A stage that fails (or panics) is
 // logged, counted and restarted after a capped backoff, so that one failing
 // stage or destination never takes the others (or ingest) down with it. The
@@ -405,16 +339,3 @@ const (
 	yieldBusyRequests = 8
 	yieldShare        = 0.1
 )
-
-// Webhooks returns the webhooks of cfg as the stream uses them.
-func Webhooks(cfg *config.Config) []stream.Webhook {
-	var out []stream.Webhook
-	for _, org := range cfg.Orgs {
-		for _, w := range org.Webhooks {
-			out = append(out, stream.Webhook{Org: org.ID, Name: w.Name, URL: w.URL, Secret: []byte(w.Secret.Reveal()),
-				Filter:    stream.NewFilter(org.ID, w.Filter.Types, w.Filter.Events, nil),
-				BatchSize: w.BatchSize, Timeout: w.Timeout.D(), RetryFor: w.RetryFor.D()})
-		}
-	}
-	return out
-}

@@ -134,13 +134,13 @@ func requireAdmin(keys []config.Secret, h http.Handler) http.Handler {
 
 // statusHandler serves the operator status API.
 func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
-	ts []*transport.Transport, urls []string, slas [][3]time.Duration, aud *auditor, st *stream.Stream, now func() time.Time) http.Handler {
+	ts []*transport.Transport, urls []string, slas [][3]time.Duration, aud *audit.Background, st *stream.Stream, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := now().UTC()
 		resp := statusResponse{Version: version, Now: t, Log: logStatus{Partitions: lg.Partitions()}}
-		resp.Audit.IntervalSeconds = aud.interval.Seconds()
-		resp.Audit.LookbackSeconds = aud.lookback.Seconds()
-		resp.Audit.LastRunAt = aud.lastAt.Load()
+		resp.Audit.IntervalSeconds = aud.Interval().Seconds()
+		resp.Audit.LookbackSeconds = aud.Lookback().Seconds()
+		resp.Audit.LastRunAt = aud.LastRunAt()
 		for p := range lg.Partitions() {
 			last, cur := lg.LastOffset(p), sz.Cursor(p)
 			resp.Log.LastOffsets = append(resp.Log.LastOffsets, last)
@@ -175,12 +175,13 @@ func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
 			d.OldestUndeliveredAgeSeconds = d.Tables["events"].OldestUndeliveredAgeSeconds
 			d.FreshnessSLASeconds = d.Tables["events"].FreshnessSLASeconds
 			d.DeliveredSinceStart.Events, d.DeliveredSinceStart.Pages, d.DeliveredSinceStart.Sessions = ds.Delivered[0], ds.Delivered[1], ds.Delivered[2]
-			if res := aud.results[i].Load(); res != nil {
+			res, auditErr := aud.Last(i)
+			if res != nil {
 				d.Audit = &destinationAudit{Hours: res.Hours, Total: res.Total, OldestMissing: res.OldestMissing}
 				d.PendingEvents = res.Total.Pending
 			}
-			if e := aud.errs[i].Load(); e != nil {
-				d.AuditError = *e
+			if auditErr != nil {
+				d.AuditError = *auditErr
 			}
 			resp.Destinations = append(resp.Destinations, d)
 		}

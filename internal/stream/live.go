@@ -1,4 +1,4 @@
-package server
+package stream
 
 import (
 	"crypto/subtle"
@@ -8,27 +8,30 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/tidemark/tidemark/internal/config"
-	"github.com/tidemark/tidemark/internal/stream"
 )
 
 // liveHeartbeat is how often an idle live-tail stream sends an SSE comment,
 // so that proxies and clients see the connection is alive.
 const liveHeartbeat = 15 * time.Second
 
-// liveKeys are the keys the live tail knows: read keys (secret) read their
+// LiveKeys are the keys the live tail knows: read keys (secret) read their
 // org's events, admin keys any org's; write keys are public (they ship in
 // web pages) and are refused with a 403 that says so.
-type liveKeys struct {
-	read, write map[string]string // key -> org
-	admin       []config.Secret
+type LiveKeys struct {
+	Read, Write map[string]string // key -> org
+	// Admin reports whether key is an admin key (compared in constant time).
+	Admin func(key string) bool
+}
+
+// LiveLimits bound the open live-tail streams (config stream.live).
+type LiveLimits struct {
+	MaxStreamsPerOrg, MaxStreamsPerKey, MaxAdminStreams int
 }
 
 // liveSlots counts the open streams per org, per key and of the admin keys,
 // so that no org (or key) can use up another's share.
 type liveSlots struct {
-	lim  config.Live
+	lim  LiveLimits
 	mu   sync.Mutex
 	open map[string]int // "org:ID", "key:KEY", "admin"
 }
@@ -65,12 +68,13 @@ func (s *liveSlots) take(org, key string, admin bool) (func(), string) {
 	}, ""
 }
 
-// liveHandler serves GET /v1/live: Server-Sent Events of the org's events as
+// LiveHandler serves GET /v1/live: Server-Sent Events of the org's events as
 // they are committed. Auth: a read key of the org (Basic user or Bearer), or
 // an admin key with ?org= (without org, every org); a write key gets 403.
 // Filters: type= and device= (repeated or comma-separated), event=
 // (repeated).
-func liveHandler(hub *stream.Hub, keys liveKeys, lim config.Live, logger *slog.Logger) http.Handler {
+// A nil hub (the stream is off) answers 503.
+func LiveHandler(hub *Hub, keys LiveKeys, lim LiveLimits, logger *slog.Logger) http.Handler {
 	slots := &liveSlots{lim: lim, open: map[string]int{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if hub == nil {
@@ -79,9 +83,9 @@ func liveHandler(hub *stream.Hub, keys liveKeys, lim config.Live, logger *slog.L
 		}
 		q := r.URL.Query()
 		key := requestKey(r)
-		org, ok := keyOrg(keys.read, key)
-		admin := !ok && key != "" && adminAuth(keys.admin, "Bearer "+key)
-		_, public := keyOrg(keys.write, key)
+		org, ok := keyOrg(keys.Read, key)
+		admin := !ok && key != "" && keys.Admin(key)
+		_, public := keyOrg(keys.Write, key)
 		switch {
 		case ok && q.Get("org") != "" && q.Get("org") != org:
 			http.Error(w, "this read key belongs to another org", http.StatusForbidden)
@@ -113,7 +117,7 @@ func liveHandler(hub *stream.Hub, keys liveKeys, lim config.Live, logger *slog.L
 			return
 		}
 		// Event names may contain commas: repeat event= for several.
-		sub, cancel, err := hub.Subscribe(stream.NewFilter(org, list(q["type"]), nonEmpty(q["event"]), list(q["device"])))
+		sub, cancel, err := hub.Subscribe(NewFilter(org, list(q["type"]), nonEmpty(q["event"]), list(q["device"])))
 		if err != nil {
 			w.Header().Set("Retry-After", "10")
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
