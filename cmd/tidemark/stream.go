@@ -16,6 +16,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/assemble"
 	"github.com/tidemark/tidemark/internal/config"
+	"github.com/tidemark/tidemark/internal/retry"
 	"github.com/tidemark/tidemark/internal/stream"
 )
 
@@ -190,6 +191,10 @@ func webhooks(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 }
 
+// replayPolicy: up to 3 attempts, 1s then 2s apart, or the receiver's
+// Retry-After when longer, up to a minute.
+var replayPolicy = retry.Policy{Initial: time.Second, Max: time.Minute, Attempts: 3, HintAtLeast: true, MaxHint: time.Minute}
+
 // replay sends each dead letter once more (up to 3 attempts, honouring
 // Retry-After up to a minute), in partition and offset order, and removes
 // those the receiver accepts.
@@ -216,18 +221,16 @@ func replay(ctx context.Context, cfg *config.Config, dls []stream.StoredDeadLett
 		if err != nil {
 			return fmt.Errorf("%s: %w", d.Path, err)
 		}
-		for attempt := 1; ; attempt++ {
-			err = sender.Send(ctx, w, req.IdempotencyKey, d.Body, attempt)
+		err = retry.Do(ctx, replayPolicy, func(attempt int) error {
+			err := sender.Send(ctx, w, req.IdempotencyKey, d.Body, attempt)
 			var se *stream.SendError
-			if err == nil || attempt == 3 || !errors.As(err, &se) || !se.Retryable {
-				break
+			if err != nil && !(errors.As(err, &se) && se.Retryable) {
+				return retry.Stop(err)
 			}
-			wait := min(max(se.RetryAfter, time.Duration(attempt)*time.Second), time.Minute)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(wait):
-			}
+			return err
+		})
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err()
 		}
 		if err != nil {
 			fmt.Fprintf(stdout, "failed %s: %v\n", d.Path, err)

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tidemark/tidemark/internal/retry"
 )
 
 // Options configures a run. The zero value of a field means its default.
@@ -310,10 +312,15 @@ func (r *runner) worker(ctx context.Context, w int) {
 	}
 }
 
-// send posts one batch until it is acknowledged or given up.
+// send posts one batch until it is acknowledged or given up: a 429, 502,
+// 503 or 504 or a request without a response is retried after the
+// response's Retry-After or, without one, a backoff from 100ms up to 5s
+// with jitter (from the worker's rng), at most MaxRetries times.
 func (r *runner) send(ctx context.Context, body []byte, first, n int64, rng *mrand.Rand) {
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
+	pol := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: true, Rand: rng.Int64N,
+		Attempts: r.o.MaxRetries + 1}
+	err := retry.Do(ctx, pol, func(attempt int) error {
+		if attempt > 1 {
 			r.retries.Add(1)
 		}
 		status, retryAfter, latency, err := r.post(ctx, body)
@@ -321,11 +328,11 @@ func (r *runner) send(ctx context.Context, body []byte, first, n int64, rng *mra
 		r.bytesSent.Add(int64(len(body)))
 		switch {
 		case err != nil && ctx.Err() != nil:
-			r.failed.Add(n)
-			return
+			return err
 		case err != nil:
 			r.netErrs.Add(1)
 			r.sample(err.Error())
+			return err
 		case status == http.StatusOK:
 			r.hist.record(latency)
 			r.acked.Add(n)
@@ -334,24 +341,19 @@ func (r *runner) send(ctx context.Context, body []byte, first, n int64, rng *mra
 					r.cancel(err)
 				}
 			}
-			return
+			return nil
 		case !retryable(status):
-			r.failed.Add(n)
-			return
+			return retry.Stop(errStatus)
 		}
-		if attempt >= r.o.MaxRetries {
-			r.failed.Add(n)
-			return
-		}
-		if retryAfter < 0 {
-			retryAfter = backoff(attempt, rng)
-		}
-		if !sleep(ctx, retryAfter) {
-			r.failed.Add(n)
-			return
-		}
+		return retry.After(errStatus, retryAfter)
+	})
+	if err != nil {
+		r.failed.Add(n)
 	}
 }
+
+// errStatus is a response that did not acknowledge a batch.
+var errStatus = errors.New("not acknowledged")
 
 func retryable(status int) bool {
 	switch status {
@@ -361,21 +363,14 @@ func retryable(status int) bool {
 	return false
 }
 
-// backoff is the wait before retry attempt+1 when the server gave no
-// Retry-After: exponential from 100ms, capped at 5s, with jitter.
-func backoff(attempt int, rng *mrand.Rand) time.Duration {
-	d := min(100*time.Millisecond<<min(attempt, 10), 5*time.Second)
-	return d/2 + time.Duration(rng.Int64N(int64(d/2)+1))
-}
-
 // post sends body once. It returns the status, the response's Retry-After
-// (-1 when absent) and the latency; err is set when there was no response.
+// (0 when absent) and the latency; err is set when there was no response.
 func (r *runner) post(ctx context.Context, body []byte) (status int, retryAfter, latency time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.target, bytes.NewReader(body))
 	if err != nil {
-		return 0, -1, 0, err
+		return 0, 0, 0, err
 	}
 	req.SetBasicAuth(r.o.WriteKey, "")
 	req.Header.Set("Content-Type", "application/json")
@@ -386,7 +381,7 @@ func (r *runner) post(ctx context.Context, body []byte) (status int, retryAfter,
 	start := time.Now()
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return 0, -1, 0, err
+		return 0, 0, 0, err
 	}
 	var head []byte
 	if resp.StatusCode != http.StatusOK {
@@ -396,7 +391,7 @@ func (r *runner) post(ctx context.Context, body []byte) (status int, retryAfter,
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
 	latency = time.Since(start)
-	retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	retryAfter, _ = retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	if resp.StatusCode != http.StatusOK {
 		r.mu.Lock()
 		r.byStatus[resp.StatusCode]++
@@ -404,40 +399,6 @@ func (r *runner) post(ctx context.Context, body []byte) (status int, retryAfter,
 		r.sample(strings.TrimSpace(fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(head))))
 	}
 	return resp.StatusCode, retryAfter, latency, nil
-}
-
-// parseRetryAfter reads a Retry-After header: delay seconds or an HTTP date.
-// It returns -1 when h is absent or invalid.
-func parseRetryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return -1
-	}
-	if secs, err := strconv.ParseInt(h, 10, 64); err == nil {
-		if secs < 0 {
-			return -1
-		}
-		return time.Duration(min(secs, int64(math.MaxInt64/time.Second))) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil {
-		return max(t.Sub(now), 0)
-	}
-	return -1
-}
-
-// sleep waits d or until ctx is done; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // pacer spaces batches so that events leave at a given rate. A batch of n
@@ -463,7 +424,7 @@ func (p *pacer) wait(ctx context.Context, n int, deadline time.Time) bool {
 	if !deadline.IsZero() && !at.Before(deadline) {
 		return false
 	}
-	return sleep(ctx, at.Sub(now))
+	return retry.Sleep(ctx, at.Sub(now))
 }
 
 var errAckWrite = errors.New("write acknowledged ids")

@@ -415,24 +415,6 @@ func TestOptionsErrors(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
-	for in, want := range map[string]time.Duration{
-		"":                              -1,
-		"0":                             0,
-		"5":                             5 * time.Second,
-		" 120 ":                         2 * time.Minute,
-		"-3":                            -1,
-		"soon":                          -1,
-		"Sun, 29 Nov 2026 10:00:30 GMT": 30 * time.Second,
-		"Sun, 29 Nov 2026 09:00:00 GMT": 0,
-	} {
-		if got := parseRetryAfter(in, now); got != want {
-			t.Errorf("%q: %v, want %v", in, got, want)
-		}
-	}
-}
-
 func TestHistogram(t *testing.T) {
 	var h histogram
 	if l := h.latency(); l != (Latency{}) {

@@ -24,6 +24,7 @@ import (
 	"github.com/tidemark/tidemark/internal/config"
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/pipeline"
+	"github.com/tidemark/tidemark/internal/retry"
 	"github.com/tidemark/tidemark/internal/stream"
 )
 
@@ -301,21 +302,12 @@ func storedKey(lg *eventlog.Log, name string) (string, error) {
 // stage or destination never takes the others (or ingest) down with it. The
 // stages resume from their durable progress, so a restart repeats nothing.
 func supervise(ctx context.Context, stage string, run func(context.Context) error, restarts *prometheus.CounterVec, logger *slog.Logger) error {
-	delay := time.Second
-	for {
-		err := runRecovered(ctx, run)
-		if ctx.Err() != nil {
-			return nil
-		}
+	pol := retry.Policy{Initial: time.Second, Max: time.Minute, Failed: func(f *retry.Failure) {
 		restarts.WithLabelValues(stage).Inc()
-		logger.Error("stage failed; restarting it", "stage", stage, "err", err, "after", delay)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, time.Minute)
-	}
+		logger.Error("stage failed; restarting it", "stage", stage, "err", f.Err, "after", f.Wait)
+	}}
+	_ = retry.Do(ctx, pol, func(int) error { return runRecovered(ctx, run) })
+	return nil // only the end of ctx ends Do: runRecovered never returns nil
 }
 
 func runRecovered(ctx context.Context, run func(context.Context) error) (err error) {

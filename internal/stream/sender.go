@@ -13,6 +13,9 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/tidemark/tidemark/internal/redact"
+	"github.com/tidemark/tidemark/internal/retry"
 )
 
 // Webhook is one configured webhook, as the stream uses it.
@@ -47,11 +50,14 @@ func Sign(secret []byte, t time.Time, body []byte) string {
 
 // SendError is a failed webhook request.
 type SendError struct {
-	Status     int // 0 when no response arrived
-	Retryable  bool
-	RetryAfter time.Duration // from the response's Retry-After, 0 when absent
-	Err        error
+	Status    int // 0 when no response arrived
+	Retryable bool
+	After     time.Duration // the response's Retry-After, 0 when absent or 0
+	Err       error
 }
+
+// RetryAfter is the receiver's Retry-After, for retry.Hint.
+func (e *SendError) RetryAfter() time.Duration { return e.After }
 
 func (e *SendError) Error() string {
 	if e.Status != 0 {
@@ -102,41 +108,16 @@ func (s *Sender) Send(ctx context.Context, w *Webhook, key string, body []byte, 
 		return nil
 	}
 	c := resp.StatusCode
-	e := &SendError{Status: c, Retryable: c == 408 || c == 425 || c == 429 || c >= 500,
-		RetryAfter: retryAfter(resp.Header.Get("Retry-After"), s.Now()),
-		Err:        fmt.Errorf("receiver answered %q", bytes.TrimSpace(msg))}
-	return e
-}
-
-// retryAfter parses Retry-After: seconds or an HTTP date.
-func retryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
+	after, _ := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), s.Now())
+	return &SendError{Status: c, Retryable: c == 408 || c == 425 || c == 429 || c >= 500, After: after,
+		Err: fmt.Errorf("receiver answered %q", bytes.TrimSpace(msg))}
 }
 
 // redactErr removes the URL (its query may hold a token) from a *url.Error.
 func redactErr(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return fmt.Errorf("%s %s: %w", ue.Op, RedactURL(ue.URL), ue.Err)
+		return fmt.Errorf("%s %s: %w", ue.Op, redact.URL(ue.URL, nil), ue.Err)
 	}
 	return err
-}
-
-// RedactURL returns scheme://host/path of u, without user info or query.
-func RedactURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "[unparsable URL]"
-	}
-	p.User, p.RawQuery, p.Fragment = nil, "", ""
-	return p.String()
 }

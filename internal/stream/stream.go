@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/redact"
+	"github.com/tidemark/tidemark/internal/retry"
 )
 
 // Log is what the stream reads: *eventlog.Log.
@@ -118,7 +119,7 @@ type WebhookStatus struct {
 func (s *Stream) Status() []WebhookStatus {
 	var out []WebhookStatus
 	for _, h := range s.hooks {
-		st := WebhookStatus{Org: h.Org, Name: h.Name, URL: RedactURL(h.URL), LagSeconds: s.lag(h)}
+		st := WebhookStatus{Org: h.Org, Name: h.Name, URL: redact.URL(h.URL, nil), LagSeconds: s.lag(h)}
 		if h.loaded.Load() {
 			for p := range h.cursor {
 				last, cur := s.o.Log.LastOffset(p), h.cursor[p].Load()
@@ -615,53 +616,44 @@ func (s *Stream) deliver(ctx context.Context, h *hook, p int, items []json.RawMe
 		return fmt.Errorf("encode webhook request: %w", err)
 	}
 	deadline := time.Unix(0, oldest).Add(h.RetryFor)
-	for attempt := 1; ; attempt++ {
-		err := s.o.Sender.Send(ctx, &h.Webhook, key, body, attempt)
-		if err == nil {
-			h.delivered.Add(float64(len(items)))
-			h.count(0, int64(len(items)))
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	pol := retry.Policy{Initial: s.o.MinBackoff, Max: s.o.MaxBackoff, Jitter: true}
+	attempts := 0
+	pol.Failed = func(f *retry.Failure) {
 		h.failed.Inc()
 		h.mu.Lock()
 		h.counts[2]++
-		h.lastErr, h.lastErrAt = err.Error(), s.o.Now().UTC()
+		h.lastErr, h.lastErrAt = f.Err.Error(), s.o.Now().UTC()
 		h.mu.Unlock()
 		var se *SendError
-		retryable := errors.As(err, &se) && se.Retryable
 		left := deadline.Sub(s.o.Now())
-		if !retryable || left <= 0 {
-			s.o.Logger.Error("webhook batch moved to dead letters", "org", h.Org, "webhook", h.Name, "partition", p,
-				"events", len(items), "attempts", attempt, "err", err)
-			return s.deadLetter(h, &DeadLetter{Org: h.Org, Webhook: h.Name, Partition: p, FirstOffset: first, LastOffset: last,
-				Events: len(items), FailedAt: s.o.Now().UTC(), Attempts: attempt, Error: err.Error(), Body: body}, len(items))
+		if !errors.As(f.Err, &se) || !se.Retryable || left <= 0 {
+			f.Stop()
+			return
 		}
-		wait := s.backoff(attempt)
-		if se.RetryAfter > 0 {
-			wait = se.RetryAfter
+		f.Wait = min(f.Wait, left) // one last try at the end of the window
+		if f.Attempt == 1 {
+			s.o.Logger.Warn("webhook request failed; retrying", "org", h.Org, "webhook", h.Name, "partition", p, "err", f.Err, "after", f.Wait)
 		}
-		wait = min(wait, left) // one last try at the end of the window
-		if attempt == 1 {
-			s.o.Logger.Warn("webhook request failed; retrying", "org", h.Org, "webhook", h.Name, "partition", p, "err", err, "after", wait)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		h.retries.Inc()
 	}
-}
-
-// backoff is the delay before retry n (n >= 1): MinBackoff doubling up to
-// MaxBackoff, of which a random half is jitter.
-func (s *Stream) backoff(n int) time.Duration {
-	d := s.o.MinBackoff << min(n-1, 20)
-	d = min(d, s.o.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
+	err = retry.Do(ctx, pol, func(attempt int) error {
+		if attempt > 1 {
+			h.retries.Inc()
+		}
+		attempts = attempt
+		return s.o.Sender.Send(ctx, &h.Webhook, key, body, attempt)
+	})
+	switch {
+	case err == nil:
+		h.delivered.Add(float64(len(items)))
+		h.count(0, int64(len(items)))
+		return nil
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return err
+	}
+	s.o.Logger.Error("webhook batch moved to dead letters", "org", h.Org, "webhook", h.Name, "partition", p,
+		"events", len(items), "attempts", attempts, "err", err)
+	return s.deadLetter(h, &DeadLetter{Org: h.Org, Webhook: h.Name, Partition: p, FirstOffset: first, LastOffset: last,
+		Events: len(items), FailedAt: s.o.Now().UTC(), Attempts: attempts, Error: err.Error(), Body: body}, len(items))
 }
 
 func (s *Stream) deadLetter(h *hook, d *DeadLetter, events int) error {

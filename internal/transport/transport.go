@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/eventlog"
 	"github.com/tidemark/tidemark/internal/format"
+	"github.com/tidemark/tidemark/internal/retry"
 	"github.com/tidemark/tidemark/internal/sessionize"
 )
 
@@ -464,42 +464,31 @@ const probeTimeout = 30 * time.Second
 // maxBackoff caps the wait between retries of a failing destination.
 const maxBackoff = 60 * time.Second
 
-// retry calls fn until it succeeds or ctx ends, with capped exponential
-// backoff and jitter, honouring errors that carry a RetryAfter.
+// backoff is how a failing destination is retried: from 500ms doubling up
+// to maxBackoff, with jitter; an error carrying a RetryAfter only lengthens
+// the wait.
+var backoff = retry.Policy{Initial: 500 * time.Millisecond, Max: maxBackoff, Jitter: true, HintAtLeast: true}
+
+// retry calls fn until it succeeds or ctx ends (see backoff); errors that
+// Options.Permanent reports are retried at the slowest backoff.
 func (t *Transport) retry(ctx context.Context, p int, what string, fn func() error) error {
-	delay := 500 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := fn()
-		if err == nil {
-			if !t.up.Swap(true) {
-				t.o.Logger.Info("destination recovered", "org", t.o.Org, "destination", t.o.Name, "partition", p)
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	pol := backoff
+	pol.Failed = func(f *retry.Failure) {
 		t.o.Metrics.failed(t)
-		t.lastErr.Store(&failure{msg: err.Error(), at: t.o.Now().UTC(), op: what})
-		if t.up.Swap(false) || attempt%20 == 0 {
+		t.lastErr.Store(&failure{msg: f.Err.Error(), at: t.o.Now().UTC(), op: what})
+		if t.up.Swap(false) || f.Attempt%20 == 0 {
 			t.o.Logger.Error("destination failing; holding its events and retrying", "org", t.o.Org, "destination", t.o.Name,
-				"partition", p, "op", what, "attempt", attempt, "err", err)
+				"partition", p, "op", what, "attempt", f.Attempt, "err", f.Err)
 		}
-		if t.o.Permanent != nil && t.o.Permanent(err) {
-			delay = maxBackoff
+		if t.o.Permanent != nil && t.o.Permanent(f.Err) {
+			f.Slowest()
 		}
-		wait := delay/2 + rand.N(delay/2+1)
-		var ra interface{ RetryAfter() time.Duration }
-		if errors.As(err, &ra) && ra.RetryAfter() > wait {
-			wait = ra.RetryAfter()
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		delay = min(delay*2, maxBackoff)
 	}
+	err := retry.Do(ctx, pol, func(int) error { return fn() })
+	if err == nil && !t.up.Swap(true) {
+		t.o.Logger.Info("destination recovered", "org", t.o.Org, "destination", t.o.Name, "partition", p)
+	}
+	return err
 }
 
 // Frontier returns the smallest log offset of partition p that this

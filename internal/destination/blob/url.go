@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/tidemark/tidemark/internal/redact"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/azureblob"
 	"gocloud.dev/blob/fileblob"
@@ -216,42 +217,7 @@ var safeQuery = []string{
 // Redact returns rawURL fit for logs and errors: without user info, fragment
 // and the values of query parameters that may hold secrets (anything not
 // known to be harmless, such as access keys, SAS tokens and signatures).
-func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		// The parser's own error quotes the input; show only the scheme.
-		if scheme, _, ok := strings.Cut(rawURL, "://"); ok && !strings.ContainsAny(scheme, "/@:?#") {
-			return scheme + "://<unparsable>"
-		}
-		return "<unparsable URL>"
-	}
-	u.User = nil
-	u.Fragment, u.RawFragment = "", ""
-	if u.Opaque != "" {
-		// "scheme:opaque" may carry anything; keep only the scheme.
-		return u.Scheme + ":<opaque>"
-	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k, vs := range q {
-			for i, v := range vs {
-				if !slices.Contains(safeQuery, k) {
-					vs[i] = "REDACTED"
-				} else if strings.Contains(v, "@") {
-					// endpoint=https://user:secret@host
-					if vu, err := url.Parse(v); err == nil && vu.User != nil {
-						vu.User = nil
-						vs[i] = vu.String()
-					} else {
-						vs[i] = "REDACTED"
-					}
-				}
-			}
-		}
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
-}
+func Redact(rawURL string) string { return redact.URL(rawURL, safeQuery) }
 
 func parseURL(rawURL string) (*url.URL, opener, error) {
 	u, err := url.Parse(rawURL)
