@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/internal/fault"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
@@ -157,6 +158,25 @@ func TestDiskLowBackpressure(t *testing.T) {
 		t.Fatalf("tidemark_log_disk_low = %v", v)
 	}
 	p.stop()
+}
+
+// TestBadFaultStopsServe: the one fault variable is parsed strictly at
+// start: an unknown fault or a bad value stops serve with exit status 1,
+// naming the variable and the fault, before it listens.
+func TestBadFaultStopsServe(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ok.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: 127.0.0.1:%d\ndata_dir: %s\n", testenv.FreePort(t), filepath.Join(dir, "data"))), 0o600)
+	for v, want := range map[string]string{
+		"drop-pages=4,stream-panic-on-evnt=X": `unknown fault "stream-panic-on-evnt"`,
+		"drop-pages=0":                        "fault drop-pages: want a number >= 1",
+		"hang-destination=acme":               "fault hang-destination: want ORG/DESTINATION",
+	} {
+		out, errOut, code := cli(t, []string{fault.Env + "=" + v}, "serve", "--config", cfg)
+		if code != 1 || !strings.Contains(errOut, fault.Env) || !strings.Contains(errOut, want) || strings.Contains(out, "listening") {
+			t.Errorf("%s=%s: exit %d, stdout %q, stderr %q; want exit 1 naming %q", fault.Env, v, code, out, errOut, want)
+		}
+	}
 }
 
 // TestBadConfigNamesFileAndKey: a config error stops serve with exit status 1

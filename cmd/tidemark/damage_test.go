@@ -21,6 +21,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/fault"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
@@ -41,7 +42,7 @@ import (
 // that there are sstables and blob files to damage.
 const damageMemtable = 256 << 10
 
-var damageEnv = []string{"TIDEMARK_TEST_MEMTABLE_BYTES=" + strconv.Itoa(damageMemtable)}
+var damageEnv = []string{fault.Env + "=memtable-bytes=" + strconv.Itoa(damageMemtable)}
 
 // sendEvents posts n events with ids prefix-0..n-1 over 40 devices, in
 // batches of 100, and returns the ids acknowledged with 200.

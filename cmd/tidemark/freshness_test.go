@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/internal/fault"
 	lg "github.com/tidemark/tidemark/internal/loadgen"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/internal/testenv/probe"
@@ -40,7 +41,7 @@ func TestFreshnessSLAPerTable(t *testing.T) {
 	if err := os.WriteFile(cfg, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := startProcEnv(t, cfg, port, []string{"TIDEMARK_FAULT_HANG_DESTINATION=acme/stuck"})
+	p := startProcEnv(t, cfg, port, []string{fault.Env + "=hang-destination=acme/stuck"})
 	sample := func(dest, table string) (age, sla float64, ok bool) {
 		labels := fmt.Sprintf(`{destination=%q,org="acme",table=%q}`, dest, table)
 		age, ok1 := p.metric("tidemark_oldest_undelivered_event_age_seconds" + labels)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/audit"
 	"github.com/tidemark/tidemark/internal/destination/blob"
+	"github.com/tidemark/tidemark/internal/fault"
 	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/internal/testenv/probe"
@@ -253,7 +254,7 @@ func TestIncidentLostNotifications(t *testing.T) {
 			s := mk(t)
 			port := testenv.FreePort(t)
 			cfg := incidentConfig(t, t.TempDir(), port, s.url, time.Second, "")
-			p := startProcEnv(t, cfg, port, append(s.env, "TIDEMARK_FAULT_DROP_PAGES=4"))
+			p := startProcEnv(t, cfg, port, append(s.env, fault.Env+"=drop-pages=4"))
 			start := time.Now()
 			load := startLoad(t, p.addr, testKey, "lost-", 2, 20, 50*time.Millisecond)
 			load.waitAcked(t, 3000)
@@ -452,7 +453,7 @@ func TestIncidentFailureElsewhere(t *testing.T) {
         freshness_grace: 1s
 `, filepath.Join(tmp, "broken"), filepath.Join(tmp, "stuck")))
 			p := startProcEnv(t, cfg, port, append(s.env,
-				"TIDEMARK_FAULT_PANIC_DESTINATION=acme/broken", "TIDEMARK_FAULT_HANG_DESTINATION=acme/stuck"))
+				fault.Env+"=panic-destination=acme/broken,hang-destination=acme/stuck"))
 			load := startLoad(t, p.addr, testKey, "elsewhere-", 2, 20, 50*time.Millisecond)
 			load.waitAcked(t, 2000)
 			acked := load.Stop()

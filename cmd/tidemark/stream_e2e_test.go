@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/internal/fault"
 	"github.com/tidemark/tidemark/internal/stream"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/internal/testenv/probe"
@@ -546,7 +547,7 @@ func TestStreamIsolationPoison(t *testing.T) {
 	port := testenv.FreePort(t)
 	r := newHookReceiver(t)
 	cfg := testConfig(t, dir, port, webhookYAML("crm", r.srv.URL, ""))
-	p := startProcEnv(t, cfg, port, []string{stream.FaultsEnv + "=stream-panic-on-event=Poison"})
+	p := startProcEnv(t, cfg, port, []string{fault.Env + "=stream-panic-on-event=Poison"})
 	live := openLive(t, p.addr, testReadKey, "")
 	var batch []string
 	want := map[string]bool{}

@@ -22,6 +22,7 @@ import (
 	"github.com/tidemark/tidemark/internal/destination"
 	"github.com/tidemark/tidemark/internal/destination/registry"
 	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/fault"
 	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/pipeline"
 	"github.com/tidemark/tidemark/internal/sessionize"
@@ -56,10 +57,9 @@ type Options struct {
 	// the start-up check, which may change the log (eventlog.SkipTo).
 	Check func(p *Pipeline) error
 
-	// Test faults (see server/faults.go): nil and 0 in production.
-	MemTableBytes int64
-	Wrap          func(org, name string, d destination.Destination) destination.Destination
-	DropPage      func(pageID string) bool
+	// Faults are the test-only fault switches (fault.FromEnv): zero in
+	// production.
+	Faults fault.Set
 }
 
 // Pipeline is the assembled pipeline. Close releases what Build opened.
@@ -130,7 +130,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (_ *Pipeline, err
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	lo := eventlog.Options{MemTableBytes: o.MemTableBytes, Partitions: cfg.Log.Partitions, CacheBytes: int64(cfg.Log.CacheBytes),
+	lo := eventlog.Options{MemTableBytes: o.Faults.MemTableBytes, Partitions: cfg.Log.Partitions, CacheBytes: int64(cfg.Log.CacheBytes),
 		Registerer: o.Registerer, Logger: o.Logger}
 	if !o.Offline {
 		lo.MaxPending, lo.MinFreeBytes = cfg.Ingest.MaxPending, int64(cfg.Log.MinFreeBytes)
@@ -231,16 +231,13 @@ func (p *Pipeline) open(ctx context.Context, org string, dc *config.Destination,
 	if c, ok := d.(destination.Classifier); ok {
 		permanent = c.Permanent
 	}
-	dest := d
-	if o.Wrap != nil {
-		dest = o.Wrap(org, dc.Name, d)
-	}
+	dest := o.Faults.Destination(org, dc.Name, d)
 	cfg := p.Config
 	sla := cfg.FreshnessSLAs(dc)
 	tr := transport.New(transport.Options{
 		Org: org, Name: dc.Name, Dest: dest, Log: p.Log, Outputs: p.Sessionizers, Metrics: tm, Logger: o.Logger, Now: o.Now,
 		Flush:     transport.Flush{MaxEvents: dc.Flush.MaxEvents, MaxBytes: int64(dc.Flush.MaxBytes), MaxAge: dc.Flush.MaxAge.D()},
-		Permanent: permanent, SLA: sla, DropPage: o.DropPage,
+		Permanent: permanent, SLA: sla,
 	})
 	return &Destination{Org: org, Name: dc.Name, URL: dc.URL, SLAs: sla, Dest: d, Transport: tr, OwnerID: id,
 		Target: audit.Target{Org: org, Name: dc.Name, Dest: readBack, SLA: sla[0], Frontier: tr.Frontier, Missing: tr.SetAuditMissing}}, nil
@@ -259,7 +256,7 @@ func (p *Pipeline) buildStream(o Options) (err error) {
 		Log: p.Log, DataDir: cfg.DataDir, Webhooks: Webhooks(cfg), Hub: p.Hub,
 		PageIdle: cfg.Sessions.PageIdle.D(), SessionIdle: cfg.Sessions.SessionIdle.D(),
 		Sender:     stream.NewSender("tidemark-webhook/"+o.Version, o.Now),
-		Registerer: o.Registerer, Logger: o.Logger, Now: o.Now,
+		Registerer: o.Registerer, Logger: o.Logger, Now: o.Now, Faults: o.Faults,
 	})
 	return err
 }

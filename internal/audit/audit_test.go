@@ -20,6 +20,7 @@ import (
 	"github.com/tidemark/tidemark/internal/destination/blob"
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/fault"
 	"github.com/tidemark/tidemark/internal/format"
 	"github.com/tidemark/tidemark/internal/pipeline"
 	"github.com/tidemark/tidemark/internal/sessionize"
@@ -137,8 +138,12 @@ func setup(t *testing.T, dropPage func(string) bool) (*env, int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.dest.Close() })
-	e.tr = transport.New(transport.Options{Org: "a", Name: "lake", Dest: e.dest, Log: e.lg, Outputs: e.sz, Metrics: m,
-		Logger: slog.Default(), Flush: transport.Flush{MaxEvents: 200, MaxBytes: 1 << 20, MaxAge: 5 * time.Minute}, DropPage: dropPage})
+	var dest destination.Destination = e.dest
+	if dropPage != nil {
+		dest = fault.DropPages(dest, dropPage)
+	}
+	e.tr = transport.New(transport.Options{Org: "a", Name: "lake", Dest: dest, Log: e.lg, Outputs: e.sz, Metrics: m,
+		Logger: slog.Default(), Flush: transport.Flush{MaxEvents: 200, MaxBytes: 1 << 20, MaxAge: 5 * time.Minute}})
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 2)
 	go func() { errc <- e.sz.Run(ctx) }()

@@ -23,6 +23,7 @@ import (
 	"github.com/tidemark/tidemark/internal/collector"
 	"github.com/tidemark/tidemark/internal/config"
 	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/fault"
 	"github.com/tidemark/tidemark/internal/pipeline"
 	"github.com/tidemark/tidemark/internal/retry"
 	"github.com/tidemark/tidemark/internal/stream"
@@ -70,17 +71,17 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	flt, err := faultsFromEnv()
+	flt, err := fault.FromEnv()
 	if err != nil {
 		return err
 	}
-	for _, f := range flt.switchedOn {
+	for _, f := range flt.On {
 		logger.Warn("TEST FAULT SWITCHED ON: this server loses or stalls data on purpose", "fault", f)
 	}
 	adminKeys := cfg.AdminKeys
 	p, err := assemble.Build(ctx, cfg, assemble.Options{
 		Logger: logger, Registerer: reg, Now: o.Now, Version: o.Version,
-		MemTableBytes: flt.memtable, Wrap: flt.wrap, DropPage: flt.dropPage(),
+		Faults: flt,
 		DefaultOrgKey: func(lg *eventlog.Log) (string, error) {
 			key, err := storedKey(lg, devKeyMeta)
 			if err != nil {

@@ -36,7 +36,8 @@
 // and the server's supervisor restarts the stage from its durable cursors.
 //
 // Test-only fault injection: TIDEMARK_TEST_FAULTS=stream-panic-on-event=NAME
-// makes the stream's event handler panic on every event whose name (track
-// event / page name) is NAME. It is read only by this package, only at New,
-// and exists for the isolation tests; never set it in production.
+// (package fault, parsed once at start and passed in Options.Faults) makes
+// the stream's event handler panic on every event whose name (track event /
+// page name) is NAME. It exists for the isolation tests; never set it in
+// production.
 package stream

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/fault"
 	"github.com/tidemark/tidemark/internal/redact"
 	"github.com/tidemark/tidemark/internal/retry"
 )
@@ -45,29 +45,12 @@ type Options struct {
 	Registerer            prometheus.Registerer
 	Logger                *slog.Logger
 	Now                   func() time.Time
-	// Faults are test-only fault switches; zero means read TIDEMARK_TEST_FAULTS.
-	Faults Faults
+	// Faults are the test-only fault switches (parsed once by the caller,
+	// fault.FromEnv); the stream applies StreamPanicOnEvent.
+	Faults fault.Set
 	// MinBackoff is the first retry delay of a webhook batch (default 500ms);
 	// it doubles per attempt up to MaxBackoff (default 1m), with jitter.
 	MinBackoff, MaxBackoff time.Duration
-}
-
-// Faults are test-only fault switches (see the package doc).
-type Faults struct {
-	PanicOnEvent string // the event handler panics on events with this name
-}
-
-// FaultsEnv is the environment variable read by New when Options.Faults is zero.
-const FaultsEnv = "TIDEMARK_TEST_FAULTS"
-
-func parseFaults(v string) Faults {
-	var f Faults
-	for _, kv := range strings.Split(v, ",") {
-		if name, ok := strings.CutPrefix(strings.TrimSpace(kv), "stream-panic-on-event="); ok {
-			f.PanicOnEvent = name
-		}
-	}
-	return f
 }
 
 // Stream is the streaming pipeline stage. Run it under a supervisor: it
@@ -173,12 +156,6 @@ func New(o Options) (*Stream, error) {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = time.Minute
-	}
-	if o.Faults == (Faults{}) {
-		o.Faults = parseFaults(os.Getenv(FaultsEnv))
-	}
-	if o.Faults.PanicOnEvent != "" {
-		o.Logger.Warn("test fault injection is on: the stream panics on some events", "env", FaultsEnv)
 	}
 	s := &Stream{o: o, liveSeq: o.Log.TailSeq(), livePos: make([]uint64, o.Log.Partitions())}
 	for p := range s.livePos {
@@ -358,7 +335,7 @@ func (s *Stream) handle(consumer string, p int, off uint64, e *event.Event, fn f
 				"org", e.Org, "partition", p, "offset", off, "event_id", e.ID, "err", err)
 		}
 	}()
-	if f := s.o.Faults.PanicOnEvent; f != "" && e.Name == f {
+	if f := s.o.Faults.StreamPanicOnEvent; f != "" && e.Name == f {
 		panic("test fault: stream-panic-on-event=" + f)
 	}
 	return fn()

@@ -25,6 +25,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/event"
 	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/fault"
 	"github.com/tidemark/tidemark/internal/stream"
 	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
@@ -118,14 +119,14 @@ type env struct {
 	hub *stream.Hub
 }
 
-func newEnv(t *testing.T, hooks []stream.Webhook, faults stream.Faults) *env {
+func newEnv(t *testing.T, hooks []stream.Webhook, faults fault.Set) *env {
 	t.Helper()
 	return newEnvTail(t, hooks, faults, 0)
 }
 
 // newEnvTail is newEnv with a log whose tail keeps tail records (0: the
 // default).
-func newEnvTail(t *testing.T, hooks []stream.Webhook, faults stream.Faults, tail int) *env {
+func newEnvTail(t *testing.T, hooks []stream.Webhook, faults fault.Set, tail int) *env {
 	t.Helper()
 	dir := t.TempDir()
 	reg := prometheus.NewRegistry()
@@ -218,7 +219,7 @@ func checkOrder(t *testing.T, got []stream.Item, want []string) {
 
 func TestWebhookDeliversSignedInOrder(t *testing.T) {
 	r := newReceiver(t)
-	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 7, time.Minute)}, stream.Faults{})
+	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 7, time.Minute)}, fault.Set{})
 	stop := e.run(t)
 	defer stop()
 	waitUntil(t, 10*time.Second, "cursors loaded", func() bool { keep, _ := e.st.Hold(0); return keep > 0 })
@@ -262,7 +263,7 @@ func TestWebhookRetriesHonouringRetryAfter(t *testing.T) {
 		}
 		return false
 	}
-	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 100, time.Minute)}, stream.Faults{})
+	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 100, time.Minute)}, fault.Set{})
 	stop := e.run(t)
 	defer stop()
 	waitUntil(t, 10*time.Second, "cursors loaded", func() bool { keep, _ := e.st.Hold(0); return keep > 0 })
@@ -297,7 +298,7 @@ func TestWebhookDeadLetterAfterRetryWindow(t *testing.T) {
 		}
 		return failing
 	}
-	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 4, 300*time.Millisecond)}, stream.Faults{})
+	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 4, 300*time.Millisecond)}, fault.Set{})
 	stop := e.run(t)
 	waitUntil(t, 10*time.Second, "cursors loaded", func() bool { keep, _ := e.st.Hold(0); return keep > 0 })
 	want := send(t, e.log, "x", 3, 6, click)
@@ -352,7 +353,7 @@ func TestWebhookDeadLetterAfterRetryWindow(t *testing.T) {
 
 func TestPoisonEventIsSkippedAndRecorded(t *testing.T) {
 	r := newReceiver(t)
-	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 3, time.Minute)}, stream.Faults{PanicOnEvent: "Poison"})
+	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 3, time.Minute)}, fault.Set{StreamPanicOnEvent: "Poison"})
 	sub, unsub := subscribe(t, e.hub, stream.NewFilter("acme", nil, nil, nil))
 	defer unsub()
 	stop := e.run(t)
@@ -408,7 +409,7 @@ func TestPoisonEventIsSkippedAndRecorded(t *testing.T) {
 // after a guessed pause.
 func TestHubDropsForSlowSubscriberAndReports(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil, stream.Faults{})
+		e := newEnv(t, nil, fault.Set{})
 		slow, unsub := subscribe(t, e.hub, stream.NewFilter("acme", nil, nil, nil))
 		defer unsub()
 		other, unsub2 := subscribe(t, e.hub, stream.NewFilter("acme", nil, nil, []string{"d1"}))
@@ -439,7 +440,7 @@ func TestHubDropsForSlowSubscriberAndReports(t *testing.T) {
 
 func TestStreamRestartResumesFromCursor(t *testing.T) {
 	r := newReceiver(t)
-	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 10, time.Minute)}, stream.Faults{})
+	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 10, time.Minute)}, fault.Set{})
 	stop := e.run(t)
 	waitUntil(t, 10*time.Second, "cursors loaded", func() bool { keep, _ := e.st.Hold(0); return keep > 0 })
 	want := send(t, e.log, "s1", 4, 10, click)
@@ -453,10 +454,16 @@ func TestStreamRestartResumesFromCursor(t *testing.T) {
 	checkOrder(t, r.got(), want)
 }
 
-func TestFaultsEnvIsReadOnlyWhenUnset(t *testing.T) {
-	t.Setenv(stream.FaultsEnv, "stream-panic-on-event=Boom")
+// TestFaultsEnvPoisonsStream: the stream fault of the one fault variable
+// (parsed at start, as serve does) makes its events poison.
+func TestFaultsEnvPoisonsStream(t *testing.T) {
+	t.Setenv(fault.Env, "stream-panic-on-event=Boom")
+	flt, err := fault.FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := newReceiver(t)
-	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 10, time.Minute)}, stream.Faults{})
+	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 10, time.Minute)}, flt)
 	stop := e.run(t)
 	defer stop()
 	waitUntil(t, 10*time.Second, "cursors loaded", func() bool { keep, _ := e.st.Hold(0); return keep > 0 })
@@ -476,7 +483,7 @@ func TestFaultsEnvIsReadOnlyWhenUnset(t *testing.T) {
 // its store asynchronously) still reach it.
 func TestNewWebhookGetsEventsAcceptedBeforeRun(t *testing.T) {
 	r := newReceiver(t)
-	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 10, time.Minute)}, stream.Faults{})
+	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 10, time.Minute)}, fault.Set{})
 	want := send(t, e.log, "early", 3, 5, click)
 	stop := e.run(t)
 	defer stop()
@@ -494,7 +501,7 @@ func subscribe(t *testing.T, h *stream.Hub, f stream.Filter) (*stream.Sub, func(
 }
 
 func TestHubLimitsSubscribers(t *testing.T) {
-	e := newEnv(t, nil, stream.Faults{})
+	e := newEnv(t, nil, fault.Set{})
 	var unsubs []func()
 	for range stream.MaxSubscribers {
 		_, u := subscribe(t, e.hub, stream.Filter{})
@@ -516,7 +523,7 @@ func TestHubLimitsSubscribers(t *testing.T) {
 // MaxRequestBytes.
 func TestWebhookRequestSizeIsBounded(t *testing.T) {
 	r := newReceiver(t)
-	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 10000, time.Minute)}, stream.Faults{})
+	e := newEnv(t, []stream.Webhook{hook(r.srv.URL, 10000, time.Minute)}, fault.Set{})
 	pad := strings.Repeat("x", 100<<10)
 	var want []string
 	for i := range 25 {
@@ -550,7 +557,7 @@ func TestLiveFollowerCountsEveryRecordOnce(t *testing.T) {
 		tail int
 	}{{"tail", 0}, {"behind the tail", 8}} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnvTail(t, nil, stream.Faults{}, tc.tail)
+			e := newEnvTail(t, nil, fault.Set{}, tc.tail)
 			stop := e.run(t)
 			defer stop()
 			live := func() float64 { // the one series: acme, track; 0 before it exists

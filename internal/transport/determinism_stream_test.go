@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidemark/tidemark/internal/eventlog"
+	"github.com/tidemark/tidemark/internal/fault"
 	"github.com/tidemark/tidemark/internal/stream"
 	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
@@ -50,9 +51,9 @@ func TestReplayIsByteIdenticalWithStreaming(t *testing.T) {
 	for _, mode := range []string{"enabled", "crashing"} {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
-			url, faults := ok.URL, stream.Faults{}
+			url, faults := ok.URL, fault.Set{}
 			if mode == "crashing" {
-				url, faults = failing.URL, stream.Faults{PanicOnEvent: "Click"}
+				url, faults = failing.URL, fault.Set{StreamPanicOnEvent: "Click"}
 			}
 			var hub *stream.Hub
 			newStream := func(l *eventlog.Log) *stream.Stream {

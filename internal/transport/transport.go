@@ -46,11 +46,6 @@ type Options struct {
 	// SLA is the destination's freshness SLA per table (events, pages,
 	// sessions), exported as a metric for the stale-destination alert.
 	SLA [3]time.Duration
-	// DropPage is a fault for tests only (see server.faultsFromEnv): when it
-	// returns true for a page, the transport silently leaves out the page's
-	// row and its events, as the seed incident's pipeline lost pages whose
-	// "inactive" notification never fired. Nil in production.
-	DropPage func(pageID string) bool
 }
 
 // Outputs is what a transport delivers: the sessionizers' output streams,
@@ -418,10 +413,6 @@ func (t *Transport) build(p int, pend *pending) (*destination.Batch, error) {
 	defer r.Close()
 	err = t.scan(p, pend.first, pend.last, func(seq uint64, o *sessionize.Output) error {
 		if o.Org != t.o.Org {
-			return nil
-		}
-		if drop := t.o.DropPage; drop != nil &&
-			(o.Kind == sessionize.KindEvent && o.PageID != "" && drop(o.PageID) || o.Kind == sessionize.KindPage && drop(o.Page.ID)) {
 			return nil
 		}
 		switch o.Kind {

@@ -136,14 +136,6 @@ func (d *Blob) Write(ctx context.Context, b *destination.Batch) (err error) {
 	return nil
 }
 
-// WriteUncommitted writes the batch's data files but not its manifest, as a
-// crash before the commit point leaves them. It is for crash tests
-// (destinationtest.UncommittedWriter).
-func (d *Blob) WriteUncommitted(ctx context.Context, b *destination.Batch) error {
-	_, _, err := d.writeData(ctx, b)
-	return redactErr(err)
-}
-
 // writeData uploads the batch's data files and returns its manifest and the
 // keys written.
 func (d *Blob) writeData(ctx context.Context, b *destination.Batch) (*Manifest, []string, error) {

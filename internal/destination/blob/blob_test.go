@@ -43,7 +43,7 @@ func TestConformance(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return d
+				return crashing{d}
 			})
 		})
 	}
@@ -288,7 +288,7 @@ func TestCleanup(t *testing.T) {
 	want := tree(t, dir) // survives
 
 	// Uncommitted batch after progress: goes.
-	if err := d.WriteUncommitted(t.Context(), destinationtest.Batch(4, 11, 20, 5)); err != nil {
+	if err := (crashing{d}).WriteUncommitted(t.Context(), destinationtest.Batch(4, 11, 20, 5)); err != nil {
 		t.Fatal(err)
 	}
 	// Leftovers of a kill -9 inside fileblob writes: go.

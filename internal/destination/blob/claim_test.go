@@ -27,7 +27,7 @@ func TestCleanupIgnoresForeignAndDeeperFiles(t *testing.T) {
 	if err := inner.Write(t.Context(), destinationtest.Batch(4, 1, 10, 5)); err != nil {
 		t.Fatal(err)
 	}
-	if err := inner.WriteUncommitted(t.Context(), destinationtest.Batch(4, 11, 20, 5)); err != nil {
+	if err := (crashing{inner}).WriteUncommitted(t.Context(), destinationtest.Batch(4, 11, 20, 5)); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{

@@ -133,7 +133,7 @@ func testConformance(t *testing.T, be backend) {
 		if err := d.Probe(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		return d
+		return crashing{d}
 	})
 }
 
@@ -542,7 +542,7 @@ func testPrefixes(t *testing.T, be backend) {
 	if err := a2.Write(t.Context(), ba2); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.WriteUncommitted(t.Context(), destinationtest.Batch(4, 11, 12, 2)); err != nil {
+	if err := (crashing{a}).WriteUncommitted(t.Context(), destinationtest.Batch(4, 11, 12, 2)); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {

@@ -3,7 +3,8 @@
 // servers in integration tests. It uses only the destination.Destination
 // interface, plus optional capabilities found by type assertion:
 // EventIDReader to check exactly-once by reading events back, and
-// UncommittedWriter to simulate a crash between data files and commit.
+// UncommittedWriter to simulate a crash between data files and commit (test
+// code of the backend provides it: no destination exports it).
 //
 // Subtests: EmptyPartition, WriteCommits, Idempotent, CommittedPerPartition,
 // CommittedOutOfOrder, CleanupKeepsCommitted, BadBatch, CrashBeforeCommit,
