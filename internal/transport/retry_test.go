@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/destination"
@@ -46,95 +47,99 @@ func (f *flaky) Write(ctx context.Context, b *destination.Batch) error {
 // and its first writes gets every event once it recovers, exactly once, and is
 // reported down meanwhile.
 func TestFailingDestinationIsHeldAndRetried(t *testing.T) {
-	dir := t.TempDir()
-	recs := recordedLog()
-	appendLog(t, dir, recs)
-	l, sz, m := openPipeline(t, dir)
-	defer l.Close()
-	bd, err := blob.Open(t.Context(), "file://"+filepath.Join(dir, "lake"), format.Default)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &flaky{Destination: bd}
-	f.failProbes.Store(2)
-	f.failWrites.Store(3)
-	f.down.Store(true) // down from the start, until the age metric shows it
-	var permanentSeen atomic.Int32
-	tr := transport.New(transport.Options{Org: "a", Name: "lake", Dest: f, Flush: dests[0].flush, Log: l, Outputs: sz, Metrics: m,
-		Logger: slog.Default(), Permanent: func(err error) bool { permanentSeen.Add(1); return false }})
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 2)
-	go func() { done <- sz.Run(ctx) }()
-	go func() { done <- tr.Run(ctx) }()
-
-	// While it is down, the oldest undelivered event ages (the recorded log's
-	// times are in the past, so it is already old).
-	downSince := time.Now()
-	for tr.OldestPending() == 0 {
-		if time.Since(downSince) > time.Minute {
-			t.Fatal("oldest pending stays 0 while the destination is down")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	f.down.Store(false)
-
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		all := true
-		for p := range parts {
-			if prog, _ := tr.Progress(p); sz.Cursor(p) < l.LastOffset(p) || prog < sz.NextSeq(p)-1 {
-				all = false
-			}
-		}
-		if all {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not delivered after the destination recovered (probes %d, writes %d)", f.probes.Load(), f.writes.Load())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if o := tr.OldestPending(); o != 0 {
-		t.Errorf("oldest pending after full delivery = %d, want 0", o)
-	}
-	cancel()
-	<-done
-	<-done
-	if f.probes.Load() < 3 || f.writes.Load() < 4 || permanentSeen.Load() < 5 {
-		t.Fatalf("probes %d, writes %d, failures classified %d: the failures were not retried", f.probes.Load(), f.writes.Load(), permanentSeen.Load())
-	}
-	// Exactly once: every org-a event of the recorded log, once.
-	want := map[string]bool{}
-	for _, rs := range recs {
-		for _, r := range rs {
-			if r.Event.Org == "a" {
-				want[r.Event.ID] = true
-			}
-		}
-	}
-	got := map[string]int{}
-	for p := range parts {
-		ms, err := bd.Manifests(t.Context(), p)
+	// On synctest's clock: the backoff waits (up to a minute) pass as soon
+	// as everything else is idle, and the polls below wait no wall time.
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		recs := recordedLog()
+		appendLog(t, dir, recs)
+		l, sz, m := openPipeline(t, dir)
+		defer l.Close()
+		bd, err := blob.Open(t.Context(), "file://"+filepath.Join(dir, "lake"), format.Default)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, mf := range ms {
-			ids, err := bd.ReadEventIDs(t.Context(), mf)
+		f := &flaky{Destination: bd}
+		f.failProbes.Store(2)
+		f.failWrites.Store(3)
+		f.down.Store(true) // down from the start, until the age metric shows it
+		var permanentSeen atomic.Int32
+		tr := transport.New(transport.Options{Org: "a", Name: "lake", Dest: f, Flush: dests[0].flush, Log: l, Outputs: sz, Metrics: m,
+			Logger: slog.Default(), Permanent: func(err error) bool { permanentSeen.Add(1); return false }})
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		done := make(chan error, 2)
+		go func() { done <- sz.Run(ctx) }()
+		go func() { done <- tr.Run(ctx) }()
+
+		// While it is down, the oldest undelivered event ages (the recorded log's
+		// times are in the past, so it is already old).
+		downSince := time.Now()
+		for tr.OldestPending() == 0 {
+			if time.Since(downSince) > time.Minute {
+				t.Fatal("oldest pending stays 0 while the destination is down")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		f.down.Store(false)
+
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			all := true
+			for p := range parts {
+				if prog, _ := tr.Progress(p); sz.Cursor(p) < l.LastOffset(p) || prog < sz.NextSeq(p)-1 {
+					all = false
+				}
+			}
+			if all {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not delivered after the destination recovered (probes %d, writes %d)", f.probes.Load(), f.writes.Load())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if o := tr.OldestPending(); o != 0 {
+			t.Errorf("oldest pending after full delivery = %d, want 0", o)
+		}
+		cancel()
+		<-done
+		<-done
+		if f.probes.Load() < 3 || f.writes.Load() < 4 || permanentSeen.Load() < 5 {
+			t.Fatalf("probes %d, writes %d, failures classified %d: the failures were not retried", f.probes.Load(), f.writes.Load(), permanentSeen.Load())
+		}
+		// Exactly once: every org-a event of the recorded log, once.
+		want := map[string]bool{}
+		for _, rs := range recs {
+			for _, r := range rs {
+				if r.Event.Org == "a" {
+					want[r.Event.ID] = true
+				}
+			}
+		}
+		got := map[string]int{}
+		for p := range parts {
+			ms, err := bd.Manifests(t.Context(), p)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, id := range ids {
-				got[id]++
+			for _, mf := range ms {
+				ids, err := bd.ReadEventIDs(t.Context(), mf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, id := range ids {
+					got[id]++
+				}
 			}
 		}
-	}
-	for id := range want {
-		if got[id] != 1 {
-			t.Errorf("event %s delivered %d times", id, got[id])
+		for id := range want {
+			if got[id] != 1 {
+				t.Errorf("event %s delivered %d times", id, got[id])
+			}
 		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("delivered %d distinct events, want %d", len(got), len(want))
-	}
+		if len(got) != len(want) {
+			t.Errorf("delivered %d distinct events, want %d", len(got), len(want))
+		}
+	})
 }
