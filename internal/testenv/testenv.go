@@ -37,6 +37,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tidemark/tidemark/internal/retry"
 )
 
 // Environment variables exported by ./scripts/test.sh.
@@ -377,27 +379,24 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
-	delay := 10 * time.Millisecond
-	timer := time.NewTimer(0)
-	defer timer.Stop()
 	var last error
-	for tries := 1; ; tries++ {
-		select {
-		case <-ctx.Done():
-			if last == nil {
-				last = ctx.Err()
-			}
-			return fmt.Errorf("%s not ready after %v (%d tries): %w", url, timeout, tries-1, last)
-		case <-timer.C:
-		}
+	tries := 0
+	err := retry.Do(ctx, waitPolicy, func(int) error {
+		tries++
 		last = probe(ctx, client, url)
-		if last == nil {
-			return nil
-		}
-		timer.Reset(delay)
-		delay = min(delay*2, 250*time.Millisecond)
+		return last
+	})
+	if err == nil {
+		return nil
 	}
+	if last == nil || tries == 0 {
+		last = err
+	}
+	return fmt.Errorf("%s not ready after %v (%d tries): %w", url, timeout, tries, last)
 }
+
+// waitPolicy: WaitHTTP's tries, from 10ms apart up to 250ms.
+var waitPolicy = retry.Policy{Initial: 10 * time.Millisecond, Max: 250 * time.Millisecond}
 
 func probe(ctx context.Context, client *http.Client, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

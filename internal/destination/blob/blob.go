@@ -19,6 +19,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/destination"
 	"github.com/tidemark/tidemark/internal/format"
+	"github.com/tidemark/tidemark/internal/retry"
 )
 
 // Blob is a Destination that writes files and manifests to an object store
@@ -546,10 +547,17 @@ const listPageSize = 1000
 // partition) renames in between makes the walk fail. A page restarts after
 // the last key of the previous one, so a retry repeats no key.
 func (d *Blob) listPage(ctx context.Context, token []byte, size int, opts *blob.ListOptions) ([]*blob.ListObject, []byte, error) {
-	for attempt := 1; ; attempt++ {
-		objs, next, err := d.bucket.ListPage(ctx, token, size, opts)
-		if err == nil || d.dir == "" || gcerrors.Code(err) != gcerrors.NotFound || attempt == 20 || ctx.Err() != nil {
-			return objs, next, err
+	var objs []*blob.ListObject
+	var next []byte
+	err := retry.Do(ctx, listRetry, func(int) (err error) {
+		objs, next, err = d.bucket.ListPage(ctx, token, size, opts)
+		if err != nil && (d.dir == "" || gcerrors.Code(err) != gcerrors.NotFound) {
+			return retry.Stop(err)
 		}
-	}
+		return err
+	})
+	return objs, next, err
 }
+
+// listRetry retries a listing page at once, up to 20 attempts.
+var listRetry = retry.Policy{Attempts: 20}
