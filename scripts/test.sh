@@ -83,7 +83,9 @@
 #      harness, and a -race build of the binary makes that package (90% of
 #      the suite's time) several times slower. `-p 1`: one package at a
 #      time, so that it takes the CPU go test's cmd/tidemark leaves idle
-#      (those tests mostly wait on the binary) rather than starving them.
+#      (those tests mostly wait on the binary) rather than starving them;
+#      for the same reason go vet and the race step run under `nice -n 10`:
+#      go test keeps the CPU it needs and they take what it leaves.
 #      Everything else runs with CGO_ENABLED=0.
 #
 # Knobs (environment):
@@ -642,11 +644,11 @@ side_wait() {
 
 vet_rc=0 vet_note="skipped (TIDEMARK_TEST_VET=0)"
 if [[ "${TIDEMARK_TEST_VET:-1}" != 0 ]]; then
-  side vet go vet "${PKGS[@]}"
+  side vet nice -n 10 go vet "${PKGS[@]}"
 fi
 race_rc=0
 if [[ "$RACE" != 0 ]]; then
-  side race env CGO_ENABLED=1 go test -race -p 1 -count=1 -timeout 25m \
+  side race nice -n 10 env CGO_ENABLED=1 go test -race -p 1 -count=1 -timeout 25m \
     ${GOTEST_ARGS[@]+"${GOTEST_ARGS[@]}"} "${RACE_PKGS[@]}" ${BINARY_ARGS[@]+"${BINARY_ARGS[@]}"}
 fi
 
