@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -380,5 +381,18 @@ func TestMissingComponentFailsWithHint(t *testing.T) {
 	msg = fatalMessage(t, func(tb testing.TB) { PostgresURL(tb) })
 	if !strings.Contains(msg, EnvPostgresURL+" is not set") {
 		t.Errorf("message = %q", msg)
+	}
+}
+
+func TestPostgresDB(t *testing.T) {
+	u, name := PostgresDB(t)
+	PostgresExec(t, u, "CREATE TABLE t (x int)", "INSERT INTO t VALUES (1), (2)")
+	var n int
+	if err := PostgresConn(t, u).QueryRow(context.Background(), "SELECT count(*) FROM t").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("count in %s = %d, %v; want 2", name, n, err)
+	}
+	var db string
+	if err := PostgresConn(t, u).QueryRow(context.Background(), "SELECT current_database()").Scan(&db); err != nil || db != name {
+		t.Fatalf("current_database() = %q, %v; want %q", db, err, name)
 	}
 }
