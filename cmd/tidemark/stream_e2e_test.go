@@ -627,6 +627,7 @@ func TestStreamIsolationPoison(t *testing.T) {
 // streaming, the lake keeps its normal latency throughout and gets every
 // event exactly once.
 func TestStreamIsolationSlowWebhook(t *testing.T) {
+	t.Parallel() // two minutes of waiting for markers: beside the other parallel tests
 	dir := t.TempDir()
 	port := testenv.FreePort(t)
 	hang, fail := newHookReceiver(t), newHookReceiver(t)
