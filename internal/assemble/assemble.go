@@ -211,7 +211,7 @@ func (p *Pipeline) open(ctx context.Context, org string, dc *config.Destination,
 	if err != nil {
 		return nil, fmt.Errorf("org %s destination %s: %w", org, dc.Name, err)
 	}
-	d, err := registry.Open(ctx, dc.URL, destination.Options{Codec: codec})
+	d, err := registry.Open(ctx, dc.URL, destination.Options{Codec: codec, PasswordEnv: dc.PasswordEnv, Registerer: o.Registerer})
 	if err != nil {
 		return nil, fmt.Errorf("org %s destination %s: %w", org, dc.Name, err)
 	}

@@ -147,6 +147,9 @@ type Destination struct {
 	// table: an event not delivered that long after it was accepted is
 	// stale (alerts) and, if absent, missing (audit). See FreshnessSLA.
 	FreshnessGrace Duration `yaml:"freshness_grace"` // default 2m
+	// PasswordEnv names the environment variable that holds the password
+	// of a postgres:// destination (else PGPASSWORD, PGPASSFILE...).
+	PasswordEnv string `yaml:"password_env"`
 }
 
 // Tables are the output tables, in the order of the per-table values of

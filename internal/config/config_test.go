@@ -33,6 +33,7 @@ var testEnv = map[string]string{
 	"TIDEMARK_ACME_WRITE_KEY_NEXT": "example-key-00000000002",
 	"TIDEMARK_METRICS_TOKEN":       "example-metrics-token-01",
 	"TIDEMARK_ACME_WEBHOOK_SECRET": "example-webhook-secret-01",
+	"TIDEMARK_ACME_PG_PASSWORD":    "example-pg-password-0001",
 	// secrets.bad.yml and env_values.bad.yml: no error may show these.
 	"TIDEMARK_TEST_WRITE_KEYS": "first-secret-key-0000001,second-secret-key-00002",
 	"TIDEMARK_TEST_ADMIN_KEYS": "admin-secret-key-0000001 admin-secret-key-0000002",
@@ -119,6 +120,10 @@ func TestBadConfigsDoNotRevealWriteKeys(t *testing.T) {
 	_, err = parseFile(t, "testdata/overlap_same.bad.yml")
 	if err == nil || strings.Contains(err.Error(), "SuperSecretSig0123") {
 		t.Errorf("error reveals URL credentials:\n%v", err)
+	}
+	_, err = parseFile(t, "testdata/postgres.bad.yml")
+	if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), testEnv["TIDEMARK_TEST_SECRET"]) {
+		t.Errorf("error reveals a PostgreSQL password:\n%v", err)
 	}
 }
 
@@ -294,7 +299,7 @@ func TestExampleFile(t *testing.T) {
 		t.Errorf("metrics listen and token not uncommented: %+v", cfg.Metrics)
 	}
 	orgs = cfg.Orgs
-	checkExampleOrgs(t, orgs, 6) // and the four object-storage examples
+	checkExampleOrgs(t, orgs, 7) // and the four object-storage examples and the PostgreSQL one
 	if got := orgs[0].WriteKeys[0].Reveal(); got != testEnv["TIDEMARK_ACME_WRITE_KEY"] {
 		t.Errorf("write key not expanded from the environment: %q", got)
 	}

@@ -101,7 +101,7 @@ func parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 	cfg.fillFormatDefaults()
 
 	errs := d.errs
-	for _, e := range cfg.validate() {
+	for _, e := range cfg.validate(lookup) {
 		if d.failedAt(e.Path) {
 			continue // already reported when decoding; the value is a default, not the user's
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -40,7 +41,9 @@ var compressions = []string{"zstd", "snappy", "gzip", "none"}
 
 // Validate checks c and returns every problem found, joined (errors.Join of
 // *FieldError, each naming its key path). A config without orgs is valid.
-func (c *Config) Validate() error { return joinErrs(c.validate()) }
+// A password_env destination's variable is looked up in the process's
+// environment.
+func (c *Config) Validate() error { return joinErrs(c.validate(os.LookupEnv)) }
 
 type problems []*FieldError
 
@@ -69,7 +72,8 @@ func (p *problems) name(path, name, what string, seen map[string]string) {
 	}
 }
 
-func (c *Config) validate() []*FieldError {
+// validate checks c; lookup reads the environment (password_env).
+func (c *Config) validate(lookup func(string) (string, bool)) []*FieldError {
 	var p problems
 
 	if host, port, err := net.SplitHostPort(c.Listen); err != nil {
@@ -175,6 +179,9 @@ func (c *Config) validate() []*FieldError {
 			if msg := checkURL(d.URL); msg != "" {
 				p.add(dp+".url", "%s", msg)
 			}
+			if msg := checkPasswordEnv(&d, lookup); msg != "" {
+				p.add(dp+".password_env", "%s", msg)
+			}
 			switch d.Format {
 			case FormatParquet:
 				if !slices.Contains(compressions, d.Compression) {
@@ -276,11 +283,18 @@ func checkURL(raw string) string {
 	if err != nil {
 		return "not a valid URL: want scheme://location, e.g. file:///var/lib/tidemark/lake or s3://bucket/prefix"
 	}
-	if u.User != nil {
-		return "must not contain credentials: use the environment or the instance's credentials"
-	}
 	if !slices.Contains(schemes, u.Scheme) {
 		return fmt.Sprintf("unsupported scheme %q: want one of %s", u.Scheme, strings.Join(schemes, ", "))
+	}
+	if postgresScheme(u.Scheme) {
+		// The user name belongs in the URL, a password never.
+		if _, err := registry.Locate(raw); err != nil {
+			return err.Error()
+		}
+		return ""
+	}
+	if u.User != nil {
+		return "must not contain credentials: use the environment or the instance's credentials"
 	}
 	if u.Opaque != "" {
 		// Not the rest of the URL: "s3:KEY:SECRET@bucket" parses as opaque.
@@ -303,6 +317,27 @@ func checkURL(raw string) string {
 			}
 			return fmt.Sprintf("%s URL needs a %s: %s://%s/optional/prefix", u.Scheme, what, u.Scheme, what)
 		}
+	}
+	return ""
+}
+
+func postgresScheme(s string) bool { return s == "postgres" || s == "postgresql" }
+
+// checkPasswordEnv checks a destination's password_env: only for
+// postgres:// URLs, naming a variable that is set. The message names the
+// variable, never its value.
+func checkPasswordEnv(d *Destination, lookup func(string) (string, bool)) string {
+	if d.PasswordEnv == "" {
+		return ""
+	}
+	if u, err := url.Parse(d.URL); err != nil || !postgresScheme(u.Scheme) {
+		return "is only for postgres:// destinations (the others find their credentials in the cloud's own chain)"
+	}
+	if !envName.MatchString(d.PasswordEnv) {
+		return fmt.Sprintf("must name an environment variable (letters, digits and _, not starting with a digit), got %q", d.PasswordEnv)
+	}
+	if v, _ := lookup(d.PasswordEnv); v == "" {
+		return fmt.Sprintf("environment variable %s is not set or empty", d.PasswordEnv)
 	}
 	return ""
 }

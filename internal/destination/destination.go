@@ -8,6 +8,8 @@ import (
 	"io"
 	"slices"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tidemark/tidemark/internal/format"
 )
 
@@ -57,6 +59,42 @@ func EventIDsDigest(ids []string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// Check returns an error when the batch is not well formed: a negative
+// partition, an ID that does not match its partition and sequence numbers
+// (for a backfill batch: its events, see BackfillBatchID), or no org.
+// Destinations check it before writing anything.
+func (b *Batch) Check() error {
+	switch {
+	case b.Partition < 0:
+		return fmt.Errorf("write batch %s: negative partition %d", b.ID, b.Partition)
+	case b.Backfill:
+		return b.checkBackfill()
+	case b.FirstSeq > b.LastSeq:
+		return fmt.Errorf("write batch %s: first seq %d > last seq %d", b.ID, b.FirstSeq, b.LastSeq)
+	case b.ID != BatchID(b.Partition, b.FirstSeq, b.LastSeq):
+		return fmt.Errorf("write batch %s: id does not match partition %d, seqs %d-%d", b.ID, b.Partition, b.FirstSeq, b.LastSeq)
+	case b.Org == "":
+		return fmt.Errorf("write batch %s: no org", b.ID)
+	}
+	return nil
+}
+
+func (b *Batch) checkBackfill() error {
+	if len(b.Events) == 0 || b.FirstSeq != 0 || b.LastSeq != 0 || b.Org == "" {
+		return fmt.Errorf("write backfill batch %s: needs events and an org, and no sequence numbers", b.ID)
+	}
+	ids := make([]string, len(b.Events))
+	lo, hi := b.Events[0].LogOffset, b.Events[0].LogOffset
+	for i := range b.Events {
+		ids[i] = b.Events[i].EventID
+		lo, hi = min(lo, b.Events[i].LogOffset), max(hi, b.Events[i].LogOffset)
+	}
+	if want := BackfillBatchID(b.Partition, lo, hi, EventIDsDigest(ids)); b.ID != want {
+		return fmt.Errorf("write backfill batch %s: id does not match its events (want %s)", b.ID, want)
+	}
+	return nil
+}
+
 // Destination stores committed batches.
 //
 // Write stores the batch's data files and then its manifest, which is the commit
@@ -83,6 +121,13 @@ type Options struct {
 	// Codec is the file format and compression of the data files, for the
 	// destinations that write files; the zero Codec is format.Default.
 	Codec format.Codec
+	// PasswordEnv names the environment variable that holds the password,
+	// for the destinations that take one (postgres://); "" means their
+	// own defaults (PGPASSWORD, a password file).
+	PasswordEnv string
+	// Registerer takes the metrics a destination keeps of its own (nil:
+	// none registered).
+	Registerer prometheus.Registerer
 }
 
 // Optional capabilities, found by type assertion on an opened Destination.

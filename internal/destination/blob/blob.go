@@ -183,40 +183,8 @@ func (d *Blob) writeData(ctx context.Context, b *destination.Batch) (*Manifest, 
 }
 
 func checkBatch(b *destination.Batch) error {
-	if err := checkBatchFields(b); err != nil {
+	if err := b.Check(); err != nil {
 		return invalid(err)
-	}
-	return nil
-}
-
-func checkBatchFields(b *destination.Batch) error {
-	switch {
-	case b.Partition < 0:
-		return fmt.Errorf("write batch %s: negative partition %d", b.ID, b.Partition)
-	case b.Backfill:
-		return checkBackfill(b)
-	case b.FirstSeq > b.LastSeq:
-		return fmt.Errorf("write batch %s: first seq %d > last seq %d", b.ID, b.FirstSeq, b.LastSeq)
-	case b.ID != destination.BatchID(b.Partition, b.FirstSeq, b.LastSeq):
-		return fmt.Errorf("write batch %s: id does not match partition %d, seqs %d-%d", b.ID, b.Partition, b.FirstSeq, b.LastSeq)
-	case b.Org == "":
-		return fmt.Errorf("write batch %s: no org", b.ID)
-	}
-	return nil
-}
-
-func checkBackfill(b *destination.Batch) error {
-	if len(b.Events) == 0 || b.FirstSeq != 0 || b.LastSeq != 0 || b.Org == "" {
-		return fmt.Errorf("write backfill batch %s: needs events and an org, and no sequence numbers", b.ID)
-	}
-	ids := make([]string, len(b.Events))
-	lo, hi := b.Events[0].LogOffset, b.Events[0].LogOffset
-	for i := range b.Events {
-		ids[i] = b.Events[i].EventID
-		lo, hi = min(lo, b.Events[i].LogOffset), max(hi, b.Events[i].LogOffset)
-	}
-	if want := destination.BackfillBatchID(b.Partition, lo, hi, destination.EventIDsDigest(ids)); b.ID != want {
-		return fmt.Errorf("write backfill batch %s: id does not match its events (want %s)", b.ID, want)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/destination"
 	"github.com/tidemark/tidemark/internal/destination/blob"
+	"github.com/tidemark/tidemark/internal/destination/postgres"
 )
 
 // scheme is how one URL scheme is opened and located.
@@ -39,14 +40,27 @@ var blobScheme = scheme{
 	locate: blob.ParseLocation,
 }
 
+var postgresScheme = scheme{
+	open: func(ctx context.Context, rawURL string, o destination.Options) (destination.Destination, error) {
+		d, err := postgres.Open(ctx, rawURL, o)
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	},
+	locate: postgres.ParseLocation,
+}
+
 // schemes are the destination URL schemes, in the order messages list them.
-var schemes = []string{"file", "s3", "gs", "azblob"}
+var schemes = []string{"file", "s3", "gs", "azblob", "postgres", "postgresql"}
 
 var byScheme = map[string]scheme{
-	"file":   blobScheme,
-	"s3":     blobScheme,
-	"gs":     blobScheme,
-	"azblob": blobScheme,
+	"file":       blobScheme,
+	"s3":         blobScheme,
+	"gs":         blobScheme,
+	"azblob":     blobScheme,
+	"postgres":   postgresScheme,
+	"postgresql": postgresScheme,
 }
 
 // Schemes returns the supported URL schemes ("file", "s3", ...).
@@ -73,7 +87,12 @@ func Locate(rawURL string) (destination.Location, error) {
 }
 
 // Redact returns rawURL without credentials, for messages.
-func Redact(rawURL string) string { return blob.Redact(rawURL) }
+func Redact(rawURL string) string {
+	if scheme, _, _ := strings.Cut(rawURL, "://"); scheme == "postgres" || scheme == "postgresql" {
+		return postgres.Redact(rawURL)
+	}
+	return blob.Redact(rawURL)
+}
 
 func lookup(rawURL string) (scheme, error) {
 	u, err := url.Parse(rawURL)

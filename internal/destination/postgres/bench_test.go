@@ -1,0 +1,74 @@
+package postgres
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/destination"
+	"github.com/tidemark/tidemark/internal/format"
+	"github.com/tidemark/tidemark/internal/testenv"
+)
+
+// benchBatch is a batch as the transport cuts them under load: 10,000
+// events (flush.max_events) of 500 devices, with the pages and sessions
+// that closed meanwhile, and typical properties and context.
+func benchBatch(partition int, seq uint64) *destination.Batch {
+	const events, devices = 10000, 500
+	s := func(v string) *string { return &v }
+	base := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC).UnixMicro() + int64(seq)*int64(time.Minute/time.Microsecond)
+	b := &destination.Batch{ID: destination.BatchID(partition, seq, seq), Org: "acme", Partition: partition, FirstSeq: seq, LastSeq: seq}
+	b.Events = make([]format.EventRow, events)
+	ctx := s(`{"ip":"203.0.113.7","library":{"name":"analytics.js","version":"5.2.1"},"locale":"en-US","page":{"path":"/pricing","referrer":"https://www.google.com/","title":"Pricing","url":"https://acme.example/pricing"},"userAgent":"Mozilla/5.0 (X11; Linux x86_64)"}`)
+	for i := range b.Events {
+		dev := fmt.Sprintf("dev-%d-%d", seq, i%devices)
+		t := base + int64(i)*1000
+		b.Events[i] = format.EventRow{
+			EventID: fmt.Sprintf("%08d-4b1c-4f7a-9c2e-%012d", seq, i), OrgID: "acme", DeviceID: dev, AnonymousID: &dev,
+			SessionID: "s-" + dev, PageID: s("pg-" + dev), Type: "track", EventName: s("Button Clicked"),
+			EventTime: t, ReceivedAt: t, ClientTimestamp: &t, SentAt: &t,
+			URL: s("https://acme.example/pricing"), Path: s("/pricing"), Title: s("Pricing"), UserAgent: s("Mozilla/5.0 (X11; Linux x86_64)"),
+			Properties: s(fmt.Sprintf(`{"button":"signup","plan":"pro","position":%d,"experiment":"b","price":49.5}`, i%7)),
+			Context:    ctx, LogPartition: int32(partition), LogOffset: int64(seq)*events + int64(i),
+		}
+	}
+	for i := range devices / 5 {
+		dev := fmt.Sprintf("dev-%d-%d", seq, i)
+		b.Pages = append(b.Pages, format.PageRow{PageID: "pg-" + dev, SessionID: "s-" + dev, OrgID: "acme", DeviceID: dev, Type: "page",
+			URL: s("https://acme.example/pricing"), Path: s("/pricing"), Title: s("Pricing"), StartedAt: base, EndedAt: base + 60e6,
+			DurationMS: 60000, EventCount: 20, EndReason: "idle"})
+		b.Sessions = append(b.Sessions, format.SessionRow{SessionID: "s-" + dev, OrgID: "acme", DeviceID: dev, StartedAt: base, EndedAt: base + 60e6,
+			DurationMS: 60000, PageCount: 1, EventCount: 20, EntryURL: s("https://acme.example/"), ExitURL: s("https://acme.example/pricing")})
+	}
+	return b
+}
+
+// BenchmarkWrite loads transport-sized batches into the real PostgreSQL
+// of the test script: events/s is the rate one destination loads.
+//
+//	TIDEMARK_TEST_SERVERS=postgres ./scripts/test.sh ./internal/destination/postgres -run '^$' -bench Write -benchtime 20x
+func BenchmarkWrite(b *testing.B) {
+	dbURL, _ := testenv.PostgresDB(b)
+	d, err := Open(b.Context(), withSchema(dbURL, "bench"), destination.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Probe(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	batches := make([]*destination.Batch, b.N)
+	for i := range batches {
+		batches[i] = benchBatch(1, uint64(i+1))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	rows := 0
+	for _, bt := range batches {
+		if err := d.Write(b.Context(), bt); err != nil {
+			b.Fatal(err)
+		}
+		rows += len(bt.Events)
+	}
+	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "events/s")
+}
