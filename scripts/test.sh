@@ -63,6 +63,8 @@
 #        TIDEMARK_TEST_VERSITYGW_BIN, TIDEMARK_TEST_FAKE_GCS_BIN, TIDEMARK_TEST_AZURITE_BIN
 #                                      absolute paths of the server binaries, for
 #                                      tests that run (and stop) a server of their own
+#        TIDEMARK_TEST_POSTGRES_BIN    the directory of initdb and pg_ctl, likewise
+#                                      (testenv.StartPostgres)
 #      and CGO_ENABLED=0. Credentials are not logged.
 #   4. checks the Prometheus alert rules: `promtool check rules
 #      deploy/prometheus/alerts.yml` and `promtool test rules
@@ -328,11 +330,13 @@ install_postgres() {
 }
 
 start_postgres() {
+  local bin dir port
   if [[ -n "${TIDEMARK_TEST_POSTGRES_URL:-}" ]]; then
     log "postgres: reusing TIDEMARK_TEST_POSTGRES_URL from the environment"
+    # Tests that stop a server of their own still need the binaries.
+    if bin="$(pg_bindir)"; then export TIDEMARK_TEST_POSTGRES_BIN="$bin"; fi
     return 0
   fi
-  local bin dir port
   bin="$(pg_bindir)"
   tmp_root
   dir="$TMP_ROOT/postgres"
@@ -355,6 +359,7 @@ start_postgres() {
   register_pid postgres "$pid" QUIT # SIGQUIT = immediate shutdown: the data is thrown away
   wait_port postgres "$port" 30 "$dir/postgres.log" "$pid"
   export TIDEMARK_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+  export TIDEMARK_TEST_POSTGRES_BIN="$bin"
 }
 
 # random_hex N: N random bytes as lowercase hex.

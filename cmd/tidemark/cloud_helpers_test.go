@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -36,6 +37,14 @@ type loader struct {
 	wg     sync.WaitGroup
 	non200 atomic.Int64 // answers other than 200 (the process was reachable)
 	last   string       // the last non-200 answer
+	acks   []ack        // under mu
+}
+
+// ack is one acknowledged batch: when its first attempt was sent and how
+// long it took until a 200 (retries included).
+type ack struct {
+	at   time.Time
+	took time.Duration
 }
 
 // startLoad starts workers that each send a batch of perBatch events every
@@ -71,6 +80,7 @@ func (l *loader) work(worker int, every time.Duration) {
 			ids = append(ids, id)
 		}
 		body, _ := json.Marshal(map[string]any{"batch": batch})
+		sent := time.Now()
 		for {
 			req, _ := http.NewRequest("POST", l.addr+"/v1/batch", bytes.NewReader(body))
 			req.SetBasicAuth(l.key, "")
@@ -93,6 +103,7 @@ func (l *loader) work(worker int, every time.Duration) {
 		for _, id := range ids {
 			l.acked[id] = true
 		}
+		l.acks = append(l.acks, ack{sent, time.Since(sent)})
 		l.mu.Unlock()
 		<-tick.C
 	}
@@ -107,6 +118,21 @@ func (l *loader) Stop() map[string]bool {
 }
 
 func (l *loader) Acked() map[string]bool { return snapshot(&l.mu, l.acked) }
+
+// latencies returns how long the batches first sent in [from, to) took to be
+// acknowledged, retries included, sorted.
+func (l *loader) latencies(from, to time.Time) []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var ds []time.Duration
+	for _, a := range l.acks {
+		if !a.at.Before(from) && a.at.Before(to) {
+			ds = append(ds, a.took)
+		}
+	}
+	slices.Sort(ds)
+	return ds
+}
 
 // cloudLake is what a reader of a cloud destination sees, read through
 // blob.Open, Manifests and ReadEvents (which verify every file against its
@@ -151,10 +177,13 @@ func readCloud(ctx context.Context, url string) (cloudLake, error) {
 }
 
 // missingOf returns how many ids of want the lake does not hold.
-func (l cloudLake) missingOf(want map[string]bool) int {
+func (l cloudLake) missingOf(want map[string]bool) int { return missingIn(l.Counts, want) }
+
+// missingIn returns how many ids of want counts (id -> copies) lacks.
+func missingIn(counts map[string]int, want map[string]bool) int {
 	n := 0
 	for id := range want {
-		if l.Counts[id] == 0 {
+		if counts[id] == 0 {
 			n++
 		}
 	}

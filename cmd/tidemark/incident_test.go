@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +59,11 @@ func stores(t *testing.T, dir string) map[string]func(t *testing.T) store {
 							return err
 						}
 						rel, _ := filepath.Rel(root, path)
-						out[filepath.ToSlash(rel)], err = os.ReadFile(path)
+						data, err := os.ReadFile(path)
+						if errors.Is(err, fs.ErrNotExist) {
+							return nil // a temporary file, renamed while we walked
+						}
+						out[filepath.ToSlash(rel)] = data
 						return err
 					})
 					if err != nil {
@@ -131,10 +137,22 @@ func auditJSON(t *testing.T, env []string, args ...string) (*audit.Report, int) 
 }
 
 // committedEvents reads the destination as a reader of the lake does, with
-// the independent Parquet reader (hyparquet): the data files that a
-// manifest (pipeline or backfill) names are copied to a directory and read
-// there. It returns how often each event id is committed.
+// the independent Parquet reader (hyparquet), and returns how often each
+// event id is committed.
 func committedEvents(t *testing.T, s store) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	for _, row := range committedRows(t, s, format.Events) {
+		counts[row.Row["event_id"].(string)]++
+	}
+	return counts
+}
+
+// committedRows reads the committed rows of the tables (format.Events, ...)
+// with the independent Parquet reader: the data files that a manifest
+// (pipeline or backfill) names are copied to a directory and read there.
+// Each row's File starts with its table ("events/dt=...").
+func committedRows(t *testing.T, s store, tables ...string) []testenv.ParquetRow {
 	t.Helper()
 	objs := s.objects(t)
 	dir := t.TempDir()
@@ -147,7 +165,7 @@ func committedEvents(t *testing.T, s store) map[string]int {
 			t.Fatalf("%s: %v", key, err)
 		}
 		for _, f := range m.Files {
-			if f.Table != format.Events {
+			if !slices.Contains(tables, f.Table) {
 				continue
 			}
 			body, ok := objs[f.Path]
@@ -163,11 +181,7 @@ func committedEvents(t *testing.T, s store) map[string]int {
 			}
 		}
 	}
-	counts := map[string]int{}
-	for _, row := range testenv.ReadParquetDir(t, dir) {
-		counts[row["event_id"].(string)]++
-	}
-	return counts
+	return testenv.ReadParquetDirFiles(t, dir)
 }
 
 // waitAcked waits until the loader has n acknowledged events.

@@ -455,16 +455,25 @@ func (a *Auditor) committedFiles(ctx context.Context, d Destination, org string,
 	files := map[int][]destination.File{}
 	for _, o := range objs {
 		id := o.Batch
-		m := cache[id]
+		m, fresh := cache[id], false
+		f, ok := m.file(o)
+		if !ok && m != nil {
+			// A destination whose committed "files" are rows of a table
+			// (PostgreSQL) reports a new size once rows are deleted by
+			// hand, and its manifest then counts what is left: read it
+			// again rather than count none of the file.
+			m = nil
+		}
 		if m == nil {
 			man, ok, err := d.Manifest(ctx, id)
 			if err != nil {
 				return nil, err
 			}
 			if !ok {
+				delete(cache, id)
 				continue // not committed (yet)
 			}
-			m = &manifestInfo{partition: man.Partition, org: man.Org, files: map[string]destination.File{}}
+			m, fresh = &manifestInfo{partition: man.Partition, org: man.Org, files: map[string]destination.File{}}, true
 			for _, f := range man.Files {
 				if f.Table == format.Events {
 					m.files[f.Path] = f
@@ -473,11 +482,24 @@ func (a *Auditor) committedFiles(ctx context.Context, d Destination, org string,
 			cache[id] = m
 		}
 		m.used = true
-		if f, ok := m.files[o.Path]; ok && f.Bytes == o.Size && m.org == org {
+		if fresh {
+			f, ok = m.file(o)
+		}
+		if ok && m.org == org {
 			files[m.partition] = append(files[m.partition], f)
 		}
 	}
 	return files, nil
+}
+
+// file returns the manifest's entry of the stored file o if the sizes
+// agree (m may be nil: not known).
+func (m *manifestInfo) file(o destination.StoredFile) (destination.File, bool) {
+	if m == nil {
+		return destination.File{}, false
+	}
+	f, ok := m.files[o.Path]
+	return f, ok && f.Bytes == o.Size
 }
 
 // acceptedCount is the number of distinct events of the cell in the log.
