@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,12 +49,19 @@ func EventIDsDigest(ids []string) string {
 	sorted := slices.Clone(ids)
 	slices.Sort(sorted)
 	h := sha256.New()
+	// Through a buffer: writing each id to h would allocate per id.
+	buf := make([]byte, 0, 8<<10)
 	for i, id := range sorted {
 		if i > 0 {
-			h.Write([]byte{'\n'})
+			buf = append(buf, '\n')
 		}
-		io.WriteString(h, id)
+		buf = append(buf, id...)
+		if len(buf) >= 4<<10 {
+			h.Write(buf)
+			buf = buf[:0]
+		}
 	}
+	h.Write(buf)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
