@@ -1,9 +1,10 @@
 # scripts/bench-lib.sh — shared by bench.sh and bench-ab.sh (source it).
 #
-# bench_serve BINARY DIR PORT PARTITIONS [EXTRA_YAML]
+# bench_serve BINARY DIR PORT PARTITIONS [EXTRA_YAML] [MORE_DESTINATIONS]
 #   writes DIR/cfg.yaml (one org "bench", write key bench-write-key-000001,
 #   one file lake DIR/lake with flush.max_age 5s; EXTRA_YAML at the top
-#   level), starts BINARY serve on 127.0.0.1:PORT, waits until it is ready
+#   level; MORE_DESTINATIONS, YAML list items indented by 6, after the
+#   lake), starts BINARY serve on 127.0.0.1:PORT, waits until it is ready
 #   and samples its RSS (KiB) every second into DIR/rss. Sets BENCH_PID.
 # bench_results DIR
 #   reads DIR/lg.out (tidemark loadgen -lake) and DIR/rss into the variables
@@ -12,7 +13,7 @@
 BENCH_KEY=bench-write-key-000001
 
 bench_serve() {
-  local bin=$1 dir=$2 port=$3 parts=$4 extra=${5:-}
+  local bin=$1 dir=$2 port=$3 parts=$4 extra=${5:-} more=${6:-}
   mkdir -p "$dir"
   cat > "$dir/cfg.yaml" <<CFG
 listen: 127.0.0.1:$port
@@ -26,6 +27,7 @@ orgs:
       - name: lake
         url: file://$dir/lake
         flush: {max_age: 5s}
+$more
 CFG
   "$bin" serve --config "$dir/cfg.yaml" > "$dir/serve.log" 2>&1 &
   BENCH_PID=$!

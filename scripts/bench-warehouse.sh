@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# scripts/bench-warehouse.sh — end to end with a lake and a PostgreSQL
+# destination both configured, against the lake alone.
+#
+#   ./scripts/bench-warehouse.sh [SECONDS] [PAIRS]
+#
+# Starts a PostgreSQL of its own (Debian's, as scripts/test.sh does: initdb
+# and pg_ctl as user postgres, trust auth, 127.0.0.1 on a free port, data in a
+# temporary directory, PostgreSQL's default durability: fsync and
+# synchronous_commit on), then alternates PAIRS times (default 2) two runs of
+# bench.sh's baseline load (8 partitions, 64 connections, 50-event batches,
+# SECONDS of load, default 20) on a fresh data dir each: "lake" delivers to
+# the file lake only, "lake+pg" to the lake and to a schema of that server
+# (as user postgres; flush.max_age 5s for both). Per run: acknowledged
+# events/s; for each destination how long after the load it held every
+# acknowledged event and "delivered/s" (events over the time from the start
+# of the load until the last one was committed); PostgreSQL's end-to-end
+# latency (event sent -> its batch's committed_at, which is the loading
+# transaction's start); rows and duplicate event ids in events; the
+# server's and PostgreSQL's CPU per event (user + system, from /proc); max
+# RSS. Alternating is the only fair comparison on a shared, noisy machine.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/bench-lib.sh
+secs=${1:-20} pairs=${2:-2}
+work=$(mktemp -d)
+pgbin=$(printf "%s\n" /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+[ -x "$pgbin/initdb" ] || { echo "no PostgreSQL (apt-get install postgresql)" >&2; exit 1; }
+as=()
+[ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
+mkdir -p "$work/pg" && chmod 755 "$work" && { [ ${#as[@]} = 0 ] || chown postgres:postgres "$work/pg"; }
+pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"${as[@]}" "$pgbin/initdb" -D "$work/pg/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 > "$work/initdb.log" 2>&1
+"${as[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/postgres.log" -w -t 60 \
+  -o "-c listen_addresses=127.0.0.1 -p $pgport -k $work/pg" start > /dev/null
+pgpid=$(head -n 1 "$work/pg/data/postmaster.pid")
+cleanup() {
+  [ -n "${POLL_PID:-}" ] && kill "$POLL_PID" 2>/dev/null || true
+  [ -n "${BENCH_PID:-}" ] && kill "$BENCH_PID" 2>/dev/null || true
+  "${as[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" -m immediate stop > /dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+psql() { "$pgbin/psql" -h 127.0.0.1 -p "$pgport" -U postgres -X -q -A -t "$@"; }
+psql -d postgres -c "CREATE DATABASE bench"
+CGO_ENABLED=0 go build -o "$work/tidemark" ./cmd/tidemark
+port=18185
+clk=$(getconf CLK_TCK)
+
+# pgcpu: CPU ticks (user + system) of the PostgreSQL server: the postmaster,
+# its live children, and the children it has waited for.
+pgcpu() {
+  local t=0 p
+  for p in $pgpid $(pgrep -P "$pgpid"); do
+    t=$((t + $(awk '{print $14+$15}' /proc/$p/stat 2>/dev/null || echo 0)))
+  done
+  echo $((t + $(awk '{print $16+$17}' /proc/$pgpid/stat)))
+}
+
+run() { # label pg(yes|no)
+  local label=$1 pg=$2 dir="$work/$1" schema="bench_$1" more=""
+  if [ "$pg" = yes ]; then
+    more="      - name: warehouse
+        url: postgres://postgres@127.0.0.1:$pgport/bench?sslmode=disable&schema=$schema
+        flush: {max_age: 5s}"
+  fi
+  bench_serve "$work/tidemark" "$dir" $port 8 "" "$more"
+  local t0 p0 s0 slake
+  t0=$(awk '{print $14+$15}' /proc/$BENCH_PID/stat)
+  p0=$(pgcpu)
+  s0=$(date +%s.%N)
+  if [ "$pg" = yes ]; then # the moment PostgreSQL holds as many events as were sent
+    ( while :; do
+        n=$(psql -d bench -c "SELECT count(*) FROM $schema.events" 2>/dev/null || echo 0)
+        if [ -f "$dir/total" ] && [ "$n" -ge "$(cat "$dir/total")" ]; then date +%s.%N > "$dir/pg-done"; break; fi
+        sleep 0.5
+      done ) &
+    POLL_PID=$!
+  fi
+  "$work/tidemark" loadgen -url "http://127.0.0.1:$port" -write-key $BENCH_KEY -duration "${secs}s" \
+    -connections 64 -batch 50 -lake "$dir/lake" > "$dir/lg.out" 2>&1 || true
+  slake=$(date +%s.%N)
+  local acked total lat e2e lake after maxrss
+  bench_results "$dir"
+  echo "$total" > "$dir/total"
+  local pgafter="-" pgrate="-" pge2e="-" pgrows="-"
+  if [ "$pg" = yes ]; then
+    for _ in $(seq 1200); do [ -f "$dir/pg-done" ] && break; sleep 0.5; done
+    kill "$POLL_PID" 2>/dev/null || true
+    wait "$POLL_PID" 2>/dev/null || true
+    if [ -f "$dir/pg-done" ]; then
+      pgafter=$(printf '%.1fs' "$(echo "$(cat "$dir/pg-done") - $s0 - $secs" | bc -l)")
+      pgrate=$(printf '%.0f' "$(echo "$total / ($(cat "$dir/pg-done") - $s0)" | bc -l)")
+    else
+      pgafter="not complete after 10m"
+    fi
+    pgrows=$(psql -d bench -F ' ' -c "SELECT count(*), count(*) - count(DISTINCT event_id) FROM $schema.events" | awk '{print $1" of '"$total"', "$2" dup"}')
+    pge2e=$(psql -d bench -F ' / ' -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY l)::numeric, 1) || 's', round(percentile_cont(0.99) WITHIN GROUP (ORDER BY l)::numeric, 1) || 's'
+      FROM (SELECT extract(epoch FROM b.committed_at) - (e.properties->>'lg_sent_ns')::bigint / 1e9 AS l
+            FROM $schema.events e JOIN $schema._tidemark_batches b ON b.batch_id = e._tidemark_batch) x")
+  fi
+  local t1 p1
+  t1=$(awk '{print $14+$15}' /proc/$BENCH_PID/stat)
+  p1=$(pgcpu)
+  kill $BENCH_PID; wait $BENCH_PID 2>/dev/null || true
+  BENCH_PID=
+  printf '| %s | %s | %.1fs | %.0f | %s | %s | %s | %s | %.1f | %.1f | %d | %s |\n' "$label" "$acked" \
+    "$(echo "$slake - $s0 - $secs" | bc -l)" "$(echo "$total / ($slake - $s0)" | bc -l)" "$pgafter" "$pgrate" "$pge2e" "$pgrows" \
+    "$(echo "($t1 - $t0) * 1000000 / $clk / $total" | bc -l)" "$(echo "($p1 - $p0) * 1000000 / $clk / $total" | bc -l)" \
+    "$maxrss" "$lake"
+}
+
+echo "tidemark end to end, lake vs lake + PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}'): ${secs}s of load per run, $(nproc) cores, $(go version | awk '{print $3}'), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo '| run | acked events/s | lake complete after load | lake delivered/s | postgres complete after load | postgres delivered/s | postgres end-to-end p50 / p99 | postgres events | server CPU µs per event | PostgreSQL CPU µs per event | max RSS MiB | in lake |'
+echo '|---|---|---|---|---|---|---|---|---|---|---|---|'
+for i in $(seq "$pairs"); do
+  run "lake$i" no
+  run "lakepg$i" yes
+done
+echo
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
