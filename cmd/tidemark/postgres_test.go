@@ -642,9 +642,10 @@ func testPGOutage(t *testing.T, pg pgDB, destURL, errText string, begin, end fun
 	p99b, p99d := percentile(before, 0.99), percentile(in, 0.99)
 	t.Logf("ingest latency (batch of 20, until acknowledged): before p50 %v p99 %v (%d), during the outage p50 %v p99 %v max %v (%d)",
 		percentile(before, 0.5), p99b, len(before), percentile(in, 0.5), p99d, in[len(in)-1], len(in))
-	// Generous (2 noisy cores): ingest that waited for the warehouse would
-	// take the outage's seconds.
-	if bound := max(2*time.Second, 10*p99b); p99d > bound {
+	// Generous (2 noisy cores, other tests beside): ingest that waited for
+	// the warehouse would take the outage's seconds (or the client's 10s
+	// timeout).
+	if bound := max(5*time.Second, 10*p99b); p99d > bound {
 		t.Errorf("ingest p99 %v during the outage, %v before: above %v, ingest waits for the destination", p99d, p99b, bound)
 	}
 
