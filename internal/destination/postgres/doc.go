@@ -44,4 +44,10 @@
 //
 // Rows are sent with COPY ... FROM STDIN (FORMAT binary), encoded straight
 // from the batch's slices (copy.go): no per-row allocation.
+//
+// # Audit
+//
+// The audit's read-back (readback.go) counts and reads the rows of events
+// themselves, per batch and hour, never _tidemark_batches alone: rows
+// deleted by hand are found missing and backfill loads exactly them again.
 package postgres

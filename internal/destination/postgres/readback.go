@@ -35,6 +35,11 @@ import (
 // holds and, reading the ids, finds exactly the deleted events missing.
 // Rows whose batch no record names (inserted by hand) count as nothing, like
 // a lake file without a manifest.
+//
+// Cost: each audit run counts the rows of every hour it audits (the
+// background auditor: audit.lookback every audit.interval), a scan of the
+// received_at index and the rows it points to; where that is too much for a
+// large table, a longer interval or a shorter lookback bounds it.
 
 // filePath names the rows of batch in the hour that starts at hour.
 func filePath(hour time.Time, batch string) string {
