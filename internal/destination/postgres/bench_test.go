@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"fmt"
+	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,10 +46,22 @@ func benchBatch(partition int, seq uint64) *destination.Batch {
 }
 
 // BenchmarkWrite loads transport-sized batches into the real PostgreSQL
-// of the test script: events/s is the rate one destination loads.
+// of the test script: events/s is the rate one destination loads, with one
+// Write at a time (serial) and with two partitions at once (parallel2: the
+// transport's default of two writes in flight per destination).
 //
 //	TIDEMARK_TEST_SERVERS=postgres ./scripts/test.sh ./internal/destination/postgres -run '^$' -bench Write -benchtime 20x
 func BenchmarkWrite(b *testing.B) {
+	for _, parallel := range []int{1, 2} {
+		name := "serial"
+		if parallel > 1 {
+			name = fmt.Sprintf("parallel%d", parallel)
+		}
+		b.Run(name, func(b *testing.B) { benchWrite(b, parallel) })
+	}
+}
+
+func benchWrite(b *testing.B, parallel int) {
 	dbURL, _ := testenv.PostgresDB(b)
 	d, err := Open(b.Context(), withSchema(dbURL, "bench"), destination.Options{})
 	if err != nil {
@@ -57,18 +71,52 @@ func BenchmarkWrite(b *testing.B) {
 	if err := d.Probe(b.Context()); err != nil {
 		b.Fatal(err)
 	}
-	batches := make([]*destination.Batch, b.N)
-	for i := range batches {
-		batches[i] = benchBatch(1, uint64(i+1))
+	batches := make([][]*destination.Batch, parallel)
+	for p := range batches {
+		for i := range (b.N + parallel - 1) / parallel {
+			batches[p] = append(batches[p], benchBatch(p, uint64(i+1)))
+		}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	var wg sync.WaitGroup
+	for p := range batches {
+		wg.Go(func() {
+			for _, bt := range batches[p] {
+				if err := d.Write(b.Context(), bt); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 	rows := 0
-	for _, bt := range batches {
-		if err := d.Write(b.Context(), bt); err != nil {
-			b.Fatal(err)
-		}
-		rows += len(bt.Events)
+	for _, bs := range batches {
+		rows += len(bs) * len(bs[0].Events)
 	}
 	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkEncode is the Go side of a load alone: one batch's events,
+// pages and sessions in binary COPY format, written nowhere. Its ns/event
+// is CPU that tidemark takes from PostgreSQL on a shared machine.
+func BenchmarkEncode(b *testing.B) {
+	bt := benchBatch(1, 1)
+	buf := make([]byte, 64<<10)
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, r := range []io.Reader{
+			newCopySource(bt.ID, eventColumns, bt.Events, nil),
+			newCopySource(bt.ID, pageColumns, bt.Pages, nil),
+			newCopySource(bt.ID, sessionColumns, bt.Sessions, nil),
+		} {
+			for {
+				if _, err := r.Read(buf); err == io.EOF {
+					break
+				}
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(bt.Events)), "ns/event")
 }
