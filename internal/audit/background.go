@@ -101,14 +101,22 @@ func (x *Background) Run(ctx context.Context) error {
 	}
 }
 
+// TargetTimeout bounds the audit of one destination in one run: a
+// destination that hangs rather than failing (a server that accepts
+// connections and never answers) fails its audit after this long, and the
+// others are audited, instead of every destination's audit waiting on it.
+func TargetTimeout(interval time.Duration) time.Duration { return max(2*interval, 10*time.Minute) }
+
 // once audits each destination on its own: one that cannot be read (it is
-// down) is logged and counted and keeps its previous result, while the
-// others are audited.
+// down, or it hangs past TargetTimeout) is logged and counted and keeps its
+// previous result, while the others are audited.
 func (x *Background) once(ctx context.Context) {
 	now := x.o.Now()
 	failed := false
 	for i, t := range x.targets {
-		rep, err := x.a.Run(ctx, now.Add(-x.lookback), now.Add(time.Nanosecond), []Target{t})
+		tctx, cancel := context.WithTimeout(ctx, TargetTimeout(x.interval))
+		rep, err := x.a.Run(tctx, now.Add(-x.lookback), now.Add(time.Nanosecond), []Target{t})
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}
