@@ -23,10 +23,10 @@ func benchBatch(partition int, seq uint64) *destination.Batch {
 	b.Events = make([]format.EventRow, events)
 	ctx := s(`{"ip":"203.0.113.7","library":{"name":"analytics.js","version":"5.2.1"},"locale":"en-US","page":{"path":"/pricing","referrer":"https://www.google.com/","title":"Pricing","url":"https://acme.example/pricing"},"userAgent":"Mozilla/5.0 (X11; Linux x86_64)"}`)
 	for i := range b.Events {
-		dev := fmt.Sprintf("dev-%d-%d", seq, i%devices)
+		dev := fmt.Sprintf("dev-%d-%d-%d", partition, seq, i%devices)
 		t := base + int64(i)*1000
 		b.Events[i] = format.EventRow{
-			EventID: fmt.Sprintf("%08d-4b1c-4f7a-9c2e-%012d", seq, i), OrgID: "acme", DeviceID: dev, AnonymousID: &dev,
+			EventID: fmt.Sprintf("%08d-4b1c-4f7a-9c%02d-%012d", seq, partition, i), OrgID: "acme", DeviceID: dev, AnonymousID: &dev,
 			SessionID: "s-" + dev, PageID: s("pg-" + dev), Type: "track", EventName: s("Button Clicked"),
 			EventTime: t, ReceivedAt: t, ClientTimestamp: &t, SentAt: &t,
 			URL: s("https://acme.example/pricing"), Path: s("/pricing"), Title: s("Pricing"), UserAgent: s("Mozilla/5.0 (X11; Linux x86_64)"),
@@ -35,7 +35,7 @@ func benchBatch(partition int, seq uint64) *destination.Batch {
 		}
 	}
 	for i := range devices / 5 {
-		dev := fmt.Sprintf("dev-%d-%d", seq, i)
+		dev := fmt.Sprintf("dev-%d-%d-%d", partition, seq, i)
 		b.Pages = append(b.Pages, format.PageRow{PageID: "pg-" + dev, SessionID: "s-" + dev, OrgID: "acme", DeviceID: dev, Type: "page",
 			URL: s("https://acme.example/pricing"), Path: s("/pricing"), Title: s("Pricing"), StartedAt: base, EndedAt: base + 60e6,
 			DurationMS: 60000, EventCount: 20, EndReason: "idle"})
