@@ -55,12 +55,7 @@ func PostgresDB(t testing.TB) (dbURL, name string) {
 // PostgresConn connects to rawURL for the length of t.
 func PostgresConn(t testing.TB, rawURL string) *pgx.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, rawURL)
-	if err != nil {
-		t.Fatalf("testenv: connect to PostgreSQL: %v", err)
-	}
+	conn := pgConnect(t, rawURL)
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
 }
@@ -68,18 +63,26 @@ func PostgresConn(t testing.TB, rawURL string) *pgx.Conn {
 // PostgresExec runs SQL statements on rawURL, failing t on the first error.
 func PostgresExec(t testing.TB, rawURL string, stmts ...string) {
 	t.Helper()
+	conn := pgConnect(t, rawURL)
+	defer conn.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			t.Fatalf("testenv: %s: %v", firstLine(s), err)
+		}
+	}
+}
+
+func pgConnect(t testing.TB, rawURL string) *pgx.Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, rawURL)
 	if err != nil {
 		t.Fatalf("testenv: connect to PostgreSQL: %v", err)
 	}
-	defer conn.Close(ctx)
-	for _, s := range stmts {
-		if _, err := conn.Exec(ctx, s); err != nil {
-			t.Fatalf("testenv: %s: %v", firstLine(s), err)
-		}
-	}
+	return conn
 }
 
 func firstLine(s string) string {
