@@ -19,6 +19,15 @@
 # transaction's start); rows and duplicate event ids in events; the
 # server's and PostgreSQL's CPU per event (user + system, from /proc); max
 # RSS. Alternating is the only fair comparison on a shared, noisy machine.
+# After the table, per lake+pg run: PostgreSQL's WAL (pg_stat_wal: bytes,
+# records and full-page images per event), checkpoints (timed / requested)
+# and the batches it loaded (count; events, pages, sessions per batch).
+#
+# Knobs (environment): BENCH_PG_CONF, lines appended to the server's
+# postgresql.conf before it starts (e.g. BENCH_PG_CONF='max_wal_size = 8GB');
+# BENCH_PG_ONLY=1 skips the lake-only runs; BENCH_PG_STATEMENTS=1 loads
+# pg_stat_statements and prints, per lake+pg run, the statements that took
+# the most execution time.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/bench-lib.sh
@@ -31,6 +40,8 @@ as=()
 mkdir -p "$work/pg" && chmod 755 "$work" && { [ ${#as[@]} = 0 ] || chown postgres:postgres "$work/pg"; }
 pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "${as[@]}" "$pgbin/initdb" -D "$work/pg/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 > "$work/initdb.log" 2>&1
+[ -z "${BENCH_PG_CONF:-}" ] || printf '%s\n' "$BENCH_PG_CONF" >> "$work/pg/data/postgresql.conf"
+[ "${BENCH_PG_STATEMENTS:-}" != 1 ] || echo "shared_preload_libraries = 'pg_stat_statements'" >> "$work/pg/data/postgresql.conf"
 "${as[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/postgres.log" -w -t 60 \
   -o "-c listen_addresses=127.0.0.1 -p $pgport -k $work/pg" start > /dev/null
 pgpid=$(head -n 1 "$work/pg/data/postmaster.pid")
@@ -43,6 +54,7 @@ cleanup() {
 trap cleanup EXIT
 psql() { "$pgbin/psql" -h 127.0.0.1 -p "$pgport" -U postgres -X -q -A -t "$@"; }
 psql -d postgres -c "CREATE DATABASE bench"
+[ "${BENCH_PG_STATEMENTS:-}" != 1 ] || psql -d bench -c "CREATE EXTENSION pg_stat_statements"
 CGO_ENABLED=0 go build -o "$work/tidemark" ./cmd/tidemark
 port=18185
 clk=$(getconf CLK_TCK)
@@ -65,13 +77,15 @@ run() { # label pg(yes|no)
         flush: {max_age: 5s}"
   fi
   bench_serve "$work/tidemark" "$dir" $port 8 "" "$more"
-  local t0 p0 s0 slake
+  psql -d postgres -c "SELECT pg_stat_reset_shared('wal'), pg_stat_reset_shared('bgwriter')" > /dev/null
+  [ "${BENCH_PG_STATEMENTS:-}" != 1 ] || psql -d bench -c "SELECT pg_stat_statements_reset()" > /dev/null
+  local t0 p0 p1 s0 slake
   t0=$(awk '{print $14+$15}' /proc/$BENCH_PID/stat)
   p0=$(pgcpu)
   s0=$(date +%s.%N)
   if [ "$pg" = yes ]; then # the moment PostgreSQL holds as many events as were sent
     ( while :; do
-        n=$(psql -d bench -c "SELECT count(*) FROM $schema.events" 2>/dev/null || echo 0)
+        n=$(psql -d bench -c "SELECT coalesce(sum(event_count), 0) FROM $schema._tidemark_batches" 2>/dev/null || echo 0)
         if [ -f "$dir/total" ] && [ "$n" -ge "$(cat "$dir/total")" ]; then date +%s.%N > "$dir/pg-done"; break; fi
         sleep 0.5
       done ) &
@@ -94,14 +108,25 @@ run() { # label pg(yes|no)
     else
       pgafter="not complete after 10m"
     fi
+    p1=$(pgcpu) # before the checks below, which scan the whole table
     pgrows=$(psql -d bench -F ' ' -c "SELECT count(*), count(*) - count(DISTINCT event_id) FROM $schema.events" | awk '{print $1" of '"$total"', "$2" dup"}')
     pge2e=$(psql -d bench -F ' / ' -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY l)::numeric, 1) || 's', round(percentile_cont(0.99) WITHIN GROUP (ORDER BY l)::numeric, 1) || 's'
       FROM (SELECT extract(epoch FROM b.committed_at) - (e.properties->>'lg_sent_ns')::bigint / 1e9 AS l
             FROM $schema.events e JOIN $schema._tidemark_batches b ON b.batch_id = e._tidemark_batch) x")
   fi
-  local t1 p1
+  if [ "$pg" = yes ]; then
+    psql -d bench -F ' | ' -c "SELECT '$label', round(w.wal_bytes / $total), round(w.wal_records::numeric / $total, 2),
+        round(w.wal_fpi::numeric / $total, 3), b.checkpoints_timed || ' / ' || b.checkpoints_req, x.n, x.e, x.p, x.s
+      FROM pg_stat_wal w, pg_stat_bgwriter b,
+        (SELECT count(*) n, round(avg(event_count)) e, round(avg(page_count)) p, round(avg(session_count)) s
+         FROM $schema._tidemark_batches) x" | sed 's/^/| /; s/$/ |/' >> "$work/detail"
+    [ "${BENCH_PG_STATEMENTS:-}" != 1 ] || psql -d bench -F ' | ' -c "SELECT '$label', calls, round(total_exec_time::numeric / 1000, 1) || ' s',
+        round((total_exec_time * 1000 / $total)::numeric, 1), round(wal_bytes / $total), left(regexp_replace(query, '\s+', ' ', 'g'), 70)
+      FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 6" | sed 's/^/| /; s/$/ |/' >> "$work/statements"
+  fi
+  local t1
   t1=$(awk '{print $14+$15}' /proc/$BENCH_PID/stat)
-  p1=$(pgcpu)
+  [ "$pg" = yes ] || p1=$(pgcpu)
   kill $BENCH_PID; wait $BENCH_PID 2>/dev/null || true
   BENCH_PID=
   printf '| %s | %s | %.1fs | %.0f | %s | %s | %s | %s | %.1f | %.1f | %d | %s |\n' "$label" "$acked" \
@@ -115,8 +140,18 @@ echo
 echo '| run | acked events/s | lake complete after load | lake delivered/s | postgres complete after load | postgres delivered/s | postgres end-to-end p50 / p99 | postgres events | server CPU µs per event | PostgreSQL CPU µs per event | max RSS MiB | in lake |'
 echo '|---|---|---|---|---|---|---|---|---|---|---|---|'
 for i in $(seq "$pairs"); do
-  run "lake$i" no
+  [ "${BENCH_PG_ONLY:-}" = 1 ] || run "lake$i" no
   run "lakepg$i" yes
 done
+echo
+echo '| run | PostgreSQL WAL bytes per event | WAL records per event | full-page images per event | checkpoints timed / requested | batches | events per batch | pages per batch | sessions per batch |'
+echo '|---|---|---|---|---|---|---|---|---|'
+cat "$work/detail" 2>/dev/null || true
+if [ "${BENCH_PG_STATEMENTS:-}" = 1 ]; then
+  echo
+  echo '| run | calls | execution time | µs per event | WAL bytes per event | statement |'
+  echo '|---|---|---|---|---|---|'
+  cat "$work/statements" 2>/dev/null || true
+fi
 echo
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
