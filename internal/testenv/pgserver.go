@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -77,24 +78,18 @@ func StartPostgres(t testing.TB) *Postgres {
 func (p *Postgres) run(timeout time.Duration, name string, args ...string) {
 	p.t.Helper()
 	argv := append(append(append([]string{}, p.as...), name), args...)
-	cmd := exec.Command(argv[0], argv[1:]...)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		p.t.Fatalf("testenv: postgres: %s: %v", filepath.Base(name), err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			logs, _ := os.ReadFile(p.log)
-			p.t.Fatalf("testenv: postgres: %s: %v\n%s\nserver log:\n%s", filepath.Base(name), err, out.Bytes(), logs)
-		}
-	case <-time.After(timeout):
-		cmd.Process.Kill()
-		<-done
+	err := cmd.Run()
+	if ctx.Err() != nil {
 		p.t.Fatalf("testenv: postgres: %s did not finish within %v\n%s", filepath.Base(name), timeout, out.Bytes())
+	}
+	if err != nil {
+		logs, _ := os.ReadFile(p.log)
+		p.t.Fatalf("testenv: postgres: %s: %v\n%s\nserver log:\n%s", filepath.Base(name), err, out.Bytes(), logs)
 	}
 }
 
