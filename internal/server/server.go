@@ -26,6 +26,7 @@ import (
 	"github.com/tidemark/tidemark/internal/fault"
 	"github.com/tidemark/tidemark/internal/pipeline"
 	"github.com/tidemark/tidemark/internal/retry"
+	"github.com/tidemark/tidemark/internal/series"
 	"github.com/tidemark/tidemark/internal/stream"
 )
 
@@ -195,6 +196,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	mux.Handle("GET /api/v1/status", admin(statusHandler(o.Version, lg, sz, transports, urls, slas, aud, st, o.Now)))
 	mux.Handle("GET /api/v1/audit", admin(http.HandlerFunc(api.auditHandler)))
 	mux.Handle("POST /api/v1/backfill", admin(http.HandlerFunc(api.backfillHandler)))
+	smp := series.New(reg, o.Now)
+	smp.Sample() // the first sample, before the first request; Run's falls in the same step
+	mux.Handle("GET /api/v1/series", requireReader(cfg.AdminKeys, live.Read, seriesHandler(smp, o.Now)))
 	if o.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -228,7 +232,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	restarts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_stage_restarts_total",
 		Help: "Stages restarted after an error or panic (each is also logged)."}, []string{"stage"})
 	reg.MustRegister(restarts)
-	for _, stage := range []string{"sessionizer", "transport", "auditor", "stream"} {
+	for _, stage := range []string{"sessionizer", "transport", "auditor", "stream", "series"} {
 		restarts.WithLabelValues(stage) // export 0 from the start, so increase() sees the first restart
 	}
 	runCtx, stop := context.WithCancel(ctx)
@@ -240,6 +244,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		stages.Go(func() error { return supervise(stagesCtx, "transport", t.Run, restarts, logger) })
 	}
 	stages.Go(func() error { return supervise(stagesCtx, "auditor", aud.Run, restarts, logger) })
+	stages.Go(func() error { return supervise(stagesCtx, "series", smp.Run, restarts, logger) })
 	var hold func(p int) (uint64, bool)
 	if st != nil {
 		stages.Go(func() error { return supervise(stagesCtx, "stream", st.Run, restarts, logger) })
