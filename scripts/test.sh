@@ -30,7 +30,8 @@
 #            fake-gcs-server  go install github.com/fsouza/fake-gcs-server@v1.56.1 (GCS)
 #            azurite          npm ci in testenv/azurite (azurite 3.35.0, Azure Blob)
 #        - promtool: go install github.com/prometheus/prometheus/cmd/promtool@v0.316.0
-#          (Prometheus 3.16.0; the alert rules check below)
+#          (Prometheus 3.16.0; the alert rules check below, and
+#          TestDeployMetricsExist's parse of the Grafana dashboard's queries)
 #        - chromium: Debian chromium (/usr/bin/chromium), the real browser of
 #          the browser SDK tests, driven by playwright-core from testenv/node
 #          (which never downloads a browser)
