@@ -749,8 +749,9 @@ func pgColumns(t testing.TB, conn *pgx.Conn, schema, table string) []string {
 }
 
 // docIndexes reads "Primary key `(a, b)`; indexes on `(c)`, `(d)` and
-// `(e)`." of a section as ["primary key (a, b)", "(c)", "(d)", "(e)"]
-// (the indexes sorted).
+// `(e)` (BRIN)." of a section as ["primary key (a, b)", "(c)", "(d)",
+// "(e) brin"] (the indexes sorted; an index is a B-tree unless its access
+// method follows it in parentheses).
 func docIndexes(t testing.TB, section string) []string {
 	t.Helper()
 	m := regexp.MustCompile("(?s)Primary key `(\\([^)]*\\))`; indexes on (.*?)\\.\n").FindStringSubmatch(section)
@@ -758,7 +759,10 @@ func docIndexes(t testing.TB, section string) []string {
 		t.Fatalf("no \"Primary key `(...)`; indexes on ...\" sentence in:\n%s", section)
 	}
 	var idx []string
-	for _, c := range regexp.MustCompile("`(\\([^)]*\\))`").FindAllStringSubmatch(m[2], -1) {
+	for _, c := range regexp.MustCompile("`(\\([^)]*\\))`( \\(([A-Za-z]+)\\))?").FindAllStringSubmatch(m[2], -1) {
+		if c[3] != "" {
+			c[1] += " " + strings.ToLower(c[3])
+		}
 		idx = append(idx, c[1])
 	}
 	sort.Strings(idx)
@@ -770,8 +774,11 @@ func docIndexes(t testing.TB, section string) []string {
 func pgIndexes(t testing.TB, conn *pgx.Conn, schema, table string) []string {
 	t.Helper()
 	rows, err := conn.Query(context.Background(), `
-		SELECT i.indisprimary, '(' || string_agg(a.attname::text, ', ' ORDER BY k.ord) || ')'
+		SELECT i.indisprimary, '(' || string_agg(a.attname::text, ', ' ORDER BY k.ord) || ')' ||
+			CASE WHEN min(am.amname) = 'btree' THEN '' ELSE ' ' || min(am.amname) END
 		FROM pg_index i
+		JOIN pg_class ic ON ic.oid = i.indexrelid
+		JOIN pg_am am ON am.oid = ic.relam
 		JOIN pg_class c ON c.oid = i.indrelid
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)

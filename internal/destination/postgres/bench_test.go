@@ -1,8 +1,13 @@
 package postgres
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,8 +18,8 @@ import (
 )
 
 // benchBatch is a batch as the transport cuts them under load: 10,000
-// events (flush.max_events) of 500 devices, with the pages and sessions
-// that closed meanwhile, and typical properties and context.
+// events (flush.max_events) of 500 devices, with the pages (2,000) and
+// sessions (100) that closed meanwhile, and typical properties and context.
 func benchBatch(partition int, seq uint64) *destination.Batch {
 	const events, devices = 10000, 500
 	s := func(v string) *string { return &v }
@@ -34,11 +39,16 @@ func benchBatch(partition int, seq uint64) *destination.Batch {
 			Context:    ctx, LogPartition: int32(partition), LogOffset: int64(seq)*events + int64(i),
 		}
 	}
-	for i := range devices / 5 {
-		dev := fmt.Sprintf("dev-%d-%d-%d", partition, seq, i)
-		b.Pages = append(b.Pages, format.PageRow{PageID: "pg-" + dev, SessionID: "s-" + dev, OrgID: "acme", DeviceID: dev, Type: "page",
+	// 0.2 pages per event, as the end-to-end benchmark's batches hold
+	// (scripts/bench-warehouse.sh: ~1,630 pages per ~8,200 events).
+	for i := range events / 5 {
+		dev := fmt.Sprintf("dev-%d-%d-%d", partition, seq, i%devices)
+		b.Pages = append(b.Pages, format.PageRow{PageID: fmt.Sprintf("pg-%s-%d", dev, i), SessionID: "s-" + dev, OrgID: "acme", DeviceID: dev, Type: "page",
 			URL: s("https://acme.example/pricing"), Path: s("/pricing"), Title: s("Pricing"), StartedAt: base, EndedAt: base + 60e6,
 			DurationMS: 60000, EventCount: 20, EndReason: "idle"})
+	}
+	for i := range devices / 5 {
+		dev := fmt.Sprintf("dev-%d-%d-%d", partition, seq, i)
 		b.Sessions = append(b.Sessions, format.SessionRow{SessionID: "s-" + dev, OrgID: "acme", DeviceID: dev, StartedAt: base, EndedAt: base + 60e6,
 			DurationMS: 60000, PageCount: 1, EventCount: 20, EntryURL: s("https://acme.example/"), ExitURL: s("https://acme.example/pricing")})
 	}
@@ -49,8 +59,10 @@ func benchBatch(partition int, seq uint64) *destination.Batch {
 // of the test script: events/s is the rate one destination loads, with one
 // Write at a time (serial) and with two partitions at once (parallel2: the
 // transport's default of two writes in flight per destination).
+// pg-µs/event is the CPU the PostgreSQL server (every process of it, from
+// /proc) spent per event row: less disturbed by a busy machine than events/s.
 //
-//	TIDEMARK_TEST_SERVERS=postgres ./scripts/test.sh ./internal/destination/postgres -run '^$' -bench Write -benchtime 20x
+//	TIDEMARK_TEST_SERVERS=postgres TIDEMARK_TEST_RACE=0 ./scripts/test.sh ./internal/destination/postgres -run '^$' -bench Write -benchtime 60x
 func BenchmarkWrite(b *testing.B) {
 	for _, parallel := range []int{1, 2} {
 		name := "serial"
@@ -71,6 +83,12 @@ func benchWrite(b *testing.B, parallel int) {
 	if err := d.Probe(b.Context()); err != nil {
 		b.Fatal(err)
 	}
+	runWrites(b, d, parallel)
+}
+
+// runWrites writes b.N batches into d, parallel partitions at once, and
+// reports events/s.
+func runWrites(b *testing.B, d *Postgres, parallel int) {
 	batches := make([][]*destination.Batch, parallel)
 	for p := range batches {
 		for i := range (b.N + parallel - 1) / parallel {
@@ -78,6 +96,7 @@ func benchWrite(b *testing.B, parallel int) {
 		}
 	}
 	b.ReportAllocs()
+	cpu0, cpuOK := serverCPU(b, d)
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	for p := range batches {
@@ -96,6 +115,9 @@ func benchWrite(b *testing.B, parallel int) {
 		rows += len(bs) * len(bs[0].Events)
 	}
 	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "events/s")
+	if cpu1, ok := serverCPU(b, d); ok && cpuOK {
+		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(rows), "pg-µs/event")
+	}
 }
 
 // BenchmarkEncode is the Go side of a load alone: one batch's events,
@@ -120,3 +142,45 @@ func BenchmarkEncode(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(bt.Events)), "ns/event")
 }
+
+// serverCPU returns the user+system CPU time that the PostgreSQL server of
+// d has used so far: its postmaster and every process it started (backends,
+// WAL writer, checkpointer...), from /proc. ok is false when the server is
+// not a process of this machine that /proc shows (a remote server).
+func serverCPU(b *testing.B, d *Postgres) (cpu time.Duration, ok bool) {
+	var dataDir string
+	if err := d.pool.QueryRow(b.Context(), "SHOW data_directory").Scan(&dataDir); err != nil {
+		return 0, false
+	}
+	pidFile, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	postmaster, _, _ := strings.Cut(string(pidFile), "\n")
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var ticks int64
+	for _, p := range procs {
+		stat, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// Fields after the command (which may hold spaces): state ppid ... utime(14) stime(15).
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+2:]))
+		pid := strings.TrimSuffix(strings.TrimPrefix(p, "/proc/"), "/stat")
+		if pid != postmaster && f[1] != postmaster {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, true
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's times: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100

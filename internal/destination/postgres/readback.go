@@ -29,8 +29,8 @@ import (
 // received_at). Manifest is the batch's commit record in _tidemark_batches
 // (org, partition, sequence numbers, backfill flag, and the counts and
 // digest of what it loaded), ok=false when none records it; its Files are
-// counted in the events table too (index on _tidemark_batch), one per hour
-// the batch still has rows in. So rows deleted by hand lower both the
+// counted in the events table too (primary key: the partition's offset
+// range the record holds), one per hour the batch still has rows in. So rows deleted by hand lower both the
 // listed size and the manifest's row count: the audit counts what the table
 // holds and, reading the ids, finds exactly the deleted events missing.
 // Rows whose batch no record names (inserted by hand) count as nothing, like
@@ -40,6 +40,12 @@ import (
 // background auditor: audit.lookback every audit.interval), a scan of the
 // received_at index and the rows it points to; where that is too much for a
 // large table, a longer interval or a shorter lookback bounds it.
+
+// inBatch selects the rows of batch $1 through the primary key: a batch's
+// rows are in its partition ($2) between the least and greatest log
+// offsets its record holds ($3, $4); rows of another batch in that range
+// (a row kept by the conflict path) have another _tidemark_batch.
+const inBatch = "log_partition = $2 AND log_offset BETWEEN $3 AND $4 AND " + colBatch + " = $1"
 
 // filePath names the rows of batch in the hour that starts at hour.
 func filePath(hour time.Time, batch string) string {
@@ -96,9 +102,10 @@ func (d *Postgres) Manifest(ctx context.Context, id string) (destination.Manifes
 		return destination.Manifest{}, false, d.readErr("read the record of batch "+id, err)
 	}
 	m.FirstSeq, m.LastSeq = uint64(first), uint64(last)
-	// date_trunc in UTC, whatever the session's TimeZone.
+	// The batch's rows are in its partition's offset range (the primary
+	// key); date_trunc in UTC, whatever the session's TimeZone.
 	rows, err := d.pool.Query(ctx, "SELECT date_trunc('hour', received_at, 'UTC'), count(*) FROM "+d.ident("events")+
-		" WHERE "+colBatch+" = $1 GROUP BY 1 ORDER BY 1", id)
+		" WHERE "+inBatch+" GROUP BY 1 ORDER BY 1", id, m.Partition, m.MinLogOffset, m.MaxLogOffset)
 	if err != nil {
 		return destination.Manifest{}, false, d.readErr("count the events of batch "+id, err)
 	}
@@ -128,10 +135,23 @@ func (d *Postgres) ReadFileEvents(ctx context.Context, f destination.File) ([]fo
 	if err != nil {
 		return nil, fmt.Errorf("read from %s: %w", d, err)
 	}
+	// Through the primary key when the batch's record says where its rows
+	// are; without a record, the hour's rows (BRIN index) of that batch.
+	where, args := colBatch+" = $1", []any{batch}
+	var partition, lo, hi int64
+	err = d.pool.QueryRow(ctx, "SELECT log_partition, min_log_offset, max_log_offset FROM "+d.ident("_tidemark_batches")+
+		" WHERE batch_id = $1", batch).Scan(&partition, &lo, &hi)
+	switch {
+	case err == nil:
+		where, args = inBatch, append(args, partition, lo, hi)
+	case !errors.Is(err, pgx.ErrNoRows):
+		return nil, d.readErr("read the record of batch "+batch, err)
+	}
+	n := len(args)
 	rows, err := d.pool.Query(ctx, "SELECT event_id, device_id, org_id, session_id, page_id, received_at, log_partition, log_offset, "+
 		colEscaped+"->>'event_id', "+colEscaped+"->>'device_id' FROM "+d.ident("events")+
-		" WHERE "+colBatch+" = $1 AND received_at >= $2 AND received_at < $3 ORDER BY log_partition, log_offset",
-		batch, hour, hour.Add(time.Hour))
+		fmt.Sprintf(" WHERE %s AND received_at >= $%d AND received_at < $%d ORDER BY log_partition, log_offset", where, n+1, n+2),
+		append(args, hour, hour.Add(time.Hour))...)
 	if err != nil {
 		return nil, d.readErr("read "+f.Path, err)
 	}

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tidemark/tidemark/internal/destination"
@@ -16,16 +19,30 @@ import (
 
 // Every migration only adds: a table, an index or a column, each "IF NOT
 // EXISTS", so that it never drops or rewrites a user's data, columns or
-// views, and running it twice is harmless.
+// views, and running it twice is harmless. The one exception: an index that
+// an earlier migration created (tidemark's own) may be dropped.
 func TestMigrationsOnlyAdd(t *testing.T) {
-	add := regexp.MustCompile(`^(CREATE TABLE IF NOT EXISTS |CREATE INDEX IF NOT EXISTS |ALTER TABLE \S+ ADD COLUMN IF NOT EXISTS )`)
+	add := regexp.MustCompile(`^(CREATE TABLE IF NOT EXISTS |CREATE INDEX IF NOT EXISTS (\S+) ON |ALTER TABLE \S+ ADD COLUMN IF NOT EXISTS )`)
+	drop := regexp.MustCompile(`^DROP INDEX IF EXISTS "s"\.(\S+)$`)
+	created := map[string]bool{}
 	for i, m := range migrations {
 		if m.version != i+1 {
 			t.Errorf("migration %d has version %d: versions are 1, 2, 3...", i, m.version)
 		}
 		for _, stmt := range m.stmts(`"s"`) {
-			if !add.MatchString(stmt) || strings.Contains(strings.ToUpper(stmt), "DROP") {
+			if d := drop.FindStringSubmatch(stmt); d != nil {
+				if !created[d[1]] {
+					t.Errorf("migration %d: %q drops an index no earlier migration created", m.version, stmt)
+				}
+				continue
+			}
+			a := add.FindStringSubmatch(stmt)
+			if a == nil || strings.Contains(strings.ToUpper(stmt), "DROP") {
 				t.Errorf("migration %d: %q does not only add", m.version, firstLine(stmt))
+				continue
+			}
+			if a[2] != "" {
+				created[a[2]] = true
 			}
 		}
 	}
@@ -80,6 +97,58 @@ func TestUpgradeKeepsUsersColumnsAndViews(t *testing.T) {
 	err = d.Probe(t.Context())
 	if err == nil || !d.Permanent(err) || !strings.Contains(err.Error(), "newer than this tidemark") {
 		t.Errorf("probe of a newer schema: %v; want a permanent error saying it is newer", err)
+	}
+}
+
+// A schema made by version 1 (btree indexes on received_at and
+// _tidemark_batch), holding rows and a user's own index, upgrades to the
+// current version: tidemark's replaced indexes go, the user's stays, and
+// the read-back finds the same rows before and after, and rows loaded after.
+func TestUpgradeFromVersion1(t *testing.T) {
+	dbURL, _ := testenv.PostgresDB(t)
+	saved := migrations
+	t.Cleanup(func() { migrations = saved })
+	migrations = saved[:1]
+	d := newDest(t, dbURL, "v1")
+	defer d.Close()
+	b1, b2 := destinationtest.Batch(0, 1, 1, 12), destinationtest.Batch(1, 3, 4, 5)
+	for _, b := range []*destination.Batch{b1, b2} {
+		if err := d.Write(t.Context(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.PostgresExec(t, dbURL, `CREATE INDEX my_index ON v1.events (event_name)`)
+	migrations = saved
+	if err := d.Probe(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	b3 := destinationtest.Batch(0, 2, 2, 7)
+	if err := d.Write(t.Context(), b3); err != nil {
+		t.Fatal(err)
+	}
+	conn := testenv.PostgresConn(t, dbURL)
+	rows, err := conn.Query(t.Context(), `SELECT indexname FROM pg_indexes WHERE schemaname = 'v1' AND tablename IN ('events', 'pages', 'sessions') ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	indexes, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"events_pkey", "events_received_at_brin", "events_session_id", "my_index", "pages_pkey", "pages_session_id", "sessions_pkey", "sessions_started_at"}
+	if !slices.Equal(indexes, want) {
+		t.Errorf("indexes after the upgrade: %v, want %v", indexes, want)
+	}
+	var hours []time.Time
+	for _, b := range []*destination.Batch{b1, b2, b3} {
+		for _, e := range b.Events {
+			hours = append(hours, time.UnixMicro(e.ReceivedAt).UTC().Truncate(time.Hour))
+		}
+	}
+	slices.SortFunc(hours, time.Time.Compare)
+	got, _ := readBack(t, d, slices.Compact(hours))
+	if want := idsByHour(b1, b2, b3); !equalSets(got, want) {
+		t.Errorf("read back after the upgrade %v, want %v", got, want)
 	}
 }
 

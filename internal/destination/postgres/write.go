@@ -31,6 +31,10 @@ func summarize(b *destination.Batch) (summary, error) {
 		if e.LogOffset < 0 {
 			return s, fmt.Errorf("event %s: negative log offset %d", e.EventID, e.LogOffset)
 		}
+		// The read-back finds a batch's rows in its partition's offset range.
+		if int(e.LogPartition) != b.Partition {
+			return s, fmt.Errorf("event %s: log partition %d in a batch of partition %d", e.EventID, e.LogPartition, b.Partition)
+		}
 		if i == 0 || e.LogOffset < s.minOffset {
 			s.minOffset = e.LogOffset
 		}
