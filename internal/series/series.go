@@ -268,6 +268,17 @@ func quantile(q float64, bounds, cum []float64) float64 {
 	return lo + (bounds[b]-lo)*(rank-below)/n
 }
 
+// End returns the time of the newest sample (zero before the first): a
+// Snapshot taken while End is unchanged holds the same points.
+func (s *Sampler) End() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.t0.IsZero() {
+		return time.Time{}
+	}
+	return s.t0.Add(time.Duration(s.tick) * Step)
+}
+
 // Series is one series' samples, oldest first: Points[i] was sampled at
 // End - (len(Points)-1-i)*Step; NaN where there is no sample.
 type Series struct {

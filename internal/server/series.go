@@ -1,11 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -18,24 +20,51 @@ import (
 // only), an org's read key its own org's; the process-wide ingest latency
 // is in every answer.
 func seriesHandler(s *series.Sampler, now func() time.Time) http.Handler {
+	// Every org's answer is the big one (3,000 series: ~9 MB of JSON, ~90 ms
+	// to write and compress) and the same until the next sample: it is
+	// written once per step, however many pages poll it.
+	var cache struct {
+		sync.Mutex
+		end      time.Time
+		body, gz []byte
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		org, scoped := readerOrg(r.Context())
 		if !scoped {
 			org = r.URL.Query().Get("org")
 		}
-		end, ss := s.Snapshot(func(o string) bool { return org == "" || o == org })
-		if end.IsZero() {
-			end = now() // before the first sample: no series
+		gzipOK := strings.Contains(r.Header.Get("Accept-Encoding"), "gzip")
+		var body, gz []byte
+		if org == "" {
+			cache.Lock()
+			defer cache.Unlock() // one writer of the big answer at a time
+			if end := s.End(); end.IsZero() || !end.Equal(cache.end) {
+				cache.end, cache.body, cache.gz = end, nil, nil
+			}
+			body, gz = cache.body, cache.gz
 		}
-		body := appendSeries(make([]byte, 0, 64+len(ss)*(80+series.Points*6)), end, ss)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Vary", "Accept-Encoding")
-		// 3,000 series are ~10 MB of JSON and a tenth of that compressed.
-		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") && len(body) > 4096 {
-			w.Header().Set("Content-Encoding", "gzip")
-			zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+		if body == nil {
+			end, ss := s.Snapshot(func(o string) bool { return org == "" || o == org })
+			if end.IsZero() {
+				end = now() // before the first sample: no series
+			}
+			body = appendSeries(make([]byte, 0, 64+len(ss)*(80+series.Points*6)), end, ss)
+		}
+		if gzipOK && gz == nil && len(body) > 1024 {
+			var b bytes.Buffer
+			zw, _ := gzip.NewWriterLevel(&b, gzip.BestSpeed)
 			zw.Write(body)
 			zw.Close()
+			gz = b.Bytes()
+		}
+		if org == "" {
+			cache.body, cache.gz = body, gz
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Vary", "Accept-Encoding")
+		if gzipOK && gz != nil {
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write(gz)
 			return
 		}
 		w.Write(body)
