@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/internal/fault"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
@@ -98,19 +99,23 @@ func getSeries(t *testing.T, addr, key, query string) (int, string, seriesBody) 
 	return code, raw, b
 }
 
-// TestSeriesAPI: GET /api/v1/series of the real binary. The accepted and
-// delivered rates, summed over the hour, add up to the events sent and
-// delivered (the sampler's rates are the counters' increase, and nothing
-// is lost between samples); the oldest-undelivered age, the latency and
-// the webhook's series are there; an admin key reads every org, an org's
+// TestSeriesAPI: GET /api/v1/series of the real binary, one of whose two
+// lakes hangs. The accepted and delivered rates, summed over the hour, add
+// up to the events sent and delivered (the sampler's rates are the
+// counters' increase, and nothing is lost between samples); the stalled
+// lake's oldest undelivered age is its events' age, the healthy one's
+// small; the latency and the webhook's series are there; an admin key reads every org, an org's
 // read key its own org only, any other key nothing.
 func TestSeriesAPI(t *testing.T) {
 	dir := t.TempDir()
 	port := testenv.FreePort(t)
-	p := startProc(t, chartsConfig(t, dir, port), port)
+	// globex's lake hangs on every write: a stalled destination.
+	p := startProcEnv(t, chartsConfig(t, dir, port), port, []string{fault.Env + "=hang-destination=globex/lake"})
 	const acmeN, globexN = 700, 300
 	sendTracks(t, p.addr, testKey, "acme", acmeN)
+	globexFrom := time.Now()
 	sendTracks(t, p.addr, globexWriteKey, "globex", globexN)
+	globexTo := time.Now()
 
 	// Two samples after the last event was delivered, the rates have
 	// counted every event.
@@ -128,7 +133,7 @@ func TestSeriesAPI(t *testing.T) {
 			want           int
 		}{
 			{"accepted_events_per_second", "acme", "", acmeN}, {"accepted_events_per_second", "globex", "", globexN},
-			{"delivered_events_per_second", "acme", "lake", acmeN}, {"delivered_events_per_second", "globex", "lake", globexN},
+			{"delivered_events_per_second", "acme", "lake", acmeN}, {"delivered_events_per_second", "globex", "lake", 0},
 		} {
 			pts, _ := b.find(c.name, c.org, c.sub)
 			got := total(pts, b.StepSeconds)
@@ -160,6 +165,20 @@ func TestSeriesAPI(t *testing.T) {
 		case c[0] != "ingest_latency_p99_seconds" && pts[len(pts)-1] == nil:
 			t.Errorf("%s{%s %s}: the newest point is null", c[0], c[1], c[2])
 		}
+	}
+	// The stalled lake's oldest undelivered event is as old as globex's
+	// events at the newest sample (taken at end, or up to a second after
+	// it on a busy machine); the healthy one's is young.
+	if pts, _ := b.find("oldest_undelivered_seconds", "globex", "lake"); pts[len(pts)-1] != nil {
+		age, lo, hi := *pts[len(pts)-1], b.End.Sub(globexTo).Seconds()-0.5, b.End.Sub(globexFrom).Seconds()+2
+		t.Logf("stalled lake: oldest undelivered %.2fs at the newest sample, want %.2f-%.2fs", age, lo, hi)
+		if age < lo || age > hi {
+			t.Errorf("stalled lake: oldest undelivered %.2fs at %v, want %.2f-%.2fs (globex's events were sent %v-%v)",
+				age, b.End, lo, hi, globexFrom, globexTo)
+		}
+	}
+	if pts, _ := b.find("oldest_undelivered_seconds", "acme", "lake"); pts[len(pts)-1] != nil && *pts[len(pts)-1] > 5 {
+		t.Errorf("healthy lake: oldest undelivered %.2fs", *pts[len(pts)-1])
 	}
 	// The latency of the steps with requests: a number of seconds.
 	pts, _ := b.find("ingest_latency_p99_seconds", "", "")
