@@ -141,6 +141,14 @@ func TestLayering(t *testing.T) {
 		}
 	}
 
+	// The status page reads the server only through its HTTP API: it
+	// imports no tidemark package.
+	for _, ip := range pkgs[in("internal/ui")] {
+		if under(ip, module) {
+			t.Errorf("internal/ui imports %s (the page reads the HTTP API only)", strings.TrimPrefix(ip, module+"/"))
+		}
+	}
+
 	// Test helpers stay out of production code.
 	for pkg, ips := range pkgs {
 		for _, ip := range ips {

@@ -2,12 +2,12 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/config"
+	"github.com/tidemark/tidemark/internal/stream"
 )
 
 // readerOrgKey is the context key of the org a read key is scoped to.
@@ -48,18 +48,11 @@ func (e accessError) Error() string { return string(e) }
 
 const errOtherOrg accessError = "this read key belongs to another org"
 
-// bearerOrg finds the org of the read key sent as "Authorization: Bearer
-// KEY", comparing with every key in constant time.
+// bearerOrg finds the org of the read key sent as "Authorization: Bearer KEY".
 func bearerOrg(readKeys map[string]string, header string) (string, bool) {
 	got, ok := strings.CutPrefix(header, "Bearer ")
-	if !ok || got == "" {
+	if !ok {
 		return "", false
 	}
-	var org string
-	for k, o := range readKeys {
-		if subtle.ConstantTimeCompare([]byte(got), []byte(k)) == 1 {
-			org = o
-		}
-	}
-	return org, org != ""
+	return stream.KeyOrg(readKeys, got)
 }

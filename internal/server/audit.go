@@ -75,7 +75,11 @@ func (x *auditAPI) request(w http.ResponseWriter, r *http.Request) (from, to tim
 		return from, to, nil, false
 	}
 	q := r.URL.Query()
-	if targets, err = selectTargets(x.bg.Targets(), q.Get("org"), q.Get("destination")); err != nil {
+	org := q.Get("org")
+	if o, scoped := readerOrg(r.Context()); scoped {
+		org = o // requireReader refused a read key asking for another org
+	}
+	if targets, err = selectTargets(x.bg.Targets(), org, q.Get("destination")); err != nil {
 		apiError(w, http.StatusNotFound, err)
 		return from, to, nil, false
 	}

@@ -3,5 +3,6 @@
 // the sessionizers, one transport per destination, the background auditor,
 // the stream, retention) each as a supervised Run(ctx) error in one
 // errgroup, next to the HTTP server (collector, live tail, admin and status
-// API, /metrics, /healthz, /readyz). Shutdown is bounded.
+// API, the status page of internal/ui, /metrics, /healthz, /readyz).
+// Shutdown is bounded.
 package server

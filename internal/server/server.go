@@ -28,6 +28,7 @@ import (
 	"github.com/tidemark/tidemark/internal/retry"
 	"github.com/tidemark/tidemark/internal/series"
 	"github.com/tidemark/tidemark/internal/stream"
+	"github.com/tidemark/tidemark/internal/ui"
 )
 
 // Options are the parts of serving that are not configuration.
@@ -193,12 +194,16 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		cfg.Audit.Interval.D(), cfg.Audit.Lookback.D(), reg, logger)
 	api := &auditAPI{bg: aud, sessions: p.Sessions, logger: logger}
 	admin := func(h http.Handler) http.Handler { return requireAdmin(cfg.AdminKeys, h) }
-	mux.Handle("GET /api/v1/status", admin(statusHandler(o.Version, lg, sz, transports, urls, slas, aud, st, o.Now)))
-	mux.Handle("GET /api/v1/audit", admin(http.HandlerFunc(api.auditHandler)))
+	reader := func(h http.Handler) http.Handler { return requireReader(cfg.AdminKeys, live.Read, h) }
+	mux.Handle("GET /api/v1/status", reader(statusHandler(o.Version, lg, sz, transports, urls, slas, aud, st, o.Now)))
+	mux.Handle("GET /api/v1/audit", reader(http.HandlerFunc(api.auditHandler)))
 	mux.Handle("POST /api/v1/backfill", admin(http.HandlerFunc(api.backfillHandler)))
 	smp := series.New(reg, o.Now)
 	smp.Sample() // the first sample, before the first request; Run's falls in the same step
-	mux.Handle("GET /api/v1/series", requireReader(cfg.AdminKeys, live.Read, seriesHandler(smp, o.Now)))
+	mux.Handle("GET /api/v1/series", reader(seriesHandler(smp, o.Now)))
+	for _, p := range ui.Paths {
+		mux.Handle(p, ui.Handler()) // the status page (it reads the APIs above)
+	}
 	if o.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -19,8 +19,12 @@ import (
 // statusResponse is the body of GET /api/v1/status. Its field names are part
 // of the API; add fields, never rename them.
 type statusResponse struct {
-	Version      string              `json:"version"`
-	Now          time.Time           `json:"now"`
+	Version string    `json:"version"`
+	Now     time.Time `json:"now"`
+	// Org is the org an org's read key sees (its destinations and webhooks
+	// only, and no log section: the log's offsets count every org's
+	// records); absent for an admin key, which sees every org.
+	Org          string              `json:"org,omitempty"`
 	Log          logStatus           `json:"log"`
 	Destinations []destinationStatus `json:"destinations"`
 	Audit        struct {
@@ -137,22 +141,19 @@ func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
 	ts []*transport.Transport, urls []string, slas [][3]time.Duration, aud *audit.Background, st *stream.Stream, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := now().UTC()
-		resp := statusResponse{Version: version, Now: t, Log: logStatus{Partitions: lg.Partitions()}}
+		org, scoped := readerOrg(r.Context())
+		resp := statusResponse{Version: version, Now: t, Org: org, Log: logStatus{Partitions: lg.Partitions()}}
 		resp.Audit.IntervalSeconds = aud.Interval().Seconds()
 		resp.Audit.LookbackSeconds = aud.Lookback().Seconds()
 		resp.Audit.LastRunAt = aud.LastRunAt()
-		for p := range lg.Partitions() {
-			last, cur := lg.LastOffset(p), sz.Cursor(p)
-			resp.Log.LastOffsets = append(resp.Log.LastOffsets, last)
-			resp.Log.SessionizerCursors = append(resp.Log.SessionizerCursors, cur)
-			resp.Log.SessionizerLagRecords += last - min(cur, last)
-			for _, g := range lg.Gaps(p) {
-				resp.Log.Gaps = append(resp.Log.Gaps, logGap{Partition: p, From: g.From, To: g.To})
-			}
+		if !scoped {
+			resp.Log = logSection(lg, sz)
 		}
-		resp.Log.UnreadableRecords = sz.UnreadableRecords()
 		for i, tr := range ts {
 			ds := tr.Status()
+			if scoped && ds.Org != org {
+				continue
+			}
 			d := destinationStatus{Org: ds.Org, Name: ds.Name, URL: registry.Redact(urls[i]), State: "up"}
 			if !ds.Up {
 				d.State = "failing"
@@ -188,6 +189,9 @@ func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
 		if st != nil {
 			resp.Stream = &streamStatus{Webhooks: []webhookStatus{}}
 			for _, h := range st.Status() {
+				if scoped && h.Org != org {
+					continue
+				}
 				ws := webhookStatus{Org: h.Org, Name: h.Name, URL: h.URL, LagSeconds: h.LagSeconds, BehindRecords: h.Behind,
 					DeliveredEvents: h.Delivered, DeadLetterEvents: h.DeadLetter, FailedRequests: h.FailedRequests, LastError: h.LastError}
 				if !h.LastErrorAt.IsZero() {
@@ -200,6 +204,22 @@ func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
 		enc.SetIndent("", "  ")
 		enc.Encode(resp)
 	})
+}
+
+// logSection is the status of the log's partitions and the sessionizer.
+func logSection(lg *eventlog.Log, sz *pipeline.Sessionizers) logStatus {
+	ls := logStatus{Partitions: lg.Partitions()}
+	for p := range lg.Partitions() {
+		last, cur := lg.LastOffset(p), sz.Cursor(p)
+		ls.LastOffsets = append(ls.LastOffsets, last)
+		ls.SessionizerCursors = append(ls.SessionizerCursors, cur)
+		ls.SessionizerLagRecords += last - min(cur, last)
+		for _, g := range lg.Gaps(p) {
+			ls.Gaps = append(ls.Gaps, logGap{Partition: p, From: g.From, To: g.To})
+		}
+	}
+	ls.UnreadableRecords = sz.UnreadableRecords()
+	return ls
 }
 
 func adminAuth(keys []config.Secret, header string) bool {

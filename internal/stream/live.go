@@ -83,9 +83,9 @@ func LiveHandler(hub *Hub, keys LiveKeys, lim LiveLimits, logger *slog.Logger) h
 		}
 		q := r.URL.Query()
 		key := requestKey(r)
-		org, ok := keyOrg(keys.Read, key)
+		org, ok := KeyOrg(keys.Read, key)
 		admin := !ok && key != "" && keys.Admin(key)
-		_, public := keyOrg(keys.Write, key)
+		_, public := KeyOrg(keys.Write, key)
 		switch {
 		case ok && q.Get("org") != "" && q.Get("org") != org:
 			http.Error(w, "this read key belongs to another org", http.StatusForbidden)
@@ -175,13 +175,14 @@ func requestKey(r *http.Request) string {
 	return ""
 }
 
-// keyOrg finds the org of a write key, comparing in constant time.
-func keyOrg(writeKeys map[string]string, key string) (string, bool) {
+// KeyOrg finds the org of key in keys (key -> org), comparing with every
+// key in constant time.
+func KeyOrg(keys map[string]string, key string) (string, bool) {
 	if key == "" {
 		return "", false
 	}
 	var org string
-	for k, o := range writeKeys {
+	for k, o := range keys {
 		if subtle.ConstantTimeCompare([]byte(k), []byte(key)) == 1 {
 			org = o
 		}

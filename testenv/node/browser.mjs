@@ -21,10 +21,7 @@
 // load or reports fatal, or a page has no ids within the timeout; 2 on bad
 // arguments.
 
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { chromium } from 'playwright-core'
+import { launch } from './chromium.mjs'
 import { cli } from './cli.mjs'
 
 const { values, usage, intArg } = cli('browser.mjs', '--chromium PATH --url URL [--url URL ...] [--timeout-ms T]', {
@@ -37,27 +34,19 @@ if (!values.url || values.url.length === 0) usage('--url is required')
 const timeoutMs = intArg('timeout-ms', 1)
 
 const console_ = []
-const fail = async (msg, ctx, dir) => {
+let browser
+const fail = async (msg) => {
   process.stderr.write(`browser.mjs: ${msg}\n  ${console_.slice(0, 50).join('\n  ')}\n`)
-  if (ctx) await ctx.close().catch(() => {})
-  if (dir) await rm(dir, { recursive: true, force: true })
+  if (browser) await browser.close()
   process.exit(1)
 }
 
-// A fresh profile, and the flags that work on a machine without network
-// (no background requests to Google's services, no sandbox as root).
-const dir = await mkdtemp(join(tmpdir(), 'tidemark-chromium-'))
-let ctx
 try {
-  ctx = await chromium.launchPersistentContext(dir, {
-    executablePath: values.chromium,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-quic'],
-  })
+  browser = await launch(values.chromium)
 } catch (err) {
-  await fail(`cannot start Chromium ${values.chromium}: ${err.message}`, null, dir)
+  await fail(`cannot start Chromium ${values.chromium}: ${err.message}`)
 }
+const { ctx } = browser
 
 const pages = []
 for (const url of values.url) {
@@ -69,10 +58,10 @@ for (const url of values.url) {
     await page.goto(url, { timeout: timeoutMs })
     await page.waitForFunction(() => window.tidemarkTest && (window.tidemarkTest.ids || window.tidemarkTest.fatal), null, { timeout: timeoutMs })
   } catch (err) {
-    await fail(`${url}: ${err.message}`, ctx, dir)
+    await fail(`${url}: ${err.message}`)
   }
   const t = await page.evaluate(() => window.tidemarkTest)
-  if (t.fatal) await fail(`${url}: ${t.fatal}`, ctx, dir)
+  if (t.fatal) await fail(`${url}: ${t.fatal}`)
   pages.push({ url, page, ids: t.ids })
 }
 process.stdout.write(JSON.stringify({ pages: pages.map(({ url, ids }) => ({ url, ids })) }) + '\n')
@@ -86,7 +75,6 @@ for (const { url, page } of pages) {
   const t = await page.evaluate(() => window.tidemarkTest).catch((e) => ({ errors: [`evaluate: ${e.message}`] }))
   for (const e of t.errors || []) errors.push(`${url}: ${e}`)
 }
-await ctx.close()
-await rm(dir, { recursive: true, force: true })
+await browser.close()
 process.stdout.write(JSON.stringify({ errors, console: console_ }) + '\n')
 process.exit(0)

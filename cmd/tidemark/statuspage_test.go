@@ -1,0 +1,342 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+)
+
+// The status page (internal/ui, docs/status-page.md) in a real headless
+// Chromium against the real binary. Screenshots of its views are written to
+// $TIDEMARK_SCREENSHOTS when set (scripts/screenshots.sh sets it to
+// docs/img), else to the test's temporary directory.
+
+const (
+	pageAdminKey      = "page-admin-key-0000000001"
+	globexWriteKey    = "globex-test-write-key-01"
+	globexReadKey     = "globex-test-read-key-001"
+	pageTimeout       = 90 * time.Second // a page condition, generous: 2 shared cores
+	pageScreenshotEnv = "TIDEMARK_SCREENSHOTS"
+)
+
+// browserPage is one page of a real Chromium, steered through
+// testenv/node/page.mjs one command at a time.
+type browserPage struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	out    *bufio.Scanner
+	stderr *syncBuf
+}
+
+func openBrowserPage(t *testing.T) *browserPage {
+	t.Helper()
+	chromium := testenv.Chromium(t)
+	cmd := exec.Command("node", "page.mjs", "--chromium", chromium)
+	cmd.Dir = testenv.NodeDir(t)
+	cmd.WaitDelay = 10 * time.Second
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &browserPage{t: t, cmd: cmd, in: in, out: bufio.NewScanner(out), stderr: &syncBuf{}}
+	p.out.Buffer(nil, 64<<20)
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			if v, err := p.do("log", nil); err == nil {
+				var l struct{ Console []string }
+				json.Unmarshal(v, &l)
+				t.Logf("browser console (last 30):\n  %s", strings.Join(l.Console[max(0, len(l.Console)-30):], "\n  "))
+			}
+		}
+		in.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Logf("page.mjs: %v\n%s", err, p.stderr.String())
+		}
+	})
+	return p
+}
+
+// do sends one command and returns its value.
+func (p *browserPage) do(op string, args map[string]any) (json.RawMessage, error) {
+	c := map[string]any{"op": op}
+	for k, v := range args {
+		c[k] = v
+	}
+	b, _ := json.Marshal(c)
+	if _, err := p.in.Write(append(b, '\n')); err != nil {
+		return nil, fmt.Errorf("page.mjs: %v\n%s", err, p.stderr.String())
+	}
+	if !p.out.Scan() {
+		return nil, fmt.Errorf("page.mjs ended (%v):\n%s", p.out.Err(), p.stderr.String())
+	}
+	var a struct {
+		OK    bool            `json:"ok"`
+		Value json.RawMessage `json:"value"`
+		Error string          `json:"error"`
+	}
+	if err := json.Unmarshal(p.out.Bytes(), &a); err != nil {
+		return nil, fmt.Errorf("page.mjs answered %q: %v", p.out.Text(), err)
+	}
+	if !a.OK {
+		return nil, fmt.Errorf("%s: %s", op, a.Error)
+	}
+	return a.Value, nil
+}
+
+func (p *browserPage) must(op string, args map[string]any) json.RawMessage {
+	p.t.Helper()
+	v, err := p.do(op, args)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return v
+}
+
+// waitFor waits until the JavaScript expression js is truthy and decodes
+// its value into v (when not nil); what names the condition in a failure.
+func (p *browserPage) waitFor(what, js string, v any) {
+	p.t.Helper()
+	raw, err := p.do("wait", map[string]any{"js": js, "timeout_ms": pageTimeout.Milliseconds()})
+	if err != nil {
+		p.t.Fatalf("the page never showed %s: %v\nthe page said: %s", what, err, p.text("main"))
+	}
+	if v != nil {
+		if err := json.Unmarshal(raw, v); err != nil {
+			p.t.Fatalf("%s: %v", what, err)
+		}
+	}
+}
+
+// eval returns the value of the JavaScript expression js in v.
+func (p *browserPage) eval(js string, v any) {
+	p.t.Helper()
+	if err := json.Unmarshal(p.must("eval", map[string]any{"js": js}), v); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// text is the visible text of the first element matching sel ("" if none).
+func (p *browserPage) text(sel string) string {
+	v, err := p.do("eval", map[string]any{"js": fmt.Sprintf(`(document.querySelector(%q) || {}).innerText || ''`, sel)})
+	if err != nil {
+		return err.Error()
+	}
+	var s string
+	json.Unmarshal(v, &s)
+	return s
+}
+
+func (p *browserPage) content() string {
+	var s string
+	json.Unmarshal(p.must("content", nil), &s)
+	return s
+}
+
+func (p *browserPage) click(sel string) { p.t.Helper(); p.must("click", map[string]any{"sel": sel}) }
+
+func (p *browserPage) signIn(key string) {
+	p.t.Helper()
+	p.must("fill", map[string]any{"sel": "#key", "value": key})
+	p.click("#signin-form button")
+}
+
+// screenshot writes name.png at desktop (1280 px) or phone (390 px) width
+// to $TIDEMARK_SCREENSHOTS (or a temporary directory).
+func (p *browserPage) screenshot(name string, width, height int) {
+	p.t.Helper()
+	dir := os.Getenv(pageScreenshotEnv)
+	if dir == "" {
+		dir = p.t.TempDir()
+	}
+	p.must("viewport", map[string]any{"width": width, "height": height})
+	p.must("screenshot", map[string]any{"path": filepath.Join(dir, name+".png"), "full": true})
+	p.must("viewport", map[string]any{"width": 1280, "height": 900})
+}
+
+// pageRequests are the URLs the page requested so far.
+func (p *browserPage) requests() []string {
+	var l struct{ Requests []string }
+	json.Unmarshal(p.must("log", nil), &l)
+	return l.Requests
+}
+
+// twoOrgsConfig: orgs acme and globex, each with a file lake, a read key
+// and a write key, an admin key, audited every second.
+func twoOrgsConfig(t *testing.T, dir string, port int) string {
+	return orgsConfig(t, dir, port, fmt.Sprintf(`audit: {interval: 1s, lookback: 2h}
+admin_keys: [%q]
+orgs:
+  - id: acme
+    write_keys: [%q]
+    read_keys: [%q]
+    destinations:
+      - name: lake
+        url: file://%s
+        flush: {max_events: 200, max_age: 500ms}
+  - id: globex
+    write_keys: [%q]
+    read_keys: [%q]
+    destinations:
+      - name: warehouse-lake
+        url: file://%s
+        flush: {max_events: 200, max_age: 500ms}
+`, pageAdminKey, testKey, testReadKey, filepath.Join(dir, "acme-lake"), globexWriteKey, globexReadKey, filepath.Join(dir, "globex-lake")))
+}
+
+// getWithKey is method url with key as a Bearer token: code and body.
+func getWithKey(t *testing.T, method, url, key string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), method, url, nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestStatusPageAccess: sign-in is required (nothing of any org is in the
+// page without it), a wrong key and a write key are refused with a message,
+// and an org's read key sees its own org only: the API answers and the
+// page (table, grid, live tail, every request it made) never hold another
+// org's name or data, nor the key in a URL. An admin key sees both orgs.
+func TestStatusPageAccess(t *testing.T) {
+	dir := t.TempDir()
+	port := testenv.FreePort(t)
+	p := startProc(t, twoOrgsConfig(t, dir, port), port)
+	acme := sendEventsKey(t, p.addr, testKey, "acme-evt", 300)
+	globex := sendEventsKey(t, p.addr, globexWriteKey, "globex-evt", 300)
+	if len(acme) != 300 || len(globex) != 300 {
+		t.Fatalf("acknowledged: acme %d, globex %d of 300", len(acme), len(globex))
+	}
+	waitInLake(t, filepath.Join(dir, "acme-lake"), acme, "acme's events")
+
+	// The API: a read key reads its org only; backfill stays admin-only.
+	from := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)
+	to := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	for _, c := range []struct {
+		method, path, key string
+		code              int
+		has, hasNot       string
+	}{
+		{"GET", "/api/v1/status", testReadKey, 200, `"org": "acme"`, "globex"},
+		{"GET", "/api/v1/status", globexReadKey, 200, `"name": "warehouse-lake"`, "acme"},
+		{"GET", "/api/v1/status?org=globex", testReadKey, 403, "another org", "warehouse-lake"},
+		{"GET", "/api/v1/audit?from=" + from + "&to=" + to, testReadKey, 200, `"destination": "lake"`, "globex"},
+		{"GET", "/api/v1/audit?org=globex&from=" + from + "&to=" + to, testReadKey, 403, "another org", "warehouse-lake"},
+		{"POST", "/api/v1/backfill?dry_run=true&from=" + from + "&to=" + to, testReadKey, 401, "admin key", "acme"},
+		{"GET", "/api/v1/status", testKey, 401, "unknown", "acme"}, // a write key
+		{"GET", "/api/v1/status", "", 401, "missing", "acme"},
+		{"GET", "/api/v1/status", pageAdminKey, 200, "warehouse-lake", "no such"},
+	} {
+		code, body := getWithKey(t, c.method, p.addr+c.path, c.key)
+		if code != c.code || !strings.Contains(body, c.has) || strings.Contains(body, c.hasNot) {
+			t.Errorf("%s %s with key %.10q: %d, want %d with %q and without %q:\n%.600s", c.method, c.path, c.key, code, c.code, c.has, c.hasNot, body)
+		}
+	}
+
+	b := openBrowserPage(t)
+	b.must("goto", map[string]any{"url": p.addr + "/"})
+	b.waitFor("the sign-in form", `!document.getElementById('signin').hidden && document.getElementById('app').hidden`, nil)
+	if html := b.content(); strings.Contains(html, "acme") || strings.Contains(html, "globex") {
+		t.Fatalf("the page shows an org before sign-in:\n%s", html)
+	}
+	b.screenshot("signin-desktop", 1280, 700)
+
+	for _, wrong := range []string{"not-a-key-at-all-000001", testKey} {
+		b.signIn(wrong)
+		b.waitFor("the refusal of a wrong key", `document.getElementById('signin-error').textContent.includes('refused')`, nil)
+		var hidden bool
+		b.eval(`document.getElementById('app').hidden`, &hidden)
+		if !hidden || strings.Contains(b.content(), "globex") {
+			t.Fatalf("key %.10q: the app is shown (hidden=%v)", wrong, hidden)
+		}
+	}
+
+	// acme's read key: acme only, everywhere in the page.
+	b.signIn(testReadKey)
+	b.waitFor("acme's destination row", `document.querySelector('#dest-rows tr[data-org="acme"][data-dest="lake"]')`, nil)
+	b.waitFor("the completeness grid", `document.querySelector('#grid button.cell.ok')`, nil)
+	if who := b.text("#who"); !strings.Contains(who, "Org acme") || !strings.Contains(who, "backfill needs an admin key") {
+		t.Errorf("the header says %q for acme's read key", who)
+	}
+	b.must("fill", map[string]any{"sel": "#live-event", "value": "Damage"})
+	b.click("#live-toggle")
+	b.waitFor("the live tail subscribed", `document.getElementById('live-status').textContent.includes('waiting')`, nil)
+	liveAcme := sendEventsKey(t, p.addr, testKey, "acme-live", 100)
+	sendEventsKey(t, p.addr, globexWriteKey, "globex-live", 100)
+	if len(liveAcme) != 100 {
+		t.Fatalf("acknowledged %d of 100", len(liveAcme))
+	}
+	var tailed int
+	b.waitFor("acme's events in the live tail", `(() => { const n = document.querySelectorAll('#tail li .name').length; return n >= 90 && n })()`, &tailed)
+	b.click("#grid button.cell.ok")
+	b.waitFor("the cell's numbers", `document.querySelector('#cell dd[data-field="delivered"]')`, nil)
+	if s := b.text("#cell-action"); !strings.Contains(s, "Backfill needs an admin key") {
+		t.Errorf("a read key's cell panel says %q", s)
+	}
+	b.waitFor("a status refresh", `document.getElementById('updated').textContent.startsWith('Updated')`, nil)
+	html := b.content()
+	for _, other := range []string{"globex", "warehouse-lake", "Globex"} {
+		if strings.Contains(html, other) {
+			i := strings.Index(html, other)
+			t.Errorf("acme's page holds %q: ...%s...", other, html[max(0, i-200):min(len(html), i+200)])
+		}
+	}
+	if !strings.Contains(html, "acme-live-") {
+		t.Errorf("the live tail shows %d events, none of acme's", tailed)
+	}
+	b.screenshot("org-desktop", 1280, 900)
+
+	// Sign out: nothing of acme's stays in the page.
+	b.click("#signout")
+	b.waitFor("the sign-in form again", `!document.getElementById('signin').hidden`, nil)
+	if html := b.content(); strings.Contains(html, "acme-live-") || strings.Contains(html, `data-org="acme"`) {
+		t.Errorf("acme's data stays in the page after signing out")
+	}
+
+	// The admin key sees both orgs (so the checks above could fail).
+	b.signIn(pageAdminKey)
+	b.waitFor("both orgs' rows", `document.querySelector('#dest-rows tr[data-org="globex"]') && document.querySelector('#dest-rows tr[data-org="acme"]')`, nil)
+	b.waitFor("both orgs in the grid", `document.querySelectorAll('#grid tbody tr').length == 2`, nil)
+	var stored string
+	b.eval(`sessionStorage.getItem('tidemark.key') + '|' + document.cookie`, &stored)
+	if stored != pageAdminKey+"|" {
+		t.Errorf("sessionStorage|cookie = %q, want the key and no cookie", stored)
+	}
+	for _, r := range b.requests() {
+		for _, k := range []string{pageAdminKey, testReadKey, testKey, globexReadKey, "not-a-key"} {
+			if strings.Contains(r, k) {
+				t.Errorf("the page sent a key in a URL: %s", r)
+			}
+		}
+	}
+	if strings.Contains(b.content(), pageAdminKey) {
+		t.Errorf("the admin key is in the page's HTML")
+	}
+	b.screenshot("admin-desktop", 1280, 900)
+	b.screenshot("admin-phone", 390, 844)
+}
