@@ -23,8 +23,6 @@ import (
 
 const (
 	pageAdminKey      = "page-admin-key-0000000001"
-	globexWriteKey    = "globex-test-write-key-01"
-	globexReadKey     = "globex-test-read-key-001"
 	pageTimeout       = 90 * time.Second // a page condition, generous: 2 shared cores
 	pageScreenshotEnv = "TIDEMARK_SCREENSHOTS"
 )
