@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -330,5 +331,41 @@ func BenchmarkSample(b *testing.B) {
 			b.Fatal(err)
 		}
 		now = now.Add(Step)
+	}
+}
+
+// TestConcurrentReaders: readers (the API's requests) snapshot while the
+// sampler samples; run under -race by scripts/test.sh.
+func TestConcurrentReaders(t *testing.T) {
+	m := newMetrics()
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	s := New(m.reg, func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for range 50 {
+				end, ss := s.Snapshot(all)
+				for _, x := range ss {
+					if len(x.Points) != Points || end.IsZero() {
+						t.Errorf("%v: %d points at %v", x.Key, len(x.Points), end)
+					}
+				}
+			}
+		})
+	}
+	for i := range 50 {
+		m.ingest.WithLabelValues("acme", "accepted").Add(float64(i))
+		m.oldest.WithLabelValues("acme", "lake", "events").Set(float64(i))
+		if err := s.Sample(); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		now = now.Add(Step)
+		mu.Unlock()
+	}
+	wg.Wait()
+	if got := last(t, s, Key{Name: Accepted, Org: "acme"}, 1); !same(got, 4.9) {
+		t.Errorf("accepted: %v, want [4.9] (49 in 10s)", got)
 	}
 }
