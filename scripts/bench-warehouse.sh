@@ -27,7 +27,11 @@
 # postgresql.conf before it starts (e.g. BENCH_PG_CONF='max_wal_size = 8GB');
 # BENCH_PG_ONLY=1 skips the lake-only runs; BENCH_PG_STATEMENTS=1 loads
 # pg_stat_statements and prints, per lake+pg run, the statements that took
-# the most execution time.
+# the most execution time. BENCH_SPLIT=1 gives PostgreSQL a core of its own,
+# as when the warehouse is another machine: the server runs on CPU 1, and
+# tidemark, the load generator and this script on CPU 0, in every run (the
+# lake-only runs too, so that the pair compares tidemark on one core with and
+# without the warehouse to load).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/bench-lib.sh
@@ -42,7 +46,12 @@ pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0));
 "${as[@]}" "$pgbin/initdb" -D "$work/pg/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 > "$work/initdb.log" 2>&1
 [ -z "${BENCH_PG_CONF:-}" ] || printf '%s\n' "$BENCH_PG_CONF" >> "$work/pg/data/postgresql.conf"
 [ "${BENCH_PG_STATEMENTS:-}" != 1 ] || echo "shared_preload_libraries = 'pg_stat_statements'" >> "$work/pg/data/postgresql.conf"
-"${as[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/postgres.log" -w -t 60 \
+cores=$(nproc) split=()
+if [ "${BENCH_SPLIT:-}" = 1 ]; then
+  [ "$cores" -ge 2 ] || { echo "BENCH_SPLIT=1 needs two cores" >&2; exit 1; }
+  split=(taskset -c 1)
+fi
+"${split[@]}" "${as[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/postgres.log" -w -t 60 \
   -o "-c listen_addresses=127.0.0.1 -p $pgport -k $work/pg" start > /dev/null
 pgpid=$(head -n 1 "$work/pg/data/postmaster.pid")
 cleanup() {
@@ -56,6 +65,7 @@ psql() { "$pgbin/psql" -h 127.0.0.1 -p "$pgport" -U postgres -X -q -A -t "$@"; }
 psql -d postgres -c "CREATE DATABASE bench"
 [ "${BENCH_PG_STATEMENTS:-}" != 1 ] || psql -d bench -c "CREATE EXTENSION pg_stat_statements"
 CGO_ENABLED=0 go build -o "$work/tidemark" ./cmd/tidemark
+[ ${#split[@]} = 0 ] || taskset -cp 0 $$ > /dev/null # what this shell starts from now on
 port=18185
 clk=$(getconf CLK_TCK)
 
@@ -135,7 +145,7 @@ run() { # label pg(yes|no)
     "$maxrss" "$lake"
 }
 
-echo "tidemark end to end, lake vs lake + PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}'): ${secs}s of load per run, $(nproc) cores, $(go version | awk '{print $3}'), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "tidemark end to end, lake vs lake + PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}'): ${secs}s of load per run, $cores cores$([ ${#split[@]} = 0 ] || echo " (PostgreSQL on CPU 1, the rest on CPU 0)"), $(go version | awk '{print $3}'), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo '| run | acked events/s | lake complete after load | lake delivered/s | postgres complete after load | postgres delivered/s | postgres end-to-end p50 / p99 | postgres events | server CPU µs per event | PostgreSQL CPU µs per event | max RSS MiB | in lake |'
 echo '|---|---|---|---|---|---|---|---|---|---|---|---|'
