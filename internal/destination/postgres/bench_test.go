@@ -57,14 +57,15 @@ func benchBatch(partition int, seq uint64) *destination.Batch {
 
 // BenchmarkWrite loads transport-sized batches into the real PostgreSQL
 // of the test script: events/s is the rate one destination loads, with one
-// Write at a time (serial) and with two partitions at once (parallel2: the
-// transport's default of two writes in flight per destination).
+// Write at a time (serial) and with two and four partitions at once
+// (parallel2 is the transport's default of two writes in flight per
+// destination).
 // pg-µs/event is the CPU the PostgreSQL server (every process of it, from
 // /proc) spent per event row: less disturbed by a busy machine than events/s.
 //
 //	TIDEMARK_TEST_SERVERS=postgres TIDEMARK_TEST_RACE=0 ./scripts/test.sh ./internal/destination/postgres -run '^$' -bench Write -benchtime 60x
 func BenchmarkWrite(b *testing.B) {
-	for _, parallel := range []int{1, 2} {
+	for _, parallel := range []int{1, 2, 4} {
 		name := "serial"
 		if parallel > 1 {
 			name = fmt.Sprintf("parallel%d", parallel)
