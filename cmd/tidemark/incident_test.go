@@ -184,6 +184,36 @@ func committedRows(t *testing.T, s store, tables ...string) []testenv.ParquetRow
 	return testenv.ReadParquetDirFiles(t, dir)
 }
 
+// deleteEventsFiles deletes every third events file of s and returns the
+// files, the events they held and how many of those per hour (received_at).
+func deleteEventsFiles(t *testing.T, s store) (files []string, lost map[string]bool, lostByHour map[time.Time]int64) {
+	t.Helper()
+	lost, lostByHour = map[string]bool{}, map[time.Time]int64{}
+	i := 0
+	for key, data := range s.objects(t) {
+		if !strings.HasPrefix(key, "events/") {
+			continue
+		}
+		if i++; i%3 != 0 {
+			continue
+		}
+		rows, err := format.ReadEvents(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			lost[r.EventID] = true
+			lostByHour[time.UnixMicro(r.ReceivedAt).UTC().Truncate(time.Hour)]++
+		}
+		s.delete(t, key)
+		files = append(files, key)
+	}
+	if len(lost) == 0 {
+		t.Fatal("no events file to delete")
+	}
+	return files, lost, lostByHour
+}
+
 // waitAcked waits until the loader has n acknowledged events.
 func (l *loader) waitAcked(t *testing.T, n int) {
 	t.Helper()
@@ -364,32 +394,7 @@ func TestIncidentLostObjects(t *testing.T) {
 			// Past the SLA, an absent event is missing, not pending.
 			p.waitAuditedAfter(t, stopped.Add(14*time.Second))
 
-			// Delete every third events file.
-			var lostFiles []string
-			lost := map[string]bool{}
-			lostByHour := map[time.Time]int64{}
-			i := 0
-			for key, data := range s.objects(t) {
-				if !strings.HasPrefix(key, "events/") {
-					continue
-				}
-				if i++; i%3 != 0 {
-					continue
-				}
-				rows, err := format.ReadEvents(data)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, r := range rows {
-					lost[r.EventID] = true
-					lostByHour[time.UnixMicro(r.ReceivedAt).UTC().Truncate(time.Hour)]++
-				}
-				s.delete(t, key)
-				lostFiles = append(lostFiles, key)
-			}
-			if len(lost) == 0 {
-				t.Fatal("no events file to delete")
-			}
+			lostFiles, lost, lostByHour := deleteEventsFiles(t, s)
 			t.Logf("deleted %d files holding %d events", len(lostFiles), len(lost))
 
 			env := append(s.env, "TIDEMARK_ADMIN_KEY="+incidentAdminKey)

@@ -338,3 +338,169 @@ func TestStatusPageAccess(t *testing.T) {
 	b.screenshot("admin-desktop", 1280, 900)
 	b.screenshot("admin-phone", 390, 844)
 }
+
+// cellSel selects the grid cell of acme/lake's hour h.
+func cellSel(h time.Time) string {
+	return fmt.Sprintf(`#grid button.cell[data-org="acme"][data-dest="lake"][data-hour="%s"]`, h.UTC().Format("2006-01-02T15:04:05.000Z"))
+}
+
+// cellNumber is the number the open cell panel shows for field (missing, ...).
+func (p *browserPage) cellNumber(field string) int64 {
+	p.t.Helper()
+	var n int64
+	p.eval(fmt.Sprintf(`Number(document.querySelector('#cell dd[data-field=%q]').textContent.replace(/,/g, ''))`, field), &n)
+	return n
+}
+
+// TestStatusPageBackfill deletes committed events files of the lake: the
+// page's grid shows, for each audited hour, as many missing events as the
+// deleted files held; "Backfill this hour" first says how many events a dry
+// run would write (the same number), then runs the backfill with progress;
+// the cells turn complete and the lake, read independently, holds every
+// acknowledged event exactly once.
+func TestStatusPageBackfill(t *testing.T) {
+	s := stores(t, t.TempDir())["local"](t)
+	port := testenv.FreePort(t)
+	// Events SLA 10.5s: past it an absent event is missing, not pending.
+	p := startProc(t, incidentConfig(t, t.TempDir(), port, s.url, 10*time.Second, ""), port)
+	acked := sendEvents(t, p.addr, "grid", 3000)
+	if len(acked) != 3000 {
+		t.Fatalf("acknowledged %d of 3000", len(acked))
+	}
+	sent := time.Now()
+	waitCommitted(t, s, acked, "delivery")
+	p.waitAuditedAfter(t, sent.Add(14*time.Second))
+
+	_, lost, lostByHour := deleteEventsFiles(t, s)
+	t.Logf("deleted events files holding %d events, in %d hours", len(lost), len(lostByHour))
+
+	b := openBrowserPage(t)
+	b.must("goto", map[string]any{"url": p.addr + "/"})
+	b.signIn(incidentAdminKey)
+	b.waitFor("the grid with missing cells", `document.querySelector('#grid button.cell.missing')`, nil)
+	var missingCells int
+	b.eval(`document.querySelectorAll('#grid button.cell.missing').length`, &missingCells)
+	if missingCells != len(lostByHour) {
+		t.Errorf("the grid shows %d missing cells, files were deleted in %d hours", missingCells, len(lostByHour))
+	}
+	// The background audit's total reaches the destinations table too.
+	b.waitFor("the table's audit column", fmt.Sprintf(`document.querySelector('#dest-rows tr[data-dest="lake"] td[data-label="Audit"]').textContent === %q`,
+		fmt.Sprintf("%s missing", commas(len(lost)))), nil)
+
+	first := true
+	for h, n := range lostByHour {
+		b.click(cellSel(h))
+		b.waitFor("the cell's numbers", `document.querySelector('#cell dd[data-field="missing"]')`, nil)
+		if got := b.cellNumber("missing"); got != n {
+			t.Errorf("hour %s: the page shows %d missing, %d were deleted", h.Format(time.RFC3339), got, n)
+		}
+		if first {
+			b.screenshot("missing-desktop", 1280, 900)
+			b.screenshot("missing-phone", 390, 844)
+		}
+		b.click("#bf-dry")
+		var planned string
+		b.waitFor("the dry run's count", `(document.querySelector('#bf-run') || {}).dataset?.events`, &planned)
+		if planned != fmt.Sprint(n) {
+			t.Errorf("hour %s: the dry run plans %s events, %d are missing; it said: %s", h.Format(time.RFC3339), planned, n, b.text("#bf-msg"))
+		}
+		if first {
+			b.screenshot("backfill-desktop", 1280, 900)
+			first = false
+		}
+		b.click("#bf-run")
+		b.waitFor("the backfill done and audited again", `document.getElementById('bf-msg').dataset.done === 'true'`, nil)
+		if msg := b.text("#bf-msg"); !strings.Contains(msg, fmt.Sprintf("%s events written", commas(int(n)))) {
+			t.Errorf("hour %s: after the backfill the page says %q", h.Format(time.RFC3339), msg)
+		}
+		if got := b.cellNumber("missing"); got != 0 {
+			t.Errorf("hour %s: %d missing after the backfill", h.Format(time.RFC3339), got)
+		}
+		var kind string
+		b.eval(fmt.Sprintf(`document.querySelector(%q).dataset.kind`, cellSel(h)), &kind)
+		if kind != "ok" {
+			t.Errorf("hour %s: the cell is %q after the backfill, want ok (complete)", h.Format(time.RFC3339), kind)
+		}
+	}
+	var left int
+	b.eval(`document.querySelectorAll('#grid button.cell.missing, #grid button.cell.dup').length`, &left)
+	if left != 0 {
+		t.Errorf("%d cells still missing or duplicated after the backfills", left)
+	}
+	p.stop()
+	checkOnce(t, committedEvents(t, s), acked)
+}
+
+// commas writes n as the page does (1,234).
+func commas(n int) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// TestStatusPageOutage stops the S3 server (a private versitygw) of a
+// destination while a client keeps sending: the page's row for it turns
+// down (or stalled) with the status API's reason; once the server is back
+// it returns to up with no reason, and every acknowledged event is in the
+// bucket exactly once.
+func TestStatusPageOutage(t *testing.T) {
+	v := testenv.StartVersitygw(t)
+	bucket := testenv.BucketName(t)
+	v.CreateBucket(t, bucket)
+	url := v.URL(bucket, testenv.DefaultPrefix)
+	port := testenv.FreePort(t)
+	// Events SLA: 500ms max_age + 2s grace.
+	cfg := incidentConfig(t, t.TempDir(), port, url, 2*time.Second, "")
+	p := startProcEnv(t, cfg, port, testenv.S3Env(t))
+	load := startLoad(t, p.addr, testKey, "page-outage-", 2, 20, 50*time.Millisecond)
+
+	b := openBrowserPage(t)
+	b.must("goto", map[string]any{"url": p.addr + "/"})
+	b.signIn(incidentAdminKey)
+	row := `document.querySelector('#dest-rows tr[data-org="acme"][data-dest="lake"]')`
+	b.waitFor("the destination up and delivering", row+`?.dataset.state === 'up' && !`+row+`.querySelector('td[data-label="Last commit"]').textContent.includes('none')`, nil)
+
+	v.Stop()
+	stopped := time.Now()
+	var state string
+	b.waitFor("the destination down or stalled with a reason", `(() => { const r = `+row+`; return r && r.dataset.state !== 'up' && r.querySelector('.reason').textContent && r.dataset.state })()`, &state)
+	shownAfter := time.Since(stopped)
+	reason := b.text(`#dest-rows tr[data-dest="lake"] .reason summary`)
+	t.Logf("the page showed %s %.1fs after the S3 server stopped (events SLA 2.5s, refresh 5s): %q", state, shownAfter.Seconds(), reason)
+	code, body := getWithKey(t, "GET", p.addr+"/api/v1/status", incidentAdminKey)
+	var st struct {
+		Destinations []struct {
+			LastError   string `json:"last_error"`
+			LastErrorOp string `json:"last_error_op"`
+		} `json:"destinations"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); code != 200 || err != nil || len(st.Destinations) != 1 {
+		t.Fatalf("status: %d %v %.300s", code, err, body)
+	}
+	// The page says it in the status API's words (of this attempt or the
+	// next): the operation and the cause, the last part of the error.
+	api := st.Destinations[0]
+	if api.LastError == "" || reason != api.LastErrorOp+": "+cause(api.LastError) {
+		t.Errorf("the page's reason %q is not the status API's %q: %q", reason, api.LastErrorOp, api.LastError)
+	}
+	b.screenshot("outage-desktop", 1280, 700)
+	b.screenshot("outage-phone", 390, 844)
+
+	v.Start()
+	b.waitFor("the destination up again, without a reason", `(() => { const r = `+row+`; return r && r.dataset.state === 'up' && !r.querySelector('.reason').textContent })()`, nil)
+	want := load.Stop()
+	l := waitDelivered(t, 90*time.Second, "every acknowledged event delivered after the outage", url, want, p.settled("acme", "lake"))
+	checkExactlyOnce(t, "lake", l, want)
+	p.stop()
+}
+
+// cause is the last part of an error message (after its last ": "), as the
+// page shows it.
+func cause(s string) string {
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		return s[i+len(": "):]
+	}
+	return s
+}

@@ -168,20 +168,30 @@ function stateOf (d) {
   return 'up'
 }
 
+// errorHTML shows an error message by its last part (the cause:
+// "connection refused", "bucket ... does not exist") after prefix, the whole
+// message one click away.
+function errorHTML (prefix, msg) {
+  return '<details class="err"><summary>' + esc(prefix + msg.split(': ').pop()) + '</summary>' +
+    '<span class="full">' + esc(msg) + '</span></details>'
+}
+
+// reasonOf is the Reason cell's HTML: why the destination is not up, in the
+// status API's words.
 function reasonOf (d, state) {
   const parts = []
   const errAt = d.last_error_at ? Date.parse(d.last_error_at) : 0
   const commitAt = d.last_commit_at ? Date.parse(d.last_commit_at) : 0
   if (d.last_error && (state === 'down' || (state === 'stalled' && errAt >= commitAt))) {
-    parts.push((d.last_error_op ? d.last_error_op + ': ' : '') + d.last_error)
+    parts.push(errorHTML(d.last_error_op ? d.last_error_op + ': ' : '', d.last_error))
   }
   if (state === 'stalled') {
     for (const [name, t] of Object.entries(d.tables || {})) {
-      if (t.stale) parts.push(name + ' ' + dur(t.oldest_undelivered_age_seconds) + ' old, over its SLA of ' + dur(t.freshness_sla_seconds))
+      if (t.stale) parts.push(esc(name + ' ' + dur(t.oldest_undelivered_age_seconds) + ' old, over its SLA of ' + dur(t.freshness_sla_seconds)))
     }
   }
-  if (d.audit_error) parts.push('audit failed: ' + d.audit_error)
-  return parts.join('; ')
+  if (d.audit_error) parts.push(errorHTML('audit failed: ', d.audit_error))
+  return parts.join(' ')
 }
 
 function auditOf (d) {
@@ -226,7 +236,7 @@ function renderStatus () {
       '<td data-label="Oldest undelivered / SLA"' + (age > d.freshness_sla_seconds ? ' class="over"' : '') + '>' + dur(age) + ' / ' + dur(d.freshness_sla_seconds) + '</td>' +
       '<td data-label="Pending" class="num">' + fmtInt(d.pending_events) + '</td>' +
       '<td data-label="Audit"' + (audit.endsWith('missing') || audit.endsWith('duplicated') ? ' class="over"' : '') + '>' + audit + '</td>' +
-      '<td data-label="Reason" class="reason">' + esc(reasonOf(d, state)) + '</td></tr>'
+      '<td data-label="Reason" class="reason">' + reasonOf(d, state) + '</td></tr>'
   }
   $('dest-rows').innerHTML = html || '<tr><td colspan="8">No destination' + ($('filter').value ? ' matches the filter' : '') + '.</td></tr>'
   const u = $('updated')
@@ -270,7 +280,7 @@ async function loadAudit () {
     $('grid-status').textContent = 'Audited ' + clock(Date.now()) + ' UTC in ' + ((performance.now() - t0) / 1000).toFixed(1) +
       ' s; refreshed every ' + AUDIT_MS / 60000 + ' min. Select a cell for its numbers.'
   } catch (e) {
-    if (key) $('grid-status').textContent = 'The audit failed: ' + e.message
+    if (key) $('grid-status').innerHTML = errorHTML('The audit failed: ', e.message) + (audit ? ' Showing the previous audit.' : '')
   } finally {
     delete g.dataset.busy
   }
@@ -304,13 +314,13 @@ function renderGrid () {
   const shown = gridAll ? res : res.slice(0, GRID_ROWS)
   let html = '<table class="grid"><caption class="sr">Audited hours by destination, oldest first</caption><thead><tr><th scope="col">Destination</th>'
   for (const t of hours) {
-    const d = new Date(t)
-    const label = d.getUTCHours() === 0 ? d.toISOString().slice(5, 10) : String(d.getUTCHours()).padStart(2, '0')
-    html += '<th scope="col" title="' + utc(t) + '">' + label + '</th>'
+    const hr = new Date(t).getUTCHours()
+    const label = hr === 0 ? new Date(t).toISOString().slice(5, 10) : hr % 3 === 0 ? String(hr).padStart(2, '0') : ''
+    html += '<th scope="col" title="' + utc(t) + '"><span>' + label + '</span></th>'
   }
   html += '</tr></thead><tbody>'
   for (const { r, m } of shown) {
-    html += '<tr><th scope="row">' + esc(r.org) + '/' + esc(r.destination) + '</th>'
+    html += '<tr><th scope="row" title="' + esc(r.org + '/' + r.destination) + '">' + esc(r.org) + '/' + esc(r.destination) + '</th>'
     for (const t of hours) {
       const h = m.get(t)
       const c = cellClass(h)
@@ -325,6 +335,8 @@ function renderGrid () {
   html += '</tbody></table>'
   const g = $('grid')
   g.innerHTML = res.length ? html : '<p>No destination to audit.</p>'
+  const table = g.querySelector('table')
+  if (table) table.style.width = (12 + hours.length * 1.3) + 'rem' // a fixed layout (app.css) needs a width
   g.scrollLeft = g.scrollWidth // the newest hours, on a narrow screen
   $('grid-more').innerHTML = res.length > shown.length
     ? '<button type="button" id="grid-all">Show all ' + fmtInt(res.length) + ' destinations</button> (those with missing, duplicated or pending events come first)'
@@ -441,7 +453,7 @@ const CHARTS = [
   ['delivered_events_per_second', 'Delivered events/s per destination'],
   ['oldest_undelivered_seconds', 'Oldest undelivered age (s) per destination'],
   ['ingest_latency_p99_seconds', 'Ingest latency p99 (s)'],
-  ['webhook_lag_events', 'Webhook lag (events)'],
+  ['webhook_lag_seconds', 'Webhook lag (s)'],
   ['webhook_failures_per_second', 'Webhook failures/s'],
   ['webhook_dead_letters', 'Webhook dead letters']
 ]
@@ -465,7 +477,7 @@ function chartSVG (list, step) {
       if (v == null) { pen = false; return }
       const x = (i * W / (n - 1)).toFixed(1)
       const y = (H - v / max * H).toFixed(1)
-      d += (pen ? 'L' : 'M') + x + ' ' + y
+      d += (pen ? 'L' : 'M') + x + ' ' + y + (pen ? '' : 'h0') // h0: a lone point shows as a dot
       pen = true
     })
     if (d) paths += '<path d="' + d + '" class="c' + k + '"/>'
