@@ -10,6 +10,9 @@
 #   reads DIR/lg.out (tidemark loadgen -lake) and DIR/rss into the variables
 #   acked (events/s), total (events), lat (p50 / p99), e2e (p50 / p99),
 #   lake ("N of M, D dup"), after (lake complete after the load), maxrss (MiB).
+# bench_lake FILE
+#   reads the lines of `tidemark loadgen -lake` in FILE into e2e, lake and
+#   after (as bench_results).
 BENCH_KEY=bench-write-key-000001
 
 bench_serve() {
@@ -40,8 +43,12 @@ bench_results() {
   acked=$(grep -o '= [0-9]* events/s' "$out" | grep -o '[0-9]*')
   total=$(grep -o 'acked *[0-9]*' "$out" | grep -o '[0-9]*$')
   lat=$(grep '^  latency' "$out" | awk '{print $3" / "$7}')
-  e2e=$(grep '^  end-to-end' "$out" | awk '{print $3" / "$7}')
-  lake=$(grep '^  lake' "$out" | awk '{print $2" of "$4", "$10" dup"}')
-  after=$(grep '^  lake' "$out" | awk '{print $8}')
+  bench_lake "$out"
   maxrss=$(( $(sort -n "$1/rss" | tail -1) / 1024 ))
+}
+
+bench_lake() {
+  e2e=$(grep '^  end-to-end' "$1" | awk '{print $3" / "$7}')
+  lake=$(grep '^  lake' "$1" | awk '{print $2" of "$4", "$10" dup"}')
+  after=$(grep '^  lake' "$1" | awk '{print $8}')
 }

@@ -150,8 +150,16 @@ func loadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&o.AckedFile, "acked-file", "", "write the messageIds of acknowledged events here, one per line")
 	lake := fs.String("lake", "", "after sending, wait for the acknowledged events in this local lake directory and report end-to-end latency and duplicates")
 	lakeWait := fs.Duration("lake-timeout", 10*time.Minute, "how long -lake waits for the events")
+	send := fs.Bool("send", true, "send load; -send=false only waits for -events events of -run-id, sent by another client, in -lake")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator itself to this file (while sending)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !*send {
+		if *lake == "" || o.RunID == "" || o.Events <= 0 {
+			return errors.New("-send=false needs -lake, -run-id and -events")
+		}
+		_, err := lg.MeasureLake(ctx, *lake, o.RunID, o.Events, *lakeWait, stdout)
 		return err
 	}
 	if o.WriteKey == "" {
