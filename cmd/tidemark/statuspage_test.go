@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,14 +31,14 @@ const (
 // browserPage is one page of a real Chromium, steered through
 // testenv/node/page.mjs one command at a time.
 type browserPage struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	in     io.WriteCloser
 	out    *bufio.Scanner
 	stderr *syncBuf
 }
 
-func openBrowserPage(t *testing.T) *browserPage {
+func openBrowserPage(t testing.TB) *browserPage {
 	t.Helper()
 	chromium := testenv.Chromium(t)
 	cmd := exec.Command("node", "page.mjs", "--chromium", chromium)
@@ -201,7 +202,7 @@ orgs:
 }
 
 // getWithKey is method url with key as a Bearer token: code and body.
-func getWithKey(t *testing.T, method, url, key string) (int, string) {
+func getWithKey(t testing.TB, method, url, key string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), method, url, nil)
 	if key != "" {
@@ -387,9 +388,12 @@ func TestStatusPageBackfill(t *testing.T) {
 	b.waitFor("the table's audit column", fmt.Sprintf(`document.querySelector('#dest-rows tr[data-dest="lake"] td[data-label="Audit"]').textContent === %q`,
 		fmt.Sprintf("%s missing", commas(len(lost)))), nil)
 
+	if reason := b.text(`#dest-rows tr[data-dest="lake"] .reason`); !strings.Contains(reason, fmt.Sprintf("the audit finds %s events missing", commas(len(lost)))) {
+		t.Errorf("the row's reason %q does not name the missing events", reason)
+	}
 	first := true
 	for h, n := range lostByHour {
-		b.click(cellSel(h))
+		b.must("press", map[string]any{"sel": cellSel(h), "key": "Enter"}) // the keyboard opens a cell
 		b.waitFor("the cell's numbers", `document.querySelector('#cell dd[data-field="missing"]')`, nil)
 		if got := b.cellNumber("missing"); got != n {
 			t.Errorf("hour %s: the page shows %d missing, %d were deleted", h.Format(time.RFC3339), got, n)
@@ -503,4 +507,84 @@ func cause(s string) string {
 		return s[i+len(": "):]
 	}
 	return s
+}
+
+// BenchmarkStatusPage1000 measures (it asserts no speed) the status page
+// with 1,000 org/destination pairs (250 orgs of 4 file destinations; 50 of
+// the orgs have events): from the sign-in click until the table shows its
+// 1,000 rows, and until the completeness grid (a 48-hour audit of every
+// destination, then drawn) is on the page; and, once, a reload of the
+// signed-in tab until the table is complete. Run it with
+//
+//	./scripts/test.sh ./cmd/tidemark -run '^$' -bench StatusPage1000 -benchtime 5x
+func BenchmarkStatusPage1000(b *testing.B) {
+	const orgs, perOrg = 250, 4
+	dir := b.TempDir()
+	port := testenv.FreePort(b)
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "admin_keys: [%q]\norgs:\n", pageAdminKey)
+	for o := range orgs {
+		fmt.Fprintf(&cfg, "  - id: org-%03d\n    write_keys: [\"org-%03d-write-key-0000001\"]\n    destinations:\n", o, o)
+		for d := range perOrg {
+			fmt.Fprintf(&cfg, "      - name: lake-%d\n        url: file://%s\n", d, filepath.Join(dir, fmt.Sprintf("lake-%03d-%d", o, d)))
+		}
+	}
+	p := startProc(b, orgsConfig(b, dir, port, cfg.String()), port)
+	for o := range 50 {
+		if n := len(sendEventsKey(b, p.addr, fmt.Sprintf("org-%03d-write-key-0000001", o), fmt.Sprintf("many-%03d", o), 20)); n != 20 {
+			b.Fatalf("org %d: %d of 20 acknowledged", o, n)
+		}
+	}
+	pg := openBrowserPage(b)
+	pg.must("goto", map[string]any{"url": p.addr + "/"})
+	// The times are taken in the page, by a MutationObserver, not polled.
+	const observe = `(() => {
+  const t0 = performance.now(); const tm = window.tm = {}
+  if (window.tmObserver) window.tmObserver.disconnect()
+  window.tmObserver = new MutationObserver(() => {
+    if (!tm.rows && document.querySelectorAll('#dest-rows tr').length === 1000) tm.rows = performance.now() - t0
+    if (!tm.grid && document.querySelector('#grid table')) tm.grid = performance.now() - t0
+  })
+  window.tmObserver.observe(document.body, { childList: true, subtree: true })
+})()`
+	var rows, grid []float64
+	for b.Loop() {
+		var ok bool
+		pg.eval(`!document.getElementById('signout').hidden`, &ok)
+		if ok {
+			pg.click("#signout")
+		}
+		pg.must("eval", map[string]any{"js": observe})
+		pg.signIn(pageAdminKey)
+		var tm struct{ Rows, Grid float64 }
+		pg.waitFor("1,000 rows and the grid", `window.tm.rows && window.tm.grid && window.tm`, &tm)
+		rows, grid = append(rows, tm.Rows), append(grid, tm.Grid)
+	}
+	b.StopTimer()
+	var gridRows int
+	pg.eval(`document.querySelectorAll('#grid tbody tr').length`, &gridRows)
+	if gridRows != 50 || !strings.Contains(pg.text("#grid-more"), "Show all 1,000 destinations") {
+		b.Errorf("the grid draws %d rows (want the first 50) and offers %q", gridRows, pg.text("#grid-more"))
+	}
+	pg.must("goto", map[string]any{"url": p.addr + "/"}) // the key is in the tab: it signs in by itself
+	var reload float64
+	pg.waitFor("1,000 rows after a reload", `document.querySelectorAll('#dest-rows tr').length === 1000 && performance.now()`, &reload)
+	t0 := time.Now()
+	code, status := getWithKey(b, "GET", p.addr+"/api/v1/status", pageAdminKey)
+	statusTook := time.Since(t0)
+	if code != 200 {
+		b.Fatalf("status: %d", code)
+	}
+	b.ReportMetric(median(rows), "ms-to-rows")
+	b.ReportMetric(median(grid), "ms-to-grid")
+	b.ReportMetric(reload, "ms-reload-to-rows")
+	b.ReportMetric(float64(len(status))/1024, "KiB-status")
+	b.Logf("sign-in to 1,000 rows: %.0f ms (median; all %v); to the grid: %.0f ms (%v); reload to rows: %.0f ms (polled, +-100 ms); status answer %d KiB in %v",
+		median(rows), rows, median(grid), grid, reload, len(status)/1024, statusTook.Round(time.Millisecond))
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

@@ -8,6 +8,7 @@ const STATUS_MS = 5000 // how often the destinations refresh
 const SERIES_MS = 10000 // the charts
 const AUDIT_MS = 60000 // the completeness grid (an audit reads the destinations)
 const GRID_ROWS = 50 // grid rows drawn before "show all"
+const AUTO_AUDIT_MAX = 100 // with more destinations, the selected range is audited only on request
 const TAIL_ROWS = 200 // live-tail lines kept
 const KEY_ITEM = 'tidemark.key'
 
@@ -19,7 +20,6 @@ const plural = (n, w) => fmtInt(n) + ' ' + w + (n === 1 ? '' : 's')
 
 let key = ''
 let status = null // the last GET /api/v1/status
-let audit = null // {report, from, to}: the grid's audit
 let timers = []
 let live = null // the live tail's AbortController
 let gridAll = false
@@ -64,8 +64,8 @@ async function api (path, opts) {
   return r
 }
 
-async function getJSON (path) {
-  const r = await api(path)
+async function getJSON (path, opts) {
+  const r = await api(path, opts)
   if (!r.ok) throw new Error(await errText(r))
   return r.json()
 }
@@ -129,7 +129,9 @@ function signOut (msg) {
   timers.forEach(clearInterval)
   timers = []
   stopLive()
-  status = audit = openCell = null
+  if (auditCtl) auditCtl.abort()
+  status = audited = openCell = null
+  audits.clear()
   for (const id of ['dest-rows', 'grid', 'chart-list', 'tail', 'cell', 'who', 'summary', 'updated',
     'grid-status', 'grid-more', 'charts-status', 'live-status', 'dest-more']) $(id).textContent = ''
   $('cell').hidden = true
@@ -151,11 +153,17 @@ function start () {
     : 'Org ' + status.org + ' (read key): backfill needs an admin key'
   $('live-org-field').hidden = !admin()
   renderStatus()
-  loadAudit()
+  if (autoAudit()) {
+    loadAudit()
+    timers.push(setInterval(() => loadAudit(), AUDIT_MS))
+  } else {
+    $('grid-status').textContent = 'The grid shows the background audit (the last ' + dur(status.audit.lookback_seconds) + ', redone every ' +
+      dur(status.audit.interval_seconds) + '). With ' + plural(status.destinations.length, 'destination') +
+      ', the selected range is audited only when you press Audit (it reads every destination back).'
+  }
   loadSeries()
   timers.push(setInterval(refreshStatus, STATUS_MS))
   timers.push(setInterval(loadSeries, SERIES_MS))
-  timers.push(setInterval(() => { if (!$('grid').dataset.busy) loadAudit() }, AUDIT_MS))
 }
 
 // ---- destinations ----
@@ -184,6 +192,9 @@ function reasonOf (d, state) {
   const commitAt = d.last_commit_at ? Date.parse(d.last_commit_at) : 0
   if (d.last_error && (state === 'down' || (state === 'stalled' && errAt >= commitAt))) {
     parts.push(errorHTML(d.last_error_op ? d.last_error_op + ': ' : '', d.last_error))
+  }
+  if (state !== 'up' && d.audit && d.audit.total.missing > 0) {
+    parts.push(esc('the audit finds ' + plural(d.audit.total.missing, 'event') + ' missing in the destination (backfill them from the grid);'))
   }
   if (state === 'stalled') {
     for (const [name, t] of Object.entries(d.tables || {})) {
@@ -218,6 +229,8 @@ function rows () {
 }
 
 function renderStatus () {
+  mergeStatusAudits()
+  renderGrid()
   const now = Date.parse(status.now)
   const all = status.destinations || []
   const n = { up: 0, stalled: 0, down: 0 }
@@ -245,6 +258,7 @@ function renderStatus () {
 }
 
 async function refreshStatus () {
+  if (document.hidden) return // a background tab costs the server nothing
   try {
     status = await getJSON('/api/v1/status')
     renderStatus()
@@ -258,6 +272,32 @@ async function refreshStatus () {
 
 // ---- completeness grid ----
 
+// The cells come from two audits: the background auditor's (the last
+// audit.lookback hours of every destination, in each status answer: free
+// to read, redone every audit.interval) and the ones this page asks for
+// (GET /api/v1/audit: the selected range, or one cell after its backfill),
+// which read the destinations back: costly with many. Per cell, the newer
+// audit wins.
+const audits = new Map() // "org/dest" -> Map(hour ms -> {h, at})
+let audited = null // {from, to}: the range of the last audit of every destination asked for
+let auditCtl = null // its AbortController
+
+function mergeHours (org, dest, hours, at) {
+  const k = org + '/' + dest
+  let m = audits.get(k)
+  if (!m) audits.set(k, (m = new Map()))
+  for (const h of hours || []) {
+    const t = Date.parse(h.hour)
+    const old = m.get(t)
+    if (!old || old.at <= at) m.set(t, { h, at })
+  }
+}
+
+function mergeStatusAudits () {
+  const at = status.audit.last_run_at ? Date.parse(status.audit.last_run_at) : 0
+  for (const d of status.destinations || []) if (d.audit) mergeHours(d.org, d.name, d.audit.hours, at)
+}
+
 function auditRange () {
   const hours = Number($('range-hours').value)
   const endIn = $('range-end').value
@@ -266,28 +306,39 @@ function auditRange () {
   return { from: end - hours * HOUR, to: end }
 }
 
-async function loadAudit () {
-  const { from, to } = auditRange()
-  const g = $('grid')
-  g.dataset.busy = '1'
-  $('grid-status').textContent = 'Auditing ' + (to - from) / HOUR + ' hours (reading the destinations back)…'
+// autoAudit says whether the page audits the selected range by itself
+// (on sign-in and every AUDIT_MS) or only when asked (many destinations).
+const autoAudit = () => (status.destinations || []).length <= AUTO_AUDIT_MAX
+
+// loadAudit audits [from, to) of one destination (org, dest) or of every one.
+async function loadAudit (org, dest, from, to) {
+  if (!from) ({ from, to } = auditRange())
+  const one = !!dest
+  if (!one) {
+    if (auditCtl) auditCtl.abort()
+    auditCtl = new AbortController()
+    $('grid-status').textContent = 'Auditing ' + (to - from) / HOUR + ' hours of ' + plural((status.destinations || []).length, 'destination') + ' (reading them back)…'
+  }
   const t0 = performance.now()
+  const q = new URLSearchParams({ from: new Date(from).toISOString(), to: new Date(to).toISOString() })
+  if (one) { q.set('org', org); q.set('destination', dest) }
   try {
-    const q = new URLSearchParams({ from: new Date(from).toISOString(), to: new Date(to).toISOString() })
-    const report = await getJSON('/api/v1/audit?' + q)
-    audit = { report, from, to }
+    const report = await getJSON('/api/v1/audit?' + q, one ? {} : { signal: auditCtl.signal })
+    const at = Date.parse(report.generated_at)
+    for (const r of report.destinations || []) mergeHours(r.org, r.destination, r.hours, at)
+    if (!one) {
+      audited = { from, to }
+      $('grid-status').textContent = 'Audited ' + (to - from) / HOUR + ' hours at ' + clock(at) + ' UTC in ' +
+        ((performance.now() - t0) / 1000).toFixed(1) + ' s' + (autoAudit() ? '; again every ' + AUDIT_MS / 60000 + ' min.' : '.') + ' Select a cell for its numbers.'
+    }
     renderGrid()
-    $('grid-status').textContent = 'Audited ' + clock(Date.now()) + ' UTC in ' + ((performance.now() - t0) / 1000).toFixed(1) +
-      ' s; refreshed every ' + AUDIT_MS / 60000 + ' min. Select a cell for its numbers.'
   } catch (e) {
-    if (key) $('grid-status').innerHTML = errorHTML('The audit failed: ', e.message) + (audit ? ' Showing the previous audit.' : '')
-  } finally {
-    delete g.dataset.busy
+    if (key && !(e.name === 'AbortError')) $('grid-status').innerHTML = errorHTML('The audit failed: ', e.message)
   }
 }
 
-function cellClass (h) {
-  if (!h) return 'empty'
+function cellClass (h, known) {
+  if (!h) return known ? 'empty' : 'na'
   if (!h.in_log) return 'gone'
   if (h.missing > 0) return 'missing'
   if (h.duplicated > 0) return 'dup'
@@ -296,21 +347,34 @@ function cellClass (h) {
   return 'ok'
 }
 const CELL_TEXT = { missing: '−', dup: '+', pending: '…', gone: '?' }
-const CELL_WORDS = { ok: 'complete', missing: 'missing events', dup: 'duplicated events', pending: 'pending', empty: 'no events', gone: 'no longer in the log' }
+const CELL_WORDS = { ok: 'complete', missing: 'missing events', dup: 'duplicated events', pending: 'pending', empty: 'no events', gone: 'no longer in the log', na: 'not audited' }
+const CELL_RANK = { missing: 0, dup: 0, pending: 1 }
 
-function hourMap (res) {
-  const m = new Map()
-  for (const h of res.hours || []) m.set(Date.parse(h.hour), h)
-  return m
+// known says whether an hour without a count was audited (and had no events).
+function known (t) {
+  const lookback = status.audit.lookback_seconds * 1000
+  const bgFrom = status.audit.last_run_at ? Math.floor((Date.parse(status.audit.last_run_at) - lookback) / HOUR) * HOUR : Infinity
+  return t >= bgFrom || (audited && t >= audited.from && t < audited.to)
+}
+
+function cellOf (org, dest, t) {
+  const c = (audits.get(org + '/' + dest) || new Map()).get(t)
+  return c ? c.h : null
 }
 
 function renderGrid () {
-  const { report, from, to } = audit
+  if (!status) return
+  const { from, to } = auditRange()
   const hours = []
   for (let t = from; t < to; t += HOUR) hours.push(t)
-  const res = (report.destinations || []).map((r) => ({ r, m: hourMap(r) }))
-  const worst = (x) => (x.r.total.missing > 0 || x.r.total.duplicated > 0) ? 0 : x.r.total.pending > 0 ? 1 : 2
-  res.sort((a, b) => worst(a) - worst(b) || a.r.org.localeCompare(b.r.org) || a.r.destination.localeCompare(b.r.destination))
+  const f = $('filter').value.trim().toLowerCase()
+  const res = []
+  for (const d of status.destinations || []) {
+    if (f && !(d.org + '/' + d.name).toLowerCase().includes(f)) continue
+    const cells = hours.map((t) => { const h = cellOf(d.org, d.name, t); return { t, h, c: cellClass(h, known(t)) } })
+    res.push({ d, cells, rank: Math.min(2, ...cells.map((x) => CELL_RANK[x.c] ?? 2)) })
+  }
+  res.sort((a, b) => a.rank - b.rank || a.d.org.localeCompare(b.d.org) || a.d.name.localeCompare(b.d.name))
   const shown = gridAll ? res : res.slice(0, GRID_ROWS)
   let html = '<table class="grid"><caption class="sr">Audited hours by destination, oldest first</caption><thead><tr><th scope="col">Destination</th>'
   for (const t of hours) {
@@ -319,25 +383,30 @@ function renderGrid () {
     html += '<th scope="col" title="' + utc(t) + '"><span>' + label + '</span></th>'
   }
   html += '</tr></thead><tbody>'
-  for (const { r, m } of shown) {
-    html += '<tr><th scope="row" title="' + esc(r.org + '/' + r.destination) + '">' + esc(r.org) + '/' + esc(r.destination) + '</th>'
-    for (const t of hours) {
-      const h = m.get(t)
-      const c = cellClass(h)
+  for (const { d, cells } of shown) {
+    const name = esc(d.org + '/' + d.name)
+    html += '<tr><th scope="row" title="' + name + '">' + name + '</th>'
+    for (const { t, h, c } of cells) {
       const nums = h ? ': ' + fmtInt(h.accepted) + ' accepted, ' + fmtInt(h.delivered) + ' delivered, ' + fmtInt(h.pending) +
         ' pending, ' + fmtInt(h.missing) + ' missing, ' + fmtInt(h.duplicated) + ' duplicated' : ''
-      html += '<td><button type="button" class="cell ' + c + '" data-org="' + esc(r.org) + '" data-dest="' + esc(r.destination) +
-        '" data-hour="' + new Date(t).toISOString() + '" data-kind="' + c + '" aria-label="' + esc(r.org + '/' + r.destination) + ', ' +
-        utc(t).slice(0, 16) + ' UTC, ' + CELL_WORDS[c] + esc(nums) + '">' + (CELL_TEXT[c] || '') + '</button></td>'
+      html += '<td><button type="button" class="cell ' + c + '" data-org="' + esc(d.org) + '" data-dest="' + esc(d.name) +
+        '" data-hour="' + new Date(t).toISOString() + '" data-kind="' + c + '" aria-label="' + name + ', ' +
+        utc(t).slice(0, 16) + ' UTC, ' + CELL_WORDS[c] + nums + '">' + (CELL_TEXT[c] || '') + '</button></td>'
     }
     html += '</tr>'
   }
   html += '</tbody></table>'
   const g = $('grid')
-  g.innerHTML = res.length ? html : '<p>No destination to audit.</p>'
+  const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest('#grid button.cell')
+  const keep = focused ? '#grid button.cell[data-org="' + CSS.escape(focused.dataset.org) + '"][data-dest="' + CSS.escape(focused.dataset.dest) +
+    '"][data-hour="' + focused.dataset.hour + '"]' : null
+  const scroll = g.scrollLeft
+  const first = !g.querySelector('table')
+  g.innerHTML = res.length ? html : '<p>No destination' + (f ? ' matches the filter' : '') + '.</p>'
   const table = g.querySelector('table')
   if (table) table.style.width = (12 + hours.length * 1.3) + 'rem' // a fixed layout (app.css) needs a width
-  g.scrollLeft = g.scrollWidth // the newest hours, on a narrow screen
+  g.scrollLeft = first ? g.scrollWidth : scroll // at first the newest hours (on a narrow screen)
+  if (keep && g.querySelector(keep)) g.querySelector(keep).focus() // a refresh keeps the keyboard's place
   $('grid-more').innerHTML = res.length > shown.length
     ? '<button type="button" id="grid-all">Show all ' + fmtInt(res.length) + ' destinations</button> (those with missing, duplicated or pending events come first)'
     : ''
@@ -345,9 +414,7 @@ function renderGrid () {
 }
 
 function cellHour () {
-  if (!audit || !openCell) return null
-  const r = (audit.report.destinations || []).find((x) => x.org === openCell.org && x.destination === openCell.dest)
-  return r ? hourMap(r).get(openCell.hour) || null : null
+  return openCell ? cellOf(openCell.org, openCell.dest, openCell.hour) : null
 }
 
 function renderCellNumbers () {
@@ -434,8 +501,8 @@ async function runBackfill () {
       $('bf-count').textContent = fmtInt(p.done) + ' of ' + fmtInt(p.total) + ' events written'
     })
     const n = (fin.results || []).reduce((s, b) => s + (b.written ? b.events : 0), 0)
-    msg.textContent = 'Backfill done: ' + plural(n, 'event') + ' written. Auditing again…'
-    await loadAudit()
+    msg.textContent = 'Backfill done: ' + plural(n, 'event') + ' written. Auditing the hour again…'
+    await loadAudit(openCell.org, openCell.dest, openCell.hour, openCell.hour + HOUR)
     msg.textContent = 'Backfill done: ' + plural(n, 'event') + ' written; the numbers above are the new audit.'
     msg.dataset.done = 'true'
   } catch (e) {
@@ -489,6 +556,7 @@ function chartSVG (list, step) {
 }
 
 async function loadSeries () {
+  if (document.hidden && $('chart-list').firstChild) return
   let r
   try {
     r = await api('/api/v1/series')
@@ -608,7 +676,9 @@ document.addEventListener('DOMContentLoaded', () => {
   })
   $('signout').addEventListener('click', () => signOut('Signed out.'))
   $('filter').addEventListener('input', () => { if (status) renderStatus() })
-  $('range-form').addEventListener('submit', (e) => { e.preventDefault(); loadAudit() })
+  $('range-hours').addEventListener('change', renderGrid)
+  $('range-end').addEventListener('change', renderGrid)
+  $('range-form').addEventListener('submit', (e) => { e.preventDefault(); if (status) loadAudit() })
   $('grid').addEventListener('click', (e) => {
     const b = e.target.closest('button.cell')
     if (b) showCell(b)
