@@ -171,6 +171,42 @@ func (p *browserPage) screenshot(name string, width, height int) {
 	p.must("viewport", map[string]any{"width": 1280, "height": 900})
 }
 
+// a11yCheck lists what the page, as it is now, lacks for WCAG AA: a visible
+// form field without a label, a button without a name, text whose colour
+// against its background has a contrast under 4.5 (3 for large text).
+const a11yCheck = `(() => {
+  const lum = (c) => {
+    const [r, g, b] = c.match(/[\d.]+/g).slice(0, 3).map((v) => { v = v / 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4 })
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+  }
+  const opaque = (c) => !/rgba\(.*, 0\)$/.test(c) && c !== 'transparent'
+  const bg = (el) => { for (; el; el = el.parentElement) { const c = getComputedStyle(el).backgroundColor; if (opaque(c)) return c } return 'rgb(255, 255, 255)' }
+  const visible = (el) => el.offsetParent !== null && getComputedStyle(el).visibility !== 'hidden'
+  const bad = []
+  for (const el of document.querySelectorAll('input, select')) if (visible(el) && el.labels.length === 0) bad.push('no label: ' + el.outerHTML.slice(0, 80))
+  for (const el of document.querySelectorAll('button')) if (visible(el) && !(el.getAttribute('aria-label') || el.textContent.trim())) bad.push('no name: ' + el.outerHTML.slice(0, 80))
+  for (const el of document.querySelectorAll('body *')) {
+    if (!visible(el) || el.closest('.sr')) continue
+    if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue
+    const st = getComputedStyle(el)
+    const [a, b] = [lum(st.color), lum(bg(el))]
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)
+    const large = parseFloat(st.fontSize) >= 24 || (parseFloat(st.fontSize) >= 18.66 && Number(st.fontWeight) >= 700)
+    if (ratio < (large ? 3 : 4.5)) bad.push('contrast ' + ratio.toFixed(2) + ': ' + el.tagName + '.' + el.className + ' "' + el.textContent.trim().slice(0, 30) + '"')
+  }
+  return bad
+})()`
+
+// checkAccessible fails t with what a11yCheck finds.
+func (p *browserPage) checkAccessible(view string) {
+	p.t.Helper()
+	var bad []string
+	p.eval(a11yCheck, &bad)
+	if len(bad) > 0 {
+		p.t.Errorf("%s: %d accessibility faults:\n  %s", view, len(bad), strings.Join(bad[:min(len(bad), 20)], "\n  "))
+	}
+}
+
 // pageRequests are the URLs the page requested so far.
 func (p *browserPage) requests() []string {
 	var l struct{ Requests []string }
@@ -264,6 +300,7 @@ func TestStatusPageAccess(t *testing.T) {
 		t.Fatalf("the page shows an org before sign-in:\n%s", html)
 	}
 	b.screenshot("signin-desktop", 1280, 700)
+	b.checkAccessible("sign-in")
 
 	for _, wrong := range []string{"not-a-key-at-all-000001", testKey} {
 		b.signIn(wrong)
@@ -309,6 +346,7 @@ func TestStatusPageAccess(t *testing.T) {
 		t.Errorf("the live tail shows %d events, none of acme's", tailed)
 	}
 	b.screenshot("org-desktop", 1280, 900)
+	b.checkAccessible("acme's page")
 
 	// Sign out: nothing of acme's stays in the page.
 	b.click("#signout")
@@ -409,6 +447,7 @@ func TestStatusPageBackfill(t *testing.T) {
 			t.Errorf("hour %s: the dry run plans %s events, %d are missing; it said: %s", h.Format(time.RFC3339), planned, n, b.text("#bf-msg"))
 		}
 		if first {
+			b.checkAccessible("the dry run of a missing hour")
 			b.screenshot("backfill-desktop", 1280, 900)
 			first = false
 		}
@@ -489,6 +528,7 @@ func TestStatusPageOutage(t *testing.T) {
 	if api.LastError == "" || reason != api.LastErrorOp+": "+cause(api.LastError) {
 		t.Errorf("the page's reason %q is not the status API's %q: %q", reason, api.LastErrorOp, api.LastError)
 	}
+	b.checkAccessible("a destination down")
 	b.screenshot("outage-desktop", 1280, 700)
 	b.screenshot("outage-phone", 390, 844)
 
