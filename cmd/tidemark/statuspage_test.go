@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
 
 // The status page (internal/ui, docs/status-page.md) in a real headless
@@ -426,9 +427,8 @@ func TestStatusPageBackfill(t *testing.T) {
 	b.waitFor("the table's audit column", fmt.Sprintf(`document.querySelector('#dest-rows tr[data-dest="lake"] td[data-label="Audit"]').textContent === %q`,
 		fmt.Sprintf("%s missing", commas(len(lost)))), nil)
 
-	if reason := b.text(`#dest-rows tr[data-dest="lake"] .reason`); !strings.Contains(reason, fmt.Sprintf("the audit finds %s events missing", commas(len(lost)))) {
-		t.Errorf("the row's reason %q does not name the missing events", reason)
-	}
+	b.waitFor("the row's reason naming the missing events", fmt.Sprintf(`document.querySelector('#dest-rows tr[data-dest="lake"] .reason').textContent.includes(%q)`,
+		fmt.Sprintf("the audit finds %s events missing", commas(len(lost)))), nil)
 	first := true
 	for h, n := range lostByHour {
 		b.must("press", map[string]any{"sel": cellSel(h), "key": "Enter"}) // the keyboard opens a cell
@@ -512,22 +512,24 @@ func TestStatusPageOutage(t *testing.T) {
 	shownAfter := time.Since(stopped)
 	reason := b.text(`#dest-rows tr[data-dest="lake"] .reason summary`)
 	t.Logf("the page showed %s %.1fs after the S3 server stopped (events SLA 2.5s, refresh 5s): %q", state, shownAfter.Seconds(), reason)
-	code, body := getWithKey(t, "GET", p.addr+"/api/v1/status", incidentAdminKey)
-	var st struct {
-		Destinations []struct {
-			LastError   string `json:"last_error"`
-			LastErrorOp string `json:"last_error_op"`
-		} `json:"destinations"`
-	}
-	if err := json.Unmarshal([]byte(body), &st); code != 200 || err != nil || len(st.Destinations) != 1 {
-		t.Fatalf("status: %d %v %.300s", code, err, body)
-	}
-	// The page says it in the status API's words (of this attempt or the
-	// next): the operation and the cause, the last part of the error.
-	api := st.Destinations[0]
-	if api.LastError == "" || reason != api.LastErrorOp+": "+cause(api.LastError) {
-		t.Errorf("the page's reason %q is not the status API's %q: %q", reason, api.LastErrorOp, api.LastError)
-	}
+	// The page says it in the status API's words: the operation and the
+	// cause, the last part of the error. The error may change from one
+	// attempt to the next: compare the two until they agree.
+	probe.Until(t, pageTimeout, "the page's reason equal to the status API's", func() (bool, string) {
+		code, body := getWithKey(t, "GET", p.addr+"/api/v1/status", incidentAdminKey)
+		var st struct {
+			Destinations []struct {
+				LastError   string `json:"last_error"`
+				LastErrorOp string `json:"last_error_op"`
+			} `json:"destinations"`
+		}
+		if err := json.Unmarshal([]byte(body), &st); code != 200 || err != nil || len(st.Destinations) != 1 {
+			t.Fatalf("status: %d %v %.300s", code, err, body)
+		}
+		api := st.Destinations[0]
+		reason = b.text(`#dest-rows tr[data-dest="lake"] .reason summary`)
+		return api.LastError != "" && reason == api.LastErrorOp+": "+cause(api.LastError), fmt.Sprintf("page %q, API %q: %q", reason, api.LastErrorOp, api.LastError)
+	})
 	b.checkAccessible("a destination down")
 	b.screenshot("outage-desktop", 1280, 700)
 	b.screenshot("outage-phone", 390, 844)
