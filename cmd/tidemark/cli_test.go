@@ -79,6 +79,14 @@ func TestDevKeyWithoutOrgs(t *testing.T) {
 	if strings.Contains(body, key) || strings.Contains(body, am[1]) {
 		t.Errorf("status API shows a key: %s", body)
 	}
+	// The status page, at the address serve printed (it reads the API above).
+	pm := regexp.MustCompile(`status page: (http://\S+/) `).FindStringSubmatch(p.out.String())
+	if pm == nil || pm[1] != p.addr+"/" {
+		t.Fatalf("no status page line for %s/ printed:\n%s", p.addr, p.out.String())
+	}
+	if code, page := getAuth(t, pm[1], ""); code != 200 || !strings.Contains(page, "<title>tidemark status</title>") {
+		t.Errorf("GET %s: %d %.200q", pm[1], code, page)
+	}
 	p.stop()
 }
 

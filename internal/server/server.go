@@ -97,6 +97,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 				}
 				adminKeys = []config.Secret{config.Secret(admin)}
 				fmt.Fprintf(o.Out, "tidemark: status API: curl -H 'Authorization: Bearer %s' http://%s/api/v1/status\n", admin, cfg.Listen)
+				fmt.Fprintf(o.Out, "tidemark: status page: http://%s/ (sign in with that admin key)\n", cfg.Listen)
 			}
 			c := *cfg
 			c.WithDefaultOrg(key)
