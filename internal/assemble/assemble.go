@@ -164,12 +164,15 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (_ *Pipeline, err
 	if err != nil {
 		return nil, err
 	}
+	// The destinations of an org with equal flush rules cut the same
+	// batches: each is read from the log and decoded once for all of them.
+	shared := transport.NewShared(0)
 	for _, org := range cfg.Orgs {
 		for _, dc := range org.Destinations {
 			if o.Select != nil && !o.Select(org.ID, dc.Name) {
 				continue
 			}
-			d, err := p.open(ctx, org.ID, &dc, tm, o)
+			d, err := p.open(ctx, org.ID, &dc, tm, shared, o)
 			if err != nil {
 				return nil, err
 			}
@@ -206,7 +209,7 @@ var placeholderKey = strings.Repeat("x", config.MinWriteKeyLen)
 
 // open opens destination dc of org and builds its transport and audit
 // target.
-func (p *Pipeline) open(ctx context.Context, org string, dc *config.Destination, tm *transport.Metrics, o Options) (*Destination, error) {
+func (p *Pipeline) open(ctx context.Context, org string, dc *config.Destination, tm *transport.Metrics, shared *transport.Shared, o Options) (*Destination, error) {
 	codec, err := format.ParseCodec(dc.Format, dc.Compression)
 	if err != nil {
 		return nil, fmt.Errorf("org %s destination %s: %w", org, dc.Name, err)
@@ -237,7 +240,7 @@ func (p *Pipeline) open(ctx context.Context, org string, dc *config.Destination,
 	tr := transport.New(transport.Options{
 		Org: org, Name: dc.Name, Dest: dest, Log: p.Log, Outputs: p.Sessionizers, Metrics: tm, Logger: o.Logger, Now: o.Now,
 		Flush:     transport.Flush{MaxEvents: dc.Flush.MaxEvents, MaxBytes: int64(dc.Flush.MaxBytes), MaxAge: dc.Flush.MaxAge.D()},
-		Permanent: permanent, SLA: sla,
+		Permanent: permanent, SLA: sla, Shared: shared,
 	})
 	return &Destination{Org: org, Name: dc.Name, URL: dc.URL, SLAs: sla, Dest: d, Transport: tr, OwnerID: id,
 		Target: audit.Target{Org: org, Name: dc.Name, Dest: readBack, SLA: sla[0], Frontier: tr.Frontier, Missing: tr.SetAuditMissing}}, nil

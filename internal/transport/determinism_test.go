@@ -101,12 +101,19 @@ type sideStage func(ctx context.Context, l *eventlog.Log) (fed <-chan struct{}, 
 // runPipelineWith is runPipeline with a side stage (nil: none).
 func runPipelineWith(t *testing.T, dir string, stopAfter time.Duration, side sideStage) bool {
 	t.Helper()
+	return runDests(t, dir, stopAfter, side, dests, nil)
+}
+
+// runDests is runPipelineWith delivering to ds, whose transports share
+// their batches through shared (nil: they do not).
+func runDests(t *testing.T, dir string, stopAfter time.Duration, side sideStage, ds []dest, shared *transport.Shared) bool {
+	t.Helper()
 	l, sz, m := openPipeline(t, dir)
 	defer l.Close()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var ts []*transport.Transport
-	for _, d := range dests {
+	for _, d := range ds {
 		codec, err := format.ParseCodec(d.format, "")
 		if err != nil {
 			t.Fatal(err)
@@ -117,7 +124,7 @@ func runPipelineWith(t *testing.T, dir string, stopAfter time.Duration, side sid
 		}
 		defer bd.Close()
 		ts = append(ts, transport.New(transport.Options{Org: d.org, Name: d.name, Dest: bd, Flush: d.flush,
-			Log: l, Outputs: sz, Metrics: m, Logger: slog.Default()}))
+			Log: l, Outputs: sz, Metrics: m, Logger: slog.Default(), Shared: shared}))
 	}
 	errc := make(chan error, 1+len(ts))
 	go func() { errc <- sz.Run(ctx) }()
@@ -218,8 +225,14 @@ func appendLog(t *testing.T, dir string, recs map[int][]event.Record) {
 // tree maps every file under the destination roots to its bytes.
 func tree(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
+	return treeOf(t, dir, dests)
+}
+
+// treeOf is tree for the destinations ds.
+func treeOf(t *testing.T, dir string, ds []dest) map[string][]byte {
+	t.Helper()
 	out := map[string][]byte{}
-	for _, d := range dests {
+	for _, d := range ds {
 		root := filepath.Join(dir, d.org+"-"+d.name)
 		err := filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
 			if err != nil || e.IsDir() {
@@ -288,17 +301,24 @@ func TestReplayIsByteIdentical(t *testing.T) {
 		t.Fatalf("only %d files written", len(trees[0]))
 	}
 	for run := 1; run < 3; run++ {
-		for k, v := range trees[0] {
-			if w, ok := trees[run][k]; !ok {
-				t.Errorf("run %d lacks %s", run, k)
-			} else if !bytes.Equal(v, w) {
-				t.Errorf("run %d: %s differs", run, k)
-			}
+		sameTree(t, fmt.Sprintf("run %d", run), trees[0], trees[run])
+	}
+}
+
+// sameTree reports every file of want that got lacks or holds with other
+// bytes, and every file of got that want lacks.
+func sameTree(t *testing.T, run string, want, got map[string][]byte) {
+	t.Helper()
+	for k, v := range want {
+		if w, ok := got[k]; !ok {
+			t.Errorf("%s lacks %s", run, k)
+		} else if !bytes.Equal(v, w) {
+			t.Errorf("%s: %s differs", run, k)
 		}
-		for k := range trees[run] {
-			if _, ok := trees[0][k]; !ok {
-				t.Errorf("run %d has extra file %s", run, k)
-			}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s has extra file %s", run, k)
 		}
 	}
 }

@@ -50,11 +50,7 @@ func TestFailingDestinationIsHeldAndRetried(t *testing.T) {
 	// On synctest's clock: the backoff waits (up to a minute) pass as soon
 	// as everything else is idle, and the polls below wait no wall time.
 	synctest.Test(t, func(t *testing.T) {
-		dir := t.TempDir()
-		recs := recordedLog()
-		appendLog(t, dir, recs)
-		l, sz, m := openPipeline(t, dir)
-		defer l.Close()
+		dir, recs, l, sz, m := recordedPipeline(t)
 		bd, err := blob.Open(t.Context(), "file://"+filepath.Join(dir, "lake"), format.Default)
 		if err != nil {
 			t.Fatal(err)
@@ -109,37 +105,6 @@ func TestFailingDestinationIsHeldAndRetried(t *testing.T) {
 			t.Fatalf("probes %d, writes %d, failures classified %d: the failures were not retried", f.probes.Load(), f.writes.Load(), permanentSeen.Load())
 		}
 		// Exactly once: every org-a event of the recorded log, once.
-		want := map[string]bool{}
-		for _, rs := range recs {
-			for _, r := range rs {
-				if r.Event.Org == "a" {
-					want[r.Event.ID] = true
-				}
-			}
-		}
-		got := map[string]int{}
-		for p := range parts {
-			ms, err := bd.Manifests(t.Context(), p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, mf := range ms {
-				ids, err := bd.ReadEventIDs(t.Context(), mf)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, id := range ids {
-					got[id]++
-				}
-			}
-		}
-		for id := range want {
-			if got[id] != 1 {
-				t.Errorf("event %s delivered %d times", id, got[id])
-			}
-		}
-		if len(got) != len(want) {
-			t.Errorf("delivered %d distinct events, want %d", len(got), len(want))
-		}
+		deliveredOnce(t, bd, recs, "a")
 	})
 }

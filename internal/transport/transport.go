@@ -46,6 +46,10 @@ type Options struct {
 	// SLA is the destination's freshness SLA per table (events, pages,
 	// sessions), exported as a metric for the stale-destination alert.
 	SLA [3]time.Duration
+	// Shared, when set, builds each batch once for the transports of this
+	// org with equal Flush rules that use it. Nil: this transport builds
+	// its own.
+	Shared *Shared
 }
 
 // Outputs is what a transport delivers: the sessionizers' output streams,
@@ -203,6 +207,9 @@ func New(o Options) *Transport {
 			t.parts[p].readPos.Store(prog)
 		}
 	}
+	if o.Shared != nil {
+		o.Shared.join(group{o.Org, o.Flush})
+	}
 	o.Metrics.add(t)
 	return t
 }
@@ -271,6 +278,7 @@ type pending struct {
 	firstTime   int64
 	rows        int
 	bytes       int64
+	tables      [3]int // rows per table (events, pages, sessions): the batch's capacities
 }
 
 func (t *Transport) runPartition(ctx context.Context, p int, saved uint64) error {
@@ -302,8 +310,11 @@ func (t *Transport) runPartition(ctx context.Context, p int, saved uint64) error
 					if pend.rows == 0 {
 						pend.first, pend.firstTime = seq, o.LogTime
 					}
-					if tb := table(o); tb >= 0 && ps.oldest[tb].Load() == 0 {
-						ps.oldest[tb].Store(rowTime(o))
+					if tb := table(o); tb >= 0 {
+						pend.tables[tb]++
+						if ps.oldest[tb].Load() == 0 {
+							ps.oldest[tb].Store(rowTime(o))
+						}
 					}
 					pend.last = seq
 					pend.rows++
@@ -384,7 +395,7 @@ func (t *Transport) flush(ctx context.Context, p int, pend *pending) error {
 		return ctx.Err()
 	}
 	defer func() { <-t.sem }()
-	b, err := t.build(p, pend)
+	b, err := t.batch(p, pend)
 	if err != nil {
 		return err
 	}
@@ -402,13 +413,48 @@ func (t *Transport) flush(ctx context.Context, p int, pend *pending) error {
 	return nil
 }
 
-// build reads the batch's items again and materialises the rows.
-func (t *Transport) build(p int, pend *pending) (*destination.Batch, error) {
-	b := &destination.Batch{ID: destination.BatchID(p, pend.first, pend.last), Org: t.o.Org, Partition: p,
-		FirstSeq: pend.first, LastSeq: pend.last}
-	r, err := t.o.Log.NewReader(p)
+// batch returns the pending batch: taken from another transport of the
+// Shared group when it built it, else built here.
+func (t *Transport) batch(p int, pend *pending) (*destination.Batch, error) {
+	build := func() (*destination.Batch, []lostEvent, error) { return t.build(p, pend) }
+	var (
+		b    *destination.Batch
+		lost []lostEvent
+		err  error
+	)
+	if t.o.Shared != nil {
+		b, lost, err = t.o.Shared.batch(sharedKey{group{t.o.Org, t.o.Flush}, p, pend.first, pend.last}, build)
+	} else {
+		b, lost, err = build()
+	}
 	if err != nil {
 		return nil, err
+	}
+	for _, l := range lost {
+		// The sessionizer read this record, but the log no longer holds it
+		// intact (a damaged data directory: retention never removes an
+		// undelivered record). Its event cannot be delivered; holding the
+		// batch would stall everything after it. Skipped the same way on
+		// every attempt, and reported.
+		t.o.Metrics.lost(t, p)
+		t.o.Logger.Error("event lost from the log skipped: it cannot be delivered", "org", t.o.Org, "destination", t.o.Name,
+			"partition", p, "offset", l.offset, "err", l.err)
+	}
+	return b, nil
+}
+
+// build reads the batch's items again and materialises the rows; the events
+// that the log no longer holds intact are left out and returned in lost.
+func (t *Transport) build(p int, pend *pending) (_ *destination.Batch, lost []lostEvent, _ error) {
+	b := &destination.Batch{ID: destination.BatchID(p, pend.first, pend.last), Org: t.o.Org, Partition: p,
+		FirstSeq: pend.first, LastSeq: pend.last,
+		// Sized once: growing a slice of 10,000 rows copies them again and again.
+		Events:   sized[format.EventRow](pend.tables[0]),
+		Pages:    sized[format.PageRow](pend.tables[1]),
+		Sessions: sized[format.SessionRow](pend.tables[2])}
+	r, err := t.o.Log.NewReader(p)
+	if err != nil {
+		return nil, nil, err
 	}
 	defer r.Close()
 	err = t.scan(p, pend.first, pend.last, func(seq uint64, o *sessionize.Output) error {
@@ -428,14 +474,7 @@ func (t *Transport) build(p int, pend *pending) (*destination.Batch, error) {
 			if !errors.Is(err, eventlog.ErrNotInLog) && !errors.Is(err, eventlog.ErrCorruptSegment) && !errors.Is(err, event.ErrCorrupt) {
 				return err
 			}
-			// The sessionizer read this record, but the log no longer
-			// holds it intact (a damaged data directory: retention never
-			// removes an undelivered record). Its event cannot be
-			// delivered; holding the batch would stall everything after
-			// it. Skipped the same way on every attempt, and reported.
-			t.o.Metrics.lost(t, p)
-			t.o.Logger.Error("event lost from the log skipped: it cannot be delivered", "org", t.o.Org, "destination", t.o.Name,
-				"partition", p, "offset", o.Offset, "err", err)
+			lost = append(lost, lostEvent{o.Offset, err})
 		case sessionize.KindPage:
 			b.Pages = append(b.Pages, format.NewPageRow(o))
 		case sessionize.KindSession:
@@ -444,9 +483,18 @@ func (t *Transport) build(p int, pend *pending) (*destination.Batch, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("build batch %s: %w", b.ID, err)
+		return nil, nil, fmt.Errorf("build batch %s: %w", b.ID, err)
 	}
-	return b, nil
+	return b, lost, nil
+}
+
+// sized returns an empty slice with room for n rows, nil when n is 0 (as
+// appending nothing leaves it).
+func sized[T any](n int) []T {
+	if n == 0 {
+		return nil
+	}
+	return make([]T, 0, n)
 }
 
 // probeTimeout bounds one probe of a destination at start.
