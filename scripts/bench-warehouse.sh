@@ -27,7 +27,10 @@
 # postgresql.conf before it starts (e.g. BENCH_PG_CONF='max_wal_size = 8GB');
 # BENCH_PG_ONLY=1 skips the lake-only runs; BENCH_PG_STATEMENTS=1 loads
 # pg_stat_statements and prints, per lake+pg run, the statements that took
-# the most execution time. BENCH_SPLIT=1 gives PostgreSQL a core of its own,
+# the most execution time; BENCH_PORT, tidemark's port (default 18185);
+# BENCH_AB='BINARY_A BINARY_B' runs no lake-only runs and alternates lake+pg
+# runs of the two tidemark binaries instead (rows A1, B1, A2, ...; the loads
+# are sent by the tree's own binary). BENCH_SPLIT=1 gives PostgreSQL a core of its own,
 # as when the warehouse is another machine: the server runs on CPU 1, and
 # tidemark, the load generator and this script on CPU 0, in every run (the
 # lake-only runs too, so that the pair compares tidemark on one core with and
@@ -66,7 +69,7 @@ psql -d postgres -c "CREATE DATABASE bench"
 [ "${BENCH_PG_STATEMENTS:-}" != 1 ] || psql -d bench -c "CREATE EXTENSION pg_stat_statements"
 CGO_ENABLED=0 go build -o "$work/tidemark" ./cmd/tidemark
 [ ${#split[@]} = 0 ] || taskset -cp 0 $$ > /dev/null # what this shell starts from now on
-port=18185
+port=${BENCH_PORT:-18185}
 clk=$(getconf CLK_TCK)
 
 # pgcpu: CPU ticks (user + system) of the PostgreSQL server: the postmaster,
@@ -79,14 +82,14 @@ pgcpu() {
   echo $((t + $(awk '{print $16+$17}' /proc/$pgpid/stat)))
 }
 
-run() { # label pg(yes|no)
-  local label=$1 pg=$2 dir="$work/$1" schema="bench_$1" more=""
+run() { # label pg(yes|no) [server binary]
+  local label=$1 pg=$2 bin=${3:-$work/tidemark} dir="$work/$1" schema="bench_$1" more=""
   if [ "$pg" = yes ]; then
     more="      - name: warehouse
         url: postgres://postgres@127.0.0.1:$pgport/bench?sslmode=disable&schema=$schema
         flush: {max_age: 5s}"
   fi
-  bench_serve "$work/tidemark" "$dir" $port 8 "" "$more"
+  bench_serve "$bin" "$dir" $port 8 "" "$more"
   psql -d postgres -c "SELECT pg_stat_reset_shared('wal'), pg_stat_reset_shared('bgwriter')" > /dev/null
   [ "${BENCH_PG_STATEMENTS:-}" != 1 ] || psql -d bench -c "SELECT pg_stat_statements_reset()" > /dev/null
   local t0 p0 p1 s0 slake
@@ -145,11 +148,21 @@ run() { # label pg(yes|no)
     "$maxrss" "$lake"
 }
 
+if [ -n "${BENCH_AB:-}" ]; then
+  read -r bin_a bin_b <<< "$BENCH_AB"
+  bin_a=$(realpath "$bin_a") bin_b=$(realpath "$bin_b")
+  echo "A = $bin_a, B = $bin_b"
+fi
 echo "tidemark end to end, lake vs lake + PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}'): ${secs}s of load per run, $cores cores$([ ${#split[@]} = 0 ] || echo " (PostgreSQL on CPU 1, the rest on CPU 0)"), $(go version | awk '{print $3}'), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo '| run | acked events/s | lake complete after load | lake delivered/s | postgres complete after load | postgres delivered/s | postgres end-to-end p50 / p99 | postgres events | server CPU µs per event | PostgreSQL CPU µs per event | max RSS MiB | in lake |'
 echo '|---|---|---|---|---|---|---|---|---|---|---|---|'
 for i in $(seq "$pairs"); do
+  if [ -n "${BENCH_AB:-}" ]; then
+    run "A$i" yes "$bin_a"
+    run "B$i" yes "$bin_b"
+    continue
+  fi
   [ "${BENCH_PG_ONLY:-}" = 1 ] || run "lake$i" no
   run "lakepg$i" yes
 done
