@@ -29,7 +29,7 @@
 # pg_stat_statements and prints, per lake+pg run, the statements that took
 # the most execution time; BENCH_PORT, tidemark's port (default 18185);
 # BENCH_AB='BINARY_A BINARY_B' runs no lake-only runs and alternates lake+pg
-# runs of the two tidemark binaries instead (rows A1, B1, A2, ...; the loads
+# runs of the two tidemark binaries instead (rows a1, b1, a2, ...; the loads
 # are sent by the tree's own binary). BENCH_SPLIT=1 gives PostgreSQL a core of its own,
 # as when the warehouse is another machine: the server runs on CPU 1, and
 # tidemark, the load generator and this script on CPU 0, in every run (the
@@ -159,8 +159,8 @@ echo '| run | acked events/s | lake complete after load | lake delivered/s | pos
 echo '|---|---|---|---|---|---|---|---|---|---|---|---|'
 for i in $(seq "$pairs"); do
   if [ -n "${BENCH_AB:-}" ]; then
-    run "A$i" yes "$bin_a"
-    run "B$i" yes "$bin_b"
+    run "a$i" yes "$bin_a"
+    run "b$i" yes "$bin_b"
     continue
   fi
   [ "${BENCH_PG_ONLY:-}" = 1 ] || run "lake$i" no
