@@ -123,7 +123,7 @@ run_tidemark() { # label binary
   local n=0 last
   until n=$(cat "$dir"/lake/_manifests/*.json 2>/dev/null | grep -o '"event_count": *[0-9]*' | awk -F: '{s+=$2} END {print s+0}'); [ "$n" -ge "$acked" ]; do
     sleep 0.2
-    [ "$(echo "$(date +%s.%N) - $t1 > 900" | bc)" = 0 ] || { echo "$label: only $n of $acked events in the lake after 15 minutes" >&2; break; }
+    [ "$(echo "$(date +%s.%N) - $t1 > 1800" | bc)" = 0 ] || { echo "$label: only $n of $acked events in the lake after 30 minutes" >&2; break; }
   done
   c1=$(cpu $live) w1=$(written $live) peak=$(hwm $live)
   kill $live; wait $live 2>/dev/null || true; live=
