@@ -3,9 +3,12 @@ package server
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/tidemark/tidemark/internal/audit"
 	"github.com/tidemark/tidemark/internal/config"
@@ -200,7 +203,18 @@ func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
 				resp.Stream.Webhooks = append(resp.Stream.Webhooks, ws)
 			}
 		}
-		enc := json.NewEncoder(w)
+		// Gzip when the client takes it: with many destinations the answer
+		// runs to megabytes (2.7 KB per destination), and the status page
+		// asks for it every few seconds.
+		var out io.Writer = w
+		w.Header().Add("Vary", "Accept-Encoding")
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+			defer zw.Close()
+			out = zw
+		}
+		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		enc.Encode(resp)
 	})
