@@ -5,11 +5,12 @@
 #   ./scripts/bench-peer.sh [EVENTS] [ROUNDS] [BINARY_A [BINARY_B]]
 #
 # EVENTS (default 5000000, a multiple of 50; 1000000 is the quick mode, a
-# few minutes) Segment events of ~340 bytes (every fifth event of a device a
-# page call, the rest track calls; ~3,100 devices) go in 50-event /v1/batch
-# requests, from one client for both servers: wrk (Debian's, installed here if
-# missing) with 2 threads and 64 connections and scripts/bench-peer.lua,
-# as fast as the server takes them, on the same two cores, each event once.
+# minute or two per run on a quiet machine) Segment events of ~340 bytes
+# (every fifth event of a device a page call, the rest track calls; ~3,100
+# devices) go in 50-event /v1/batch requests, from one client for both
+# servers: wrk (Debian's, installed here if missing) with 2 threads and 64
+# connections and scripts/bench-peer.lua, as fast as the server takes them,
+# on the same two cores, each event once.
 # Each round runs, alternated: tidemark A (BINARY_A; default a build of this
 # tree), the peer, and tidemark B when BINARY_B is given (an A/B of two
 # tidemark binaries against the same peer). ROUNDS defaults to 2.
@@ -44,8 +45,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 events=${1:-5000000} rounds=${2:-2} bin_a=${3:-} bin_b=${4:-}
 [ $((events % 50)) -eq 0 ] && [ "$events" -gt 0 ] || { echo "EVENTS must be a positive multiple of 50" >&2; exit 2; }
 work=$(mktemp -d)
-live=
-trap '[ -n "$live" ] && kill $live 2>/dev/null; rm -rf "$work"' EXIT
+live= client= # the server and the wrk of the current run
+trap 'for p in $live $client; do kill $p 2>/dev/null; done; rm -rf "$work"' EXIT
 port=18187 peer_port=18188 devices=3100 benthos_version=v4.60.0
 clk=$(getconf CLK_TCK)
 
@@ -75,24 +76,25 @@ import (
 func main() { service.RunCLI(context.Background()) }
 GO
 ( cd "$work/benthos-src" && printf 'module benchpeer\n\ngo 1.26\n' > go.mod &&
-  go get "github.com/redpanda-data/benthos/v4@$benthos_version" 2>/dev/null && go mod tidy 2>/dev/null &&
-  CGO_ENABLED=0 go build -o "$work/benthos" . )
+  go get "github.com/redpanda-data/benthos/v4@$benthos_version" && go mod tidy &&
+  CGO_ENABLED=0 go build -o "$work/benthos" . ) > "$work/benthos-build.log" 2>&1 ||
+  { cat "$work/benthos-build.log" >&2; exit 1; }
 
 auth=$(printf '%s:' "$BENCH_KEY" | base64 -w0)
 # send LABEL RUN_ID PORT: wrk until every batch has its response; sets t0 and
 # t1 (first request, last response) and acked, failed (events).
 send() {
   local dir=$work/$1
-  local pid
   : > "$dir/wrk.done"
   t0=$(date +%s.%N)
   wrk -t 2 -c 64 -d 1h --timeout 60s -s scripts/bench-peer.lua "http://127.0.0.1:$3" -- \
     "$2" "$events" $devices "$auth" 2 "$dir/wrk.done" > "$dir/wrk.out" 2>&1 &
-  pid=$!
-  while [ "$(wc -l < "$dir/wrk.done")" -lt 2 ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done
+  client=$!
+  while [ "$(wc -l < "$dir/wrk.done")" -lt 2 ] && kill -0 $client 2>/dev/null; do sleep 0.05; done
   t1=$(date +%s.%N)
-  kill -INT $pid 2>/dev/null || true
-  wait $pid || true
+  kill -INT $client 2>/dev/null || true
+  wait $client || true
+  client=
   acked=$(sed -n 's/^bench-peer: [0-9]* sent, \([0-9]*\) acknowledged.*/\1/p' "$dir/wrk.out")
   failed=$(sed -n 's/.* \([0-9]*\) not acknowledged$/\1/p' "$dir/wrk.out")
   [ -n "$acked" ] && [ "$acked" -gt 0 ] || { echo "$1: wrk failed:" >&2; cat "$dir/wrk.out" >&2; exit 1; }
