@@ -20,8 +20,9 @@ type Background struct {
 	lookback time.Duration
 	logger   *slog.Logger
 
-	results  []atomic.Pointer[Result] // by target: the last successful audit
-	errs     []atomic.Pointer[string] // by target: the last run's error, nil if it succeeded
+	results  []atomic.Pointer[Result]    // by target: the last successful audit
+	errs     []atomic.Pointer[string]    // by target: the last run's error, nil if it succeeded
+	auditing []atomic.Pointer[time.Time] // by target: when its audit in progress started, nil if none
 	lastAt   atomic.Pointer[time.Time]
 	missing  *prometheus.GaugeVec
 	dups     *prometheus.GaugeVec
@@ -51,8 +52,9 @@ func NewBackground(o Options, targets []Target, interval, lookback time.Duration
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_audit_failures_total",
 			Help: "Audits of a destination that failed, e.g. because it could not be listed (each is logged and retried at the next interval)."},
 			[]string{"org", "destination"}),
-		results: make([]atomic.Pointer[Result], len(targets)),
-		errs:    make([]atomic.Pointer[string], len(targets)),
+		results:  make([]atomic.Pointer[Result], len(targets)),
+		errs:     make([]atomic.Pointer[string], len(targets)),
+		auditing: make([]atomic.Pointer[time.Time], len(targets)),
 	}
 	intervalGauge := prometheus.NewGauge(prometheus.GaugeOpts{Name: "tidemark_audit_interval_seconds",
 		Help: "Configured time between audit runs (audit.interval)."})
@@ -89,6 +91,10 @@ func (x *Background) LastRunAt() *time.Time { return x.lastAt.Load() }
 // and the error of its last run (nil when it succeeded).
 func (x *Background) Last(i int) (*Result, *string) { return x.results[i].Load(), x.errs[i].Load() }
 
+// Auditing returns when target i's audit now in progress started, nil when
+// it is not being audited.
+func (x *Background) Auditing(i int) *time.Time { return x.auditing[i].Load() }
+
 // Run audits every interval until ctx ends.
 func (x *Background) Run(ctx context.Context) error {
 	for {
@@ -115,7 +121,10 @@ func (x *Background) once(ctx context.Context) {
 	failed := false
 	for i, t := range x.targets {
 		tctx, cancel := context.WithTimeout(ctx, TargetTimeout(x.interval))
+		start := x.o.Now().UTC()
+		x.auditing[i].Store(&start)
 		rep, err := x.a.Run(tctx, now.Add(-x.lookback), now.Add(time.Nanosecond), []Target{t})
+		x.auditing[i].Store(nil)
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -71,6 +71,12 @@ func TestBackgroundHungDestination(t *testing.T) {
 		if res, _ := bg.Last(1); res != nil {
 			t.Fatalf("healthy destination audited while the hung one was being audited")
 		}
+		if at := bg.Auditing(0); at == nil || !at.Equal(t0.UTC()) {
+			t.Errorf("hung destination: auditing since %v, want %v (its audit is in progress)", at, t0.UTC())
+		}
+		if at := bg.Auditing(1); at != nil {
+			t.Errorf("healthy destination: auditing since %v while it waits its turn", at)
+		}
 		time.Sleep(audit.TargetTimeout(interval) - time.Since(t0) + time.Second)
 		synctest.Wait()
 		if res, errp := bg.Last(1); res == nil || errp != nil {
@@ -82,6 +88,11 @@ func TestBackgroundHungDestination(t *testing.T) {
 		}
 		if bg.LastRunAt() != nil {
 			t.Errorf("a run with a failed destination counted as complete at %v", bg.LastRunAt())
+		}
+		for i := range 2 {
+			if at := bg.Auditing(i); at != nil {
+				t.Errorf("destination %d: auditing since %v after the run", i, at)
+			}
 		}
 		cancel()
 		if err := <-done; err != nil {

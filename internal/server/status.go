@@ -101,7 +101,10 @@ type destinationStatus struct {
 	PendingEvents int64             `json:"pending_events"`
 	Audit         *destinationAudit `json:"audit,omitempty"`
 	// AuditError is why the last audit of this destination failed.
-	AuditError          string `json:"audit_error,omitempty"`
+	AuditError string `json:"audit_error,omitempty"`
+	// AuditingSince is when the background audit of this destination now
+	// in progress started (absent when none is).
+	AuditingSince       *time.Time `json:"auditing_since,omitempty"`
 	DeliveredSinceStart struct {
 		Events   int64 `json:"events"`
 		Pages    int64 `json:"pages"`
@@ -187,6 +190,7 @@ func statusHandler(version string, lg *eventlog.Log, sz *pipeline.Sessionizers,
 			if auditErr != nil {
 				d.AuditError = *auditErr
 			}
+			d.AuditingSince = aud.Auditing(i)
 			resp.Destinations = append(resp.Destinations, d)
 		}
 		if st != nil {

@@ -169,10 +169,12 @@ function start () {
 // ---- destinations ----
 
 // stateOf is what the table shows: down (the destination's writes fail),
-// stalled (an undelivered row is older than its table's freshness SLA) or up.
+// stalled (an undelivered row is older than its table's freshness SLA),
+// auditing (up, and the background auditor is reading it back now) or up.
 function stateOf (d) {
   if (d.state !== 'up') return 'down'
   if (Object.values(d.tables || {}).some((t) => t.stale)) return 'stalled'
+  if (d.auditing_since) return 'auditing'
   return 'up'
 }
 
@@ -202,6 +204,9 @@ function reasonOf (d, state) {
     }
   }
   if (d.audit_error) parts.push(errorHTML('audit failed: ', d.audit_error))
+  if (state === 'auditing') {
+    parts.push('<span class="note">' + esc('audit in progress for ' + dur((Date.parse(status.now) - Date.parse(d.auditing_since)) / 1000)) + '</span>')
+  }
   return parts.join(' ')
 }
 
@@ -213,7 +218,7 @@ function auditOf (d) {
   return 'complete'
 }
 
-const RANK = { down: 0, stalled: 1, up: 2 }
+const RANK = { down: 0, stalled: 1, auditing: 2, up: 3 }
 
 function rows () {
   const f = $('filter').value.trim().toLowerCase()
@@ -233,9 +238,9 @@ function renderStatus () {
   renderGrid()
   const now = Date.parse(status.now)
   const all = status.destinations || []
-  const n = { up: 0, stalled: 0, down: 0 }
+  const n = { up: 0, auditing: 0, stalled: 0, down: 0 }
   for (const d of all) n[stateOf(d)]++
-  $('summary').textContent = plural(all.length, 'destination') + ': ' + n.up + ' up, ' + n.stalled + ' stalled, ' + n.down + ' down'
+  $('summary').textContent = plural(all.length, 'destination') + ': ' + n.up + ' up, ' + n.auditing + ' auditing, ' + n.stalled + ' stalled, ' + n.down + ' down'
   let html = ''
   for (const { d, state } of rows()) {
     const commit = d.last_commit_at ? Date.parse(d.last_commit_at) : 0
