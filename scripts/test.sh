@@ -29,6 +29,9 @@
 #            versitygw        go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 (S3)
 #            fake-gcs-server  go install github.com/fsouza/fake-gcs-server@v1.56.1 (GCS)
 #            azurite          npm ci in testenv/azurite (azurite 3.35.0, Azure Blob)
+#            kafka            go build ./internal/testenv/kfakeserver into
+#                             .testenv/bin (franz-go's kfake, pinned in go.mod;
+#                             a Kafka-protocol cluster of three brokers)
 #        - promtool: go install github.com/prometheus/prometheus/cmd/promtool@v0.316.0
 #          (Prometheus 3.16.0; the alert rules check below, and
 #          TestDeployMetricsExist's parse of the Grafana dashboard's queries)
@@ -61,6 +64,8 @@
 #                                      value for STORAGE_EMULATOR_HOST)
 #        TIDEMARK_TEST_AZURE_ENDPOINT  http://127.0.0.1:PORT/devstoreaccount1 (Azurite's blob
 #                                      service; account devstoreaccount1 with the well-known key)
+#        TIDEMARK_TEST_KAFKA_BROKERS   127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3 (kfakeserver:
+#                                      three in-memory brokers; kill tidemark nodes, not it)
 #        TIDEMARK_TEST_VERSITYGW_BIN, TIDEMARK_TEST_FAKE_GCS_BIN, TIDEMARK_TEST_AZURITE_BIN
 #                                      absolute paths of the server binaries, for
 #                                      tests that run (and stop) a server of their own
@@ -105,6 +110,8 @@
 #   TIDEMARK_TEST_S3_ENDPOINT=...     already set (with the two keys): reuse that S3 server
 #   TIDEMARK_TEST_GCS_HOST=...        already set: reuse that GCS emulator
 #   TIDEMARK_TEST_AZURE_ENDPOINT=...  already set: reuse that Azurite
+#   TIDEMARK_TEST_KAFKA_BROKERS=h:p,..  already set: reuse that Kafka cluster (a real
+#                                     one: Apache Kafka, Redpanda, MSK); start none
 #   TIDEMARK_TEST_VET=0               skip go vet (quick local iteration)
 #   TIDEMARK_TEST_RACE=0              skip the race step (quick local iteration)
 #   TIDEMARK_TEST_KEEP=1              keep the temp dir (server data and logs)
@@ -122,7 +129,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-SERVERS=(postgres versitygw fake-gcs-server azurite)
+SERVERS=(postgres versitygw fake-gcs-server azurite kafka)
 
 export CGO_ENABLED=0
 export TIDEMARK_TEST_NODE_DIR="$ROOT/testenv/node"
@@ -460,6 +467,39 @@ start_azurite() {
   export TIDEMARK_TEST_AZURITE_BIN="$bin"
 }
 
+# Kafka protocol: franz-go's kfake (pinned in go.mod) in a small server of
+# our own, three brokers on free ports. No Kafka/JVM installs here. `go build`
+# is the idempotence: its cache makes a warm build cheap.
+KFAKE_BIN="$ROOT/.testenv/bin/kfakeserver"
+
+install_kafka() {
+  [[ -n "${TIDEMARK_TEST_KAFKA_BROKERS:-}" ]] && return 0
+  log "go build ./internal/testenv/kfakeserver"
+  CGO_ENABLED=0 go build -o "$KFAKE_BIN" ./internal/testenv/kfakeserver
+}
+
+start_kafka() {
+  if [[ -n "${TIDEMARK_TEST_KAFKA_BROKERS:-}" ]]; then
+    log "kafka: reusing TIDEMARK_TEST_KAFKA_BROKERS from the environment"
+    return 0
+  fi
+  [[ -x "$KFAKE_BIN" ]] || die "$KFAKE_BIN is missing (install_kafka failed?)"
+  local ports=() p dir brokers=""
+  while ((${#ports[@]} < 3)); do
+    p="$(free_port)"
+    [[ " ${ports[*]-} " == *" $p "* ]] || ports+=("$p")
+  done
+  tmp_root
+  dir="$TMP_ROOT/kafka"
+  mkdir -p "$dir"
+  start_bg kafka "$dir/kafka.log" "$KFAKE_BIN" -ports "$(IFS=,; echo "${ports[*]}")"
+  for p in "${ports[@]}"; do
+    wait_port kafka "$p" 60 "$dir/kafka.log" "${SERVER_PIDS[-1]}"
+    brokers+="${brokers:+,}127.0.0.1:$p"
+  done
+  export TIDEMARK_TEST_KAFKA_BROKERS="$brokers"
+}
+
 # ---------------------------------------------------------------------------
 # Tools (not servers): installed in parallel with the servers.
 
@@ -596,6 +636,7 @@ log "TIDEMARK_TEST_NODE_DIR=$TIDEMARK_TEST_NODE_DIR"
 [[ -n "${TIDEMARK_TEST_S3_ENDPOINT:-}" ]] && log "TIDEMARK_TEST_S3_ENDPOINT=$TIDEMARK_TEST_S3_ENDPOINT (keys in TIDEMARK_TEST_S3_ACCESS_KEY/_SECRET_KEY)"
 [[ -n "${TIDEMARK_TEST_GCS_HOST:-}" ]] && log "TIDEMARK_TEST_GCS_HOST=$TIDEMARK_TEST_GCS_HOST"
 [[ -n "${TIDEMARK_TEST_AZURE_ENDPOINT:-}" ]] && log "TIDEMARK_TEST_AZURE_ENDPOINT=$TIDEMARK_TEST_AZURE_ENDPOINT"
+[[ -n "${TIDEMARK_TEST_KAFKA_BROKERS:-}" ]] && log "TIDEMARK_TEST_KAFKA_BROKERS=$TIDEMARK_TEST_KAFKA_BROKERS"
 
 phase "prometheus rules: deploy/prometheus"
 t0=$SECONDS
