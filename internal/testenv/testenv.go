@@ -1,8 +1,9 @@
 // Package testenv gives tests access to the real components that
 // ./scripts/test.sh installs and starts: the Node.js harness in testenv/node
 // (the real Segment SDK as a client, an independent Parquet reader) and test
-// servers on 127.0.0.1: PostgreSQL, and object storage emulators for S3
-// (versitygw), GCS (fake-gcs-server) and Azure Blob (Azurite).
+// servers on 127.0.0.1: PostgreSQL, object storage emulators for S3
+// (versitygw), GCS (fake-gcs-server) and Azure Blob (Azurite), and a
+// Kafka-protocol cluster (kfakeserver; KafkaBrokers).
 //
 // For object storage, S3, GCS and Azure each create a fresh bucket per call
 // with the cloud's own SDK (gocloud never creates buckets) and return its
