@@ -371,6 +371,16 @@ func TestWarehouseDocs(t *testing.T) {
 				t.Errorf("%s: %s documents the keys and indexes %v, PostgreSQL has %v", table, warehouseDoc, docIdx, pgIdx)
 			}
 		}
+		// The index the upgrade guide says to build beforehand is the one
+		// tidemark creates: run on a schema at the current version, it
+		// changes nothing.
+		before := pgIndexes(t, admin, acme.schema(), "events")
+		if _, err := admin.Exec(context.Background(), acme.sql(docBlock(t, warehouseDoc, "sql", "CREATE INDEX CONCURRENTLY"))); err != nil {
+			t.Fatalf("the upgrade guide's CREATE INDEX: %v", err)
+		}
+		if after := pgIndexes(t, admin, acme.schema(), "events"); !slices.Equal(before, after) {
+			t.Errorf("the upgrade guide's CREATE INDEX changed the indexes of events from %v to %v: not the index tidemark creates", before, after)
+		}
 	})
 
 	t.Run("DuckDBRecipe", func(t *testing.T) {
