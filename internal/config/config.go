@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/rand"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -32,6 +33,60 @@ type Log struct {
 	MinFreeBytes ByteSize `yaml:"min_free_bytes"` // ingest answers 503 below this; default 512MiB
 	DedupeWindow Duration `yaml:"dedupe_window"`  // default 24h
 	CacheBytes   ByteSize `yaml:"cache_bytes"`    // Pebble block cache; default 64MiB
+	// Kafka, when it names brokers, puts the log in a Kafka topic of
+	// Partitions partitions instead of the embedded store (docs/kafka.md).
+	Kafka Kafka `yaml:"kafka"`
+}
+
+// Kafka configures a log held by a Kafka-protocol cluster (Apache Kafka,
+// Redpanda, MSK). Off unless Brokers is set. Credentials never appear here:
+// the SASL user name and password are read from the environment variables
+// that SASL names, and no value read from them is ever printed.
+type Kafka struct {
+	Brokers  []string `yaml:"brokers,omitempty" json:",omitempty"` // seed brokers, host:port
+	Topic    string   `yaml:"topic"`                               // default tidemark-events
+	ClientID string   `yaml:"client_id"`                           // default tidemark
+	// ReplicationFactor of the topic when tidemark creates it; 0: the
+	// brokers' default (default.replication.factor).
+	ReplicationFactor int `yaml:"replication_factor"`
+	// Roles this node plays: "ingest" (accept events, produce them to the
+	// topic) and "pipeline" (read the topic, deliver). Default both.
+	Roles []string  `yaml:"roles"`
+	TLS   KafkaTLS  `yaml:"tls"`
+	SASL  KafkaSASL `yaml:"sasl"`
+}
+
+// KafkaTLS configures TLS to the brokers. The files are read when the node
+// starts; their contents are never part of the configuration.
+type KafkaTLS struct {
+	Enabled  bool   `yaml:"enabled"`
+	CAFile   string `yaml:"ca_file,omitempty" json:",omitempty"`   // PEM; default: the system's roots
+	CertFile string `yaml:"cert_file,omitempty" json:",omitempty"` // client certificate (mutual TLS), with key_file
+	KeyFile  string `yaml:"key_file,omitempty" json:",omitempty"`
+}
+
+// KafkaSASL configures SASL authentication: the mechanism, and the names of
+// the environment variables that hold the user name and the password.
+type KafkaSASL struct {
+	Mechanism   string `yaml:"mechanism,omitempty" json:",omitempty"` // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; empty: none
+	UsernameEnv string `yaml:"username_env,omitempty" json:",omitempty"`
+	PasswordEnv string `yaml:"password_env,omitempty" json:",omitempty"`
+}
+
+// Kafka roles.
+const (
+	RoleIngest   = "ingest"
+	RolePipeline = "pipeline"
+)
+
+// Enabled reports whether the log is in Kafka (brokers are configured).
+func (k *Kafka) Enabled() bool { return len(k.Brokers) > 0 }
+
+// HasRole reports whether this node plays role (RoleIngest, RolePipeline).
+func (k *Kafka) HasRole(role string) bool { return slices.Contains(k.Roles, role) }
+
+func defaultKafka() Kafka {
+	return Kafka{Topic: "tidemark-events", ClientID: "tidemark", Roles: []string{RoleIngest, RolePipeline}}
 }
 
 // Ingest configures the collector.
@@ -228,6 +283,7 @@ func Default() *Config {
 			MinFreeBytes: 512 * MiB,
 			DedupeWindow: Duration(24 * time.Hour),
 			CacheBytes:   64 * MiB,
+			Kafka:        defaultKafka(),
 		},
 		Ingest: Ingest{
 			MaxBodyBytes:  4 * MiB,

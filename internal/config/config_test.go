@@ -38,6 +38,9 @@ var testEnv = map[string]string{
 	"TIDEMARK_TEST_WRITE_KEYS": "first-secret-key-0000001,second-secret-key-00002",
 	"TIDEMARK_TEST_ADMIN_KEYS": "admin-secret-key-0000001 admin-secret-key-0000002",
 	"TIDEMARK_TEST_SECRET":     "pa55w0rd-Secret-Value-01",
+	// The example's and kafka.yml's SASL credentials.
+	"TIDEMARK_KAFKA_USERNAME": "example-kafka-user",
+	"TIDEMARK_KAFKA_PASSWORD": "example-kafka-password-01",
 }
 
 func lookupTestEnv(name string) (string, bool) {
@@ -142,6 +145,7 @@ func TestGood(t *testing.T) {
 			MinFreeBytes: 2 * GB,
 			DedupeWindow: Duration(12 * time.Hour),
 			CacheBytes:   128 * MiB,
+			Kafka:        defaultKafka(),
 		},
 		Ingest: Ingest{MaxBodyBytes: 8 * MiB, MaxEventBytes: 64 * KiB, MaxPending: 5000, PriorityLag: Duration(30 * time.Second),
 			MaxRequests: 64, MaxRequestsPerOrg: 256, MaxInflightBytes: 128 * MiB, MaxInflightBytesPerOrg: 16 * MiB,
@@ -689,5 +693,38 @@ func TestPriorityLagAtMostHalfTheShortestSLA(t *testing.T) {
 	c.Ingest.PriorityLag = 0
 	if got := c.PriorityLag(); got != 0 {
 		t.Errorf("off: %v, want 0", got)
+	}
+}
+
+// TestGoodKafka: log.kafka decodes whole; what the file leaves out is the
+// default (the embedded log's settings stay as they are).
+func TestGoodKafka(t *testing.T) {
+	cfg, err := parseFile(t, "testdata/kafka.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Kafka{Brokers: []string{"kafka-1.internal:9092", "[::1]:9093"}, Topic: "acme.tidemark-events_v1",
+		ClientID: "tidemark-eu-1", ReplicationFactor: 3, Roles: []string{RolePipeline},
+		TLS:  KafkaTLS{Enabled: true},
+		SASL: KafkaSASL{Mechanism: "SCRAM-SHA-512", UsernameEnv: "TIDEMARK_KAFKA_USERNAME", PasswordEnv: "TIDEMARK_KAFKA_PASSWORD"}}
+	if !reflect.DeepEqual(cfg.Log.Kafka, want) {
+		t.Errorf("got %+v\nwant %+v", cfg.Log.Kafka, want)
+	}
+	if !cfg.Log.Kafka.Enabled() || cfg.Log.Kafka.HasRole(RoleIngest) || !cfg.Log.Kafka.HasRole(RolePipeline) {
+		t.Errorf("Enabled/HasRole wrong for %+v", cfg.Log.Kafka)
+	}
+	if cfg.Log.Partitions != 12 {
+		t.Errorf("log.partitions = %d", cfg.Log.Partitions)
+	}
+	def := Default().Log.Kafka
+	if def.Enabled() || !def.HasRole(RoleIngest) || !def.HasRole(RolePipeline) || def.Topic != "tidemark-events" || def.ClientID != "tidemark" {
+		t.Errorf("default log.kafka: %+v", def)
+	}
+	// A node with the SASL variables unset does not start.
+	_, err = parse("kafka.yml", []byte(`log: {kafka: {brokers: ["k:9092"], sasl: {mechanism: PLAIN, username_env: U_UNSET, password_env: P_UNSET}}}`),
+		func(string) (string, bool) { return "", false })
+	if err == nil || !strings.Contains(err.Error(), "log.kafka.sasl.username_env: environment variable U_UNSET is not set or empty") ||
+		!strings.Contains(err.Error(), "log.kafka.sasl.password_env: environment variable P_UNSET is not set or empty") {
+		t.Errorf("unset SASL variables: %v", err)
 	}
 }

@@ -32,7 +32,9 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if err := cfg.Validate(); err != nil {
+		// Valid in the same environment (password_env and the Kafka SASL
+		// variables are looked up in it).
+		if err := joinErrs(cfg.validate(lookup)); err != nil {
 			t.Fatalf("accepted an invalid config: %v", err)
 		}
 	})

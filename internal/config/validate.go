@@ -101,6 +101,7 @@ func (c *Config) validate(lookup func(string) (string, bool)) []*FieldError {
 	p.positive("log.min_free_bytes", int64(l.MinFreeBytes), l.MinFreeBytes.String())
 	p.positive("log.dedupe_window", int64(l.DedupeWindow), l.DedupeWindow.String())
 	p.positive("log.cache_bytes", int64(l.CacheBytes), l.CacheBytes.String())
+	c.validateKafka(&p, lookup)
 
 	in := c.Ingest
 	p.positive("ingest.max_body_bytes", int64(in.MaxBodyBytes), in.MaxBodyBytes.String())

@@ -67,6 +67,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		o.Now = time.Now
 	}
 	logger := o.Logger
+	if cfg.Log.Kafka.Enabled() {
+		if err := prepareKafka(ctx, cfg, logger); err != nil {
+			return err
+		}
+		return errors.New("log.kafka: reading and writing the log in Kafka is not built yet (docs/kafka.md); remove log.kafka to use the embedded log")
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data_dir: %w", err)
 	}
