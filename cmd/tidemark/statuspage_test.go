@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/tidemark/tidemark/internal/fault"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/internal/testenv/probe"
 )
@@ -257,6 +259,76 @@ func getWithKey(t testing.TB, method, url, key string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// heldAudit is an audit request that the server keeps running until release.
+type heldAudit struct {
+	cancel context.CancelFunc
+	done   chan int // the answer's status code, or 0 when cancelled
+}
+
+// holdReaderAudit starts an audit of the hour 1970-01-01T00Z with key, which
+// a server with the fault hang-audit on that key's destination runs until
+// the request is cancelled, and returns once that audit holds the key's
+// org's one read-key audit (a second one is refused with 429 and
+// Retry-After: 5).
+func holdReaderAudit(t *testing.T, addr, key string) *heldAudit {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	h := &heldAudit{cancel: cancel, done: make(chan int, 1)}
+	t.Cleanup(h.release)
+	go func() {
+		for {
+			req, _ := http.NewRequestWithContext(ctx, "GET", addr+"/api/v1/audit?from=1970-01-01T00:00:00Z&to=1970-01-01T01:00:00Z", nil)
+			req.Header.Set("Authorization", "Bearer "+key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				h.done <- 0
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusTooManyRequests { // else the probe below held the org's audit: again
+				h.done <- resp.StatusCode
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", addr+"/api/v1/audit?from=1970-01-01T01:00:00Z&to=1970-01-01T02:00:00Z", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatalf("a second audit with the same read key while the first runs: %v (want 429 at once, not a wait behind it)", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			if ra := resp.Header.Get("Retry-After"); ra != "5" {
+				t.Errorf("429 with Retry-After %q, want 5", ra)
+			}
+			return h
+		}
+		select {
+		case code := <-h.done:
+			t.Fatalf("the audit of the hung hour ended with %d instead of running until cancelled", code)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a second audit with the same read key still answers %d after 60 s, want 429 while the first runs", resp.StatusCode)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// release cancels the held audit and waits for its request to end.
+func (h *heldAudit) release() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	<-h.done
+}
+
 // gzipStatus fetches GET /api/v1/status asking for gzip and returns the
 // compressed size and the decompressed answer.
 func gzipStatus(t testing.TB, addr, key string) (int, string) {
@@ -292,7 +364,9 @@ func gzipStatus(t testing.TB, addr, key string) (int, string) {
 func TestStatusPageAccess(t *testing.T) {
 	dir := t.TempDir()
 	port := testenv.FreePort(t)
-	p := startProc(t, twoOrgsConfig(t, dir, port), port)
+	// hang-audit: an audit of acme's lake's hour 1970-01-01T00Z runs until
+	// cancelled; every other hour reads as usual.
+	p := startProcEnv(t, twoOrgsConfig(t, dir, port), port, []string{fault.Env + "=hang-audit=acme/lake"})
 	acme := sendEventsKey(t, p.addr, testKey, "acme-evt", 300)
 	globex := sendEventsKey(t, p.addr, globexWriteKey, "globex-evt", 300)
 	if len(acme) != 300 || len(globex) != 300 {
@@ -347,8 +421,36 @@ func TestStatusPageAccess(t *testing.T) {
 		}
 	}
 
+	// A read key audits at most 168 hours, one audit at a time per org, on
+	// an auditor of its org's own: acme's long audit neither lets a second
+	// one of acme's start (429, and the page says so and asks again) nor
+	// holds up globex's or an admin's.
+	held := holdReaderAudit(t, p.addr, testReadKey)
+	recent := "&from=" + time.Now().Add(-168*time.Hour).UTC().Truncate(time.Hour).Format(time.RFC3339) +
+		"&to=" + time.Now().UTC().Truncate(time.Hour).Add(time.Hour).Format(time.RFC3339) // 169 hours
+	for _, c := range []struct {
+		path, key string
+		code      int
+		has       string
+	}{
+		{"/api/v1/audit?from=" + from + "&to=" + to, testReadKey, 429, "already running"},
+		{"/api/v1/audit?from=" + from + "&to=" + to, globexReadKey, 200, `"destination": "warehouse-lake"`},
+		{"/api/v1/audit?from=" + from + "&to=" + to, pageAdminKey, 200, `"destination": "lake"`},
+		{"/api/v1/audit?from=2025-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", globexReadKey, 400, "at most 168 hours at a time; this range touches 8760"},
+		{"/api/v1/audit?" + recent[1:], globexReadKey, 400, "this range touches 169"},
+		{"/api/v1/audit?" + recent[1:], pageAdminKey, 200, `"destination": "lake"`},
+	} {
+		if code, body := getWithKey(t, "GET", p.addr+c.path, c.key); code != c.code || !strings.Contains(body, c.has) {
+			t.Errorf("GET %s with key %.10q while acme's read key audits: %d, want %d with %q:\n%.400s", c.path, c.key, code, c.code, c.has, body)
+		}
+	}
+
 	// acme's read key: acme only, everywhere in the page.
 	b.signIn(testReadKey)
+	b.waitFor("the page saying acme's audit waits for the other one", `document.getElementById('grid-status').textContent.includes('already running') &&
+		document.getElementById('grid-status').textContent.includes('Asking again in 5 s')`, nil)
+	held.release()
+	b.waitFor("the page's audit, asked again once the other one ended", `document.getElementById('grid-status').textContent.startsWith('Audited 48 hours')`, nil)
 	b.waitFor("acme's destination row", `document.querySelector('#dest-rows tr[data-org="acme"][data-dest="lake"]')`, nil)
 	b.waitFor("the completeness grid", `document.querySelector('#grid button.cell.ok')`, nil)
 	if who := b.text("#who"); !strings.Contains(who, "Org acme") || !strings.Contains(who, "backfill needs an admin key") {

@@ -230,6 +230,7 @@ func (p *Pipeline) open(ctx context.Context, org string, dc *config.Destination,
 	if !ok {
 		return nil, fmt.Errorf("org %s destination %s: %s destinations cannot be audited", org, dc.Name, registry.Redact(dc.URL))
 	}
+	readBack = o.Faults.ReadBack(org, dc.Name, readBack)
 	var permanent func(error) bool
 	if c, ok := d.(destination.Classifier); ok {
 		permanent = c.Permanent

@@ -11,6 +11,10 @@
 //	                           notification never fired)
 //	panic-destination=ORG/DEST writes to destination DEST of org ORG panic
 //	hang-destination=ORG/DEST  writes to destination DEST of org ORG hang
+//	hang-audit=ORG/DEST        the audit's read of the hour 1970-01-01T00Z
+//	                           of destination DEST of org ORG hangs until the
+//	                           audit is cancelled (an audit that runs for as
+//	                           long as a test needs; other hours read as usual)
 //	stream-panic-on-event=NAME the streaming pipeline's event handler panics
 //	                           on events named NAME (poison events)
 //	memtable-bytes=N           the stores' memtables are N bytes, N >= 65536
@@ -29,7 +33,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/tidemark/tidemark/internal/audit"
 	"github.com/tidemark/tidemark/internal/destination"
 )
 
@@ -41,6 +47,7 @@ type Set struct {
 	DropPages          uint32 // drop-pages
 	PanicDestination   string // panic-destination, "ORG/DEST"
 	HangDestination    string // hang-destination, "ORG/DEST"
+	HangAudit          string // hang-audit, "ORG/DEST"
 	StreamPanicOnEvent string // stream-panic-on-event
 	MemTableBytes      int64  // memtable-bytes
 
@@ -87,6 +94,8 @@ func Parse(v string) (Set, error) {
 			s.PanicDestination, err = orgDest(val)
 		case "hang-destination":
 			s.HangDestination, err = orgDest(val)
+		case "hang-audit":
+			s.HangAudit, err = orgDest(val)
 		case "stream-panic-on-event":
 			s.StreamPanicOnEvent = val
 		case "memtable-bytes":
@@ -94,7 +103,7 @@ func Parse(v string) (Set, error) {
 				err = fmt.Errorf("want a number >= 65536, got %q", val)
 			}
 		default:
-			return Set{}, fmt.Errorf("unknown fault %q (known: drop-pages, panic-destination, hang-destination, stream-panic-on-event, memtable-bytes)", name)
+			return Set{}, fmt.Errorf("unknown fault %q (known: drop-pages, panic-destination, hang-destination, hang-audit, stream-panic-on-event, memtable-bytes)", name)
 		}
 		if err != nil {
 			return Set{}, fmt.Errorf("fault %s: %w", name, err)
@@ -133,6 +142,28 @@ func (s Set) Destination(org, name string, d destination.Destination) destinatio
 		})
 	}
 	return d
+}
+
+// ReadBack returns d, destination name of org as the audit reads it, with
+// the audit faults of s that concern it applied.
+func (s Set) ReadBack(org, name string, d audit.Destination) audit.Destination {
+	if org+"/"+name == s.HangAudit {
+		return hangEpochHour{d}
+	}
+	return d
+}
+
+// hangEpochHour is a destination whose events files of the hour that
+// starts at the Unix epoch cannot be listed: the listing waits for the
+// audit to be cancelled.
+type hangEpochHour struct{ audit.Destination }
+
+func (h hangEpochHour) EventFiles(ctx context.Context, hour time.Time) ([]destination.StoredFile, error) {
+	if hour.Equal(time.Unix(0, 0)) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return h.Destination.EventFiles(ctx, hour)
 }
 
 // DropPages returns d with a fault: every batch is written without the

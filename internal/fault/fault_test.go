@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/internal/audit"
 	"github.com/tidemark/tidemark/internal/destination"
 	"github.com/tidemark/tidemark/internal/destination/blob"
 	"github.com/tidemark/tidemark/internal/destination/destinationtest"
@@ -16,13 +17,13 @@ import (
 )
 
 func TestParse(t *testing.T) {
-	s, err := Parse(" drop-pages=4, panic-destination=acme/broken,hang-destination=acme/stuck,stream-panic-on-event=Poison,memtable-bytes=65536")
+	s, err := Parse(" drop-pages=4, panic-destination=acme/broken,hang-destination=acme/stuck,hang-audit=acme/lake,stream-panic-on-event=Poison,memtable-bytes=65536")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Set{DropPages: 4, PanicDestination: "acme/broken", HangDestination: "acme/stuck", StreamPanicOnEvent: "Poison", MemTableBytes: 65536,
-		On: []string{"drop-pages=4", "panic-destination=acme/broken", "hang-destination=acme/stuck", "stream-panic-on-event=Poison", "memtable-bytes=65536"}}
-	if s.DropPages != want.DropPages || s.PanicDestination != want.PanicDestination || s.HangDestination != want.HangDestination ||
+	want := Set{DropPages: 4, PanicDestination: "acme/broken", HangDestination: "acme/stuck", HangAudit: "acme/lake", StreamPanicOnEvent: "Poison", MemTableBytes: 65536,
+		On: []string{"drop-pages=4", "panic-destination=acme/broken", "hang-destination=acme/stuck", "hang-audit=acme/lake", "stream-panic-on-event=Poison", "memtable-bytes=65536"}}
+	if s.DropPages != want.DropPages || s.PanicDestination != want.PanicDestination || s.HangDestination != want.HangDestination || s.HangAudit != want.HangAudit ||
 		s.StreamPanicOnEvent != want.StreamPanicOnEvent || s.MemTableBytes != want.MemTableBytes || !slices.Equal(s.On, want.On) {
 		t.Errorf("Parse = %+v, want %+v", s, want)
 	}
@@ -120,5 +121,38 @@ func TestDestinationFaults(t *testing.T) {
 	}
 	if len(ids) != want || want == n {
 		t.Errorf("%d events committed, want %d of %d", len(ids), want, n)
+	}
+}
+
+// TestHangAudit: hang-audit hangs the audit's listing of the epoch hour of
+// the destination it names, until cancelled; other hours, other
+// destinations and the rest of the read-back go through.
+func TestHangAudit(t *testing.T) {
+	d, err := blob.Open(t.Context(), "file://"+filepath.ToSlash(t.TempDir()), format.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	b := destinationtest.Batch(1, 1, 10, 5)
+	if err := d.Write(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Parse("hang-audit=acme/lake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb := s.ReadBack("acme", "other", d); rb != audit.Destination(d) {
+		t.Errorf("another destination is wrapped: %T", rb)
+	}
+	rb := s.ReadBack("acme", "lake", d)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := rb.EventFiles(ctx, time.Unix(0, 0)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the epoch hour: %v, want it to hang until the deadline", err)
+	}
+	hour := time.UnixMicro(b.Events[0].ReceivedAt).UTC().Truncate(time.Hour)
+	files, err := rb.EventFiles(t.Context(), hour)
+	if err != nil || len(files) == 0 {
+		t.Errorf("hour %s through the fault: %d files, %v", hour, len(files), err)
 	}
 }

@@ -5,18 +5,64 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/audit"
 	"github.com/tidemark/tidemark/internal/sessionize"
 )
 
-// auditAPI serves the admin API's audit and backfill with the background
-// auditor's Auditor (and caches).
+// auditAPI serves the admin API's audit and backfill: an admin key's with
+// the background auditor's Auditor (and caches), a read key's with its
+// org's own (readerAudits).
 type auditAPI struct {
 	bg       *audit.Background
 	sessions sessionize.Config
 	logger   *slog.Logger
+	readers  readerAudits
+}
+
+// MaxReaderAuditHours is the longest range a read key may audit at once (the
+// status page offers at most 168 hours); an admin key has no bound.
+const MaxReaderAuditHours = 168
+
+// readerRetryAfter is the Retry-After of a read key's audit refused because
+// its org already has one running.
+const readerRetryAfter = "5"
+
+// readerAudits runs the audits asked for with an org's read key: at most
+// one at a time per org, each org with an Auditor (and caches) of its own.
+// So a read-key holder cannot hold the shared Auditor, which the background
+// auditor and the admin API serialise on, nor run audits side by side: what
+// it can cost the server is one audit of at most MaxReaderAuditHours of its
+// own org's data at a time.
+type readerAudits struct {
+	mu       sync.Mutex
+	auditors map[string]*audit.Auditor
+	busy     map[string]bool
+}
+
+// claim returns org's Auditor and a func that releases it, or ok false
+// while another audit of org holds it.
+func (x *readerAudits) claim(org string, o audit.Options) (a *audit.Auditor, release func(), ok bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.busy[org] {
+		return nil, nil, false
+	}
+	if x.auditors == nil {
+		x.auditors, x.busy = map[string]*audit.Auditor{}, map[string]bool{}
+	}
+	if a = x.auditors[org]; a == nil {
+		a = audit.New(o)
+		x.auditors[org] = a
+	}
+	x.busy[org] = true
+	return a, func() {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		delete(x.busy, org)
+	}, true
 }
 
 // selectTargets returns the targets of org and destination ("" matches all).
@@ -95,8 +141,22 @@ func (x *auditAPI) auditHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	a := x.bg.Auditor()
+	o := x.bg.Options()
+	if org, scoped := readerOrg(r.Context()); scoped {
+		if hours := to.Sub(from.UTC().Truncate(time.Hour)); hours > MaxReaderAuditHours*time.Hour {
+			apiError(w, http.StatusBadRequest, fmt.Errorf("a read key audits at most %d hours at a time; this range touches %d (audit it in parts, or with an admin key)",
+				MaxReaderAuditHours, int64((hours+time.Hour-1)/time.Hour)))
+			return
+		}
+		var release func()
+		if a, release, ok = x.readers.claim(org, o); !ok {
+			w.Header().Set("Retry-After", readerRetryAfter)
+			apiError(w, http.StatusTooManyRequests, fmt.Errorf("an audit of org %s asked for with a read key is already running: one at a time per org; retry when it ends", org))
+			return
+		}
+		defer release()
+	}
 	if q.Get("deep") == "true" {
-		o := x.bg.Options()
 		o.Deep = true
 		a = audit.New(o) // its own caches; audits only read
 	}

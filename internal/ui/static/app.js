@@ -328,7 +328,18 @@ async function loadAudit (org, dest, from, to) {
   const q = new URLSearchParams({ from: new Date(from).toISOString(), to: new Date(to).toISOString() })
   if (one) { q.set('org', org); q.set('destination', dest) }
   try {
-    const report = await getJSON('/api/v1/audit?' + q, one ? {} : { signal: auditCtl.signal })
+    const r = await api('/api/v1/audit?' + q, one ? {} : { signal: auditCtl.signal })
+    if (r.status === 429 && !one) {
+      // A read key audits one range at a time per org (another tab, or a
+      // colleague with the same org's key): say so, ask again when told.
+      const wait = Math.max(1, Number(r.headers.get('Retry-After')) || 5)
+      $('grid-status').textContent = await errText(r) + ' Asking again in ' + wait + ' s…'
+      const ctl = auditCtl
+      setTimeout(() => { if (key && auditCtl === ctl) loadAudit(org, dest, from, to) }, wait * 1000)
+      return
+    }
+    if (!r.ok) throw new Error(await errText(r))
+    const report = await r.json()
     const at = Date.parse(report.generated_at)
     for (const r of report.destinations || []) mergeHours(r.org, r.destination, r.hours, at)
     if (!one) {
