@@ -414,6 +414,23 @@ func (l *Log) AppendRecords(ctx context.Context, part int, recs []event.Record) 
 	return l.submit(ctx, req, false)
 }
 
+// AppendEncoded appends records as encoded elsewhere (event.Append), byte
+// for byte, to partition part: the Kafka log's local copy, which must hold
+// exactly what the topic holds. A record that does not decode is refused
+// whole (nothing of recs is appended).
+func (l *Log) AppendEncoded(ctx context.Context, part int, recs [][]byte) error {
+	req := &appendReq{recs: recs, part: make([]int, len(recs)), brief: make([]Brief, len(recs)), done: make(chan error, 1)}
+	for i, b := range recs {
+		r, err := event.DecodeMeta(b)
+		if err != nil {
+			return fmt.Errorf("partition %d: record %d of %d: %w", part, i, len(recs), err)
+		}
+		req.part[i] = part
+		req.brief[i] = briefOf(&r)
+	}
+	return l.submit(ctx, req, false)
+}
+
 func (l *Log) submit(ctx context.Context, req *appendReq, limited bool) error {
 	l.closeMu.RLock()
 	if l.closed {

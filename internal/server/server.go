@@ -67,11 +67,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		o.Now = time.Now
 	}
 	logger := o.Logger
+	var kafka *kafkaLog // nil: the embedded log
 	if cfg.Log.Kafka.Enabled() {
-		if err := prepareKafka(ctx, cfg, logger); err != nil {
+		if kafka, err = openKafka(ctx, cfg, logger); err != nil {
 			return err
 		}
-		return errors.New("log.kafka: reading and writing the log in Kafka is not built yet (docs/kafka.md); remove log.kafka to use the embedded log")
+		defer kafka.Close()
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data_dir: %w", err)
@@ -155,8 +156,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		slas = append(slas, d.SLAs)
 	}
 
+	var ingest collector.Appender = lg
+	if kafka != nil {
+		ingest = kafka.producer // 2xx once Kafka acknowledged; the copier brings the events to lg
+	}
 	coll := collector.New(collector.Options{
-		Log:          lg,
+		Log:          ingest,
 		Org:          func(k string) (string, bool) { org, ok := keys[k]; return org, ok },
 		MaxBodyBytes: int64(cfg.Ingest.MaxBodyBytes), MaxEventBytes: int64(cfg.Ingest.MaxEventBytes),
 		Now: o.Now, Registerer: reg, Logger: logger,
@@ -250,7 +255,19 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	stages, stagesCtx := errgroup.WithContext(runCtx)
-	stages.Go(func() error { return lg.RunTicker(stagesCtx, cfg.Log.TickInterval.D(), o.Now) })
+	if kafka == nil {
+		stages.Go(func() error { return lg.RunTicker(stagesCtx, cfg.Log.TickInterval.D(), o.Now) })
+	} else {
+		// The owner of the partitions (this node: all of them) produces
+		// their ticks into the topic, and copies the topic into lg.
+		stages.Go(func() error {
+			return kafka.producer.RunTicker(stagesCtx, kafka.parts, cfg.Log.TickInterval.D(), o.Now, logger)
+		})
+		restarts.WithLabelValues("kafka_copy")
+		stages.Go(func() error {
+			return supervise(stagesCtx, "kafka_copy", kafka.copier(lg, logger).Run, restarts, logger)
+		})
+	}
 	stages.Go(func() error { return supervise(stagesCtx, "sessionizer", sz.Run, restarts, logger) })
 	for _, t := range transports {
 		stages.Go(func() error { return supervise(stagesCtx, "transport", t.Run, restarts, logger) })
