@@ -97,11 +97,19 @@ func TestDedupeUpgradeFromOrgMessageIDKey(t *testing.T) {
 // log in one chunk, as package pipeline does.
 func sessionizeAll(t *testing.T, l *Log, cfg sessionize.Config, p int, h *SessionHeader) {
 	t.Helper()
+	sessionizeTo(t, l, cfg, p, h, 0)
+}
+
+// sessionizeTo runs partition p's sessionizer from h over the records up
+// to offset to (0: the end) in one chunk, as package pipeline does
+// (sweeping 2 dedupe entries per record).
+func sessionizeTo(t *testing.T, l *Log, cfg sessionize.Config, p int, h *SessionHeader, to uint64) {
+	t.Helper()
 	sz := sessionize.New(cfg, nil, h.Watermark)
 	_, err := l.State().UpdateSessions(p, h, cfg.DedupeWindow, func(st sessionize.Store) (int, error) {
 		sz.SetStore(st)
 		n := 0
-		err := l.Scan(p, h.Cursor+1, 0, func(off uint64, val []byte) error {
+		err := l.Scan(p, h.Cursor+1, to, func(off uint64, val []byte) error {
 			rec, err := event.DecodeMeta(val)
 			if err != nil {
 				return err

@@ -38,9 +38,17 @@ func (s *State) UpdateSessions(p int, h *SessionHeader, window time.Duration, fn
 		}
 		ps.legacy, ps.known = legacy, true
 	}
+	if ps.filter == nil {
+		f, err := buildDedupeFilter(s.db, p, s.filterBytes())
+		if err != nil {
+			return Emitted{}, err
+		}
+		ps.filter = f
+	}
 	b := s.db.NewIndexedBatch()
 	defer b.Close()
 	st := newSessionStore(s.db, b, p, h, ps.cache, ps.legacy)
+	st.filter, st.next = ps.filter, ps.next
 	defer st.close()
 	done := false
 	defer func() {
@@ -54,6 +62,10 @@ func (s *State) UpdateSessions(p int, h *SessionHeader, window time.Duration, fn
 	if err != nil {
 		return Emitted{}, err
 	}
+	if ps.sweep == nil {
+		// A pass of the sweep starts: it builds the next filter.
+		st.next = newDedupeFilter(dedupeFilterGrowth*ps.filter.n, s.filterBytes())
+	}
 	next, err := st.sweepDedupe(ps.sweep, h.Watermark-int64(window), sweep)
 	if err != nil {
 		return Emitted{}, err
@@ -65,6 +77,11 @@ func (s *State) UpdateSessions(p int, h *SessionHeader, window time.Duration, fn
 	done = true
 	st.committed()
 	ps.sweep = next
+	ps.next = st.next
+	if next == nil {
+		// The pass is complete: its filter holds every key the store does.
+		ps.filter, ps.next = st.next, nil
+	}
 	if ps.legacy && next == nil {
 		// A whole pass is done: old-key entries are gone once a window has
 		// passed since the upgrade (nothing writes them any more). On an
@@ -79,8 +96,9 @@ func (s *State) UpdateSessions(p int, h *SessionHeader, window time.Duration, fn
 // sessionStore implements sessionize.Store over one indexed Pebble batch. Device
 // states are cached for the chunk and written once at flush.
 //
-// Dedupe lookups, nearly all misses, go to one iterator over the committed
-// state opened once per chunk, plus a map of the entries remembered in the
+// Dedupe lookups, nearly all misses, are first asked of the partition's
+// in-memory filter (dedupeFilter), which rules out nearly all of them; the
+// rest go to one iterator over the committed state opened once per chunk, plus a map of the entries remembered in the
 // chunk: only this partition's sessionizer writes its dedupe keys, so the two
 // answer exactly what the batch would. The iterator keeps its tables'
 // iterators open from lookup to lookup and rules a table out by its bloom
@@ -96,6 +114,8 @@ type sessionStore struct {
 	devices map[string]*sessionize.Device // nil value: deleted
 	seen    map[string]int64              // dedupe entries remembered in this chunk
 	legacy  bool                          // the partition may hold old-key dedupe entries
+	filter  *dedupeFilter                 // every committed dedupe key (see dedupeFilter)
+	next    *dedupeFilter                 // the sweep pass's filter being built, or nil
 	buf     []byte
 	out     []byte // the chunk's output segment
 	outN    int
@@ -211,9 +231,14 @@ func (s *sessionStore) Seen(org, device, id string) (int64, bool, error) {
 	if at, ok := s.seen[string(s.key[4:])]; ok {
 		return at, true, nil
 	}
-	at, ok, err := s.lookupTime(s.key)
-	if err != nil || ok || !s.legacy {
-		return at, ok, err
+	if s.filter.mayContain(s.key[4:]) {
+		at, ok, err := s.lookupTime(s.key)
+		if err != nil || ok {
+			return at, ok, err
+		}
+	}
+	if !s.legacy {
+		return 0, false, nil
 	}
 	// An entry of the old key: the messageId was seen in this org and
 	// partition, on some device, before the upgrade. Taken as a duplicate
@@ -240,6 +265,10 @@ func (s *sessionStore) Remember(org, device, id string, at int64) {
 	var k []byte
 	k, s.hbuf = appendDedupeKey(make([]byte, 0, dedupeKeyLen), s.hbuf, s.p, org, device, id)
 	s.seen[string(k[4:])] = at
+	s.filter.add(k[4:])
+	if s.next != nil {
+		s.next.add(k[4:])
+	}
 	s.b.Set(k, u64(uint64(at)), nil)
 }
 
@@ -306,7 +335,8 @@ func (s *sessionStore) committed() {
 // key from and deletes those first seen before cutoff. It returns where to
 // continue (nil: start over). Forgetting an entry older than the window
 // changes nothing a later Seen decides, so when and how fast the sweep runs
-// does not affect determinism.
+// does not affect determinism. The entries it keeps go into s.next, the
+// filter its pass builds.
 func (s *sessionStore) sweepDedupe(from []byte, cutoff int64, limit int) ([]byte, error) {
 	if from == nil {
 		from = stateKey(s.p, kindDedupeLegacy)
@@ -322,8 +352,11 @@ func (s *sessionStore) sweepDedupe(from []byte, cutoff int64, limit int) ([]byte
 			return append([]byte(nil), it.Key()...), nil
 		}
 		n++
+		k := it.Key()
 		if v := it.Value(); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) < cutoff {
-			s.b.Delete(append([]byte(nil), it.Key()...), nil)
+			s.b.Delete(append([]byte(nil), k...), nil)
+		} else if s.next != nil && len(k) == dedupeKeyLen && k[3] == kindDedupe {
+			s.next.add(k[4:])
 		}
 	}
 	return nil, it.Error()

@@ -27,6 +27,9 @@ type partState struct {
 	sweep  []byte       // where the dedupe sweep goes on (nil: from the start)
 	legacy bool         // old-key dedupe entries may remain (see sessionStore.Seen)
 	known  bool         // legacy has been read from the store
+	// filter holds every dedupe key of the store (nil until the first
+	// chunk); next is the one the sweep's current pass builds.
+	filter, next *dedupeFilter
 }
 
 func newState(db *pebble.DB, parts int) *State {
@@ -127,3 +130,7 @@ func (s *State) SessionHeader(p int) (SessionHeader, error) {
 	}
 	return SessionHeader{Cursor: binary.BigEndian.Uint64(v), Watermark: int64(binary.BigEndian.Uint64(v[8:])), NextSeq: binary.BigEndian.Uint64(v[16:])}, nil
 }
+
+// filterBytes bounds one partition's dedupe filter (dedupeFilterMaxBytes
+// over all partitions).
+func (s *State) filterBytes() int { return dedupeFilterMaxBytes / len(s.parts) }
