@@ -102,7 +102,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "YAML config file (default: embedded defaults; see tidemark.example.yaml)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	pprof := fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ on the listen address")
+	pprof := fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ and the stores' Pebble metrics under /debug/pebble on the listen address")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -459,3 +459,21 @@ func TestTail(t *testing.T) {
 		t.Fatalf("Tail at the end = %d records, ok %v", len(got), ok)
 	}
 }
+
+// TestStoreMetrics: the diagnostics report (serve --pprof's /debug/pebble)
+// shows both stores with what was written to them.
+func TestStoreMetrics(t *testing.T) {
+	l, _ := open(t, t.TempDir(), Options{Partitions: 2})
+	defer l.Close()
+	if err := l.Append(t.Context(), []event.Event{ev(1), ev(2)}); err != nil {
+		t.Fatal(err)
+	}
+	m := l.StoreMetrics()
+	log, state, ok := strings.Cut(m, "store/state:")
+	if !ok || !strings.HasPrefix(log, "store/log:") || !strings.Contains(log, "WAL:") || !strings.Contains(state, "WAL:") {
+		t.Fatalf("report without both stores:\n%s", m)
+	}
+	if strings.Contains(log, "WAL: 0 files") {
+		t.Errorf("the log store's report shows no WAL after an append:\n%s", log)
+	}
+}

@@ -134,3 +134,9 @@ func (s *State) SessionHeader(p int) (SessionHeader, error) {
 // filterBytes bounds one partition's dedupe filter (dedupeFilterMaxBytes
 // over all partitions).
 func (s *State) filterBytes() int { return dedupeFilterMaxBytes / len(s.parts) }
+
+// StoreMetrics is Pebble's own report of both stores (levels, compactions,
+// write amplification, caches, filters), for diagnostics (serve --pprof).
+func (l *Log) StoreMetrics() string {
+	return "store/log:\n" + l.db.Metrics().String() + "\nstore/state:\n" + l.state.Metrics().String()
+}

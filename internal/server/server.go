@@ -38,8 +38,9 @@ type Options struct {
 	Now    func() time.Time
 	// Version is reported by the status API.
 	Version string
-	// Pprof serves net/http/pprof under /debug/pprof/ (off by default: the
-	// ingest listener may face the internet).
+	// Pprof serves net/http/pprof under /debug/pprof/ and the stores'
+	// Pebble metrics under /debug/pebble (off by default: the ingest
+	// listener may face the internet).
 	Pprof bool
 }
 
@@ -219,6 +220,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	if o.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pebble", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, lg.StoreMetrics()) })
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
