@@ -180,6 +180,19 @@ func Open(dir string, o Options) (*Log, error) {
 	// once by each transport and deleted once delivered: no reason to
 	// rewrite them in every compaction of the device and dedupe keys.
 	storeFormat(stateOpts)
+	// Most of what stays in the state are dedupe keys, SHA-256 prefixes
+	// spread over the whole key space: every L0 compaction rewrites most of
+	// Lbase, which grows with the dedupe window's keys (and L0 carries many
+	// versions of each device's state, dropped when compacted). So, as for
+	// the log, L0 is compacted rarely, in large steps: the state's
+	// compactions wrote 458 MB at 2M events with Pebble's default threshold
+	// (4), 171 MB with 16, 90 MB with 32 (BENCHMARKS.md). Lookups pay little
+	// for the deeper L0: dedupe lookups are nearly all answered by the
+	// in-memory filter (dedupeFilter), device states by the device cache,
+	// and every table has a bloom filter.
+	stateOpts.L0CompactionThreshold = 32
+	stateOpts.L0CompactionFileThreshold = 1000
+	stateOpts.L0StopWritesThreshold = 200
 	db, err := pebble.Open(filepath.Join(dir, "store", "log"), logOpts)
 	if err != nil {
 		return nil, fmt.Errorf("open log store: %w", err)
