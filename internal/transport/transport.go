@@ -88,6 +88,16 @@ type Prober interface {
 	Probe(ctx context.Context) error
 }
 
+// ProbeBounder is implemented by destinations whose probe may need longer
+// than the transport's default bound for one attempt (30 s): a PostgreSQL
+// destination upgrades its schema in its probe, and building an index on a
+// large table takes minutes. ProbeBound is the bound of one attempt; the
+// destination then bounds the probe's quick steps itself, so that an
+// unreachable server is still reported within the default bound.
+type ProbeBounder interface {
+	ProbeBound() time.Duration
+}
+
 // Transport delivers one destination.
 type Transport struct {
 	o       Options
@@ -218,10 +228,14 @@ func New(o Options) *Transport {
 // destination error is retried forever and never ends Run.
 func (t *Transport) Run(ctx context.Context) error {
 	if pr, ok := t.o.Dest.(Prober); ok {
+		bound := probeTimeout
+		if b, ok := t.o.Dest.(ProbeBounder); ok {
+			bound = b.ProbeBound()
+		}
 		probe := func() error {
 			// Some clients retry an unreachable host until their context
 			// ends; bound each attempt so the failure is reported.
-			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			pctx, cancel := context.WithTimeout(ctx, bound)
 			defer cancel()
 			return pr.Probe(pctx)
 		}
@@ -497,7 +511,8 @@ func sized[T any](n int) []T {
 	return make([]T, 0, n)
 }
 
-// probeTimeout bounds one probe of a destination at start.
+// probeTimeout bounds one probe of a destination at start, unless the
+// destination is a ProbeBounder.
 const probeTimeout = 30 * time.Second
 
 // maxBackoff caps the wait between retries of a failing destination.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -94,45 +95,65 @@ func (d *Postgres) Probe(ctx context.Context) error {
 	return nil
 }
 
+// ProbeBound bounds one probe (transport.ProbeBounder) by upgradeTimeout:
+// an upgrade that builds an index on a large table takes minutes. The
+// probe's other steps are bounded by stepTimeout, so an unreachable or
+// silent server is still reported within it.
+func (d *Postgres) ProbeBound() time.Duration { return upgradeTimeout }
+
+const (
+	// stepTimeout bounds connecting, and the checks and claim of a probe
+	// (each group of them).
+	stepTimeout = 30 * time.Second
+	// upgradeTimeout bounds a whole probe: waiting for another tidemark's
+	// upgrade of the schema, then this one's.
+	upgradeTimeout = 2 * time.Hour
+)
+
 func (d *Postgres) probe(ctx context.Context) error {
-	conn, err := d.pool.Acquire(ctx)
+	qctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	conn, err := d.pool.Acquire(qctx)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Release()
-	tx, err := conn.Begin(ctx)
+	tx, err := conn.Begin(qctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	s := pgx.Identifier{d.schema}.Sanitize()
 	// One probe of a schema at a time: two tidemarks starting at once
-	// must not both create it (CREATE ... IF NOT EXISTS races).
+	// must not both create it (CREATE ... IF NOT EXISTS races). The lock
+	// waits for another one's upgrade: not a quick step.
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "tidemark schema "+d.schema); err != nil {
 		return err
 	}
+	qctx, cancel = context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
 	var hasSchema, hasMeta bool
-	err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
+	err = tx.QueryRow(qctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
 		to_regclass($2) IS NOT NULL`, d.schema, s+"._tidemark_meta").Scan(&hasSchema, &hasMeta)
 	if err != nil {
 		return err
 	}
 	if !hasSchema {
-		if err := d.exec(ctx, tx, "CREATE SCHEMA IF NOT EXISTS "+s); err != nil {
+		if err := d.exec(qctx, tx, "CREATE SCHEMA IF NOT EXISTS "+s); err != nil {
 			return err
 		}
 	}
 	if !hasMeta {
-		if err := d.exec(ctx, tx, "CREATE TABLE IF NOT EXISTS "+s+"._tidemark_meta (\n\tkey text PRIMARY KEY,\n\tvalue text NOT NULL\n)"); err != nil {
+		if err := d.exec(qctx, tx, "CREATE TABLE IF NOT EXISTS "+s+"._tidemark_meta (\n\tkey text PRIMARY KEY,\n\tvalue text NOT NULL\n)"); err != nil {
 			return err
 		}
 	}
 	if d.owner != nil {
-		if err := d.claim(ctx, tx); err != nil {
+		if err := d.claim(qctx, tx); err != nil {
 			return err
 		}
 	}
-	version, err := d.version(ctx, tx)
+	version, err := d.version(qctx, tx)
 	if err != nil {
 		return err
 	}
