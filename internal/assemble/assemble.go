@@ -157,7 +157,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (_ *Pipeline, err
 		p.Config = &c
 	}
 	cfg = p.Config
-	if p.Sessionizers, err = pipeline.NewSessionizers(lg, p.Sessions, o.Registerer, o.Logger); err != nil {
+	if p.Sessionizers, err = pipeline.NewSessionizers(lg, lg.State(), p.Sessions, o.Registerer, o.Logger); err != nil {
 		return nil, storeErr(err)
 	}
 	tm, err := transport.NewMetrics(o.Registerer, func() int64 { return o.Now().UnixNano() })

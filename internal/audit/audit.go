@@ -56,7 +56,18 @@ type Log interface {
 	FirstOffset(p int) (uint64, error)
 	LastOffset(p int) uint64
 	Scan(p int, from, to uint64, fn func(off uint64, val []byte) error) error
-	NewReader(p int) (*eventlog.Reader, error)
+	// OpenReader returns a reader of partition p's records by offset
+	// (as transport.Log's).
+	OpenReader(p int) (Reader, error)
+}
+
+// Reader reads one partition's records by offset: Get returns the record
+// at an offset, valid until the next call, or an error wrapping
+// eventlog.ErrNotInLog. An alias of eventlog.RecordReader's unnamed
+// interface.
+type Reader = interface {
+	Get(off uint64) ([]byte, error)
+	Close() error
 }
 
 // Target is one destination to audit.
@@ -587,7 +598,7 @@ func (a *Auditor) seek(p int, t int64) (uint64, error) {
 	if err != nil || first == 0 {
 		return 0, err
 	}
-	r, err := lg.NewReader(p)
+	r, err := lg.OpenReader(p)
 	if err != nil {
 		return 0, err
 	}
@@ -646,7 +657,7 @@ func (a *Auditor) peek(p int, off uint64, val []byte) (event.Head, error) {
 
 // readableAfter returns the head of the first readable record of p in
 // (off, hi), or a head with the largest time when there is none.
-func (a *Auditor) readableAfter(r *eventlog.Reader, p int, off, hi uint64) (event.Head, error) {
+func (a *Auditor) readableAfter(r Reader, p int, off, hi uint64) (event.Head, error) {
 	for k := off + 1; k < hi; k++ {
 		val, err := r.Get(k)
 		if errors.Is(err, eventlog.ErrNotInLog) {

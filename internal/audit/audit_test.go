@@ -127,7 +127,7 @@ func setup(t *testing.T, dropPage func(string) bool) (*env, int) {
 			t.Fatal(err)
 		}
 	}
-	if e.sz, err = pipeline.NewSessionizers(e.lg, cfg, reg, slog.Default()); err != nil {
+	if e.sz, err = pipeline.NewSessionizers(e.lg, e.lg.State(), cfg, reg, slog.Default()); err != nil {
 		t.Fatal(err)
 	}
 	m, err := transport.NewMetrics(reg, func() int64 { return 0 })

@@ -43,7 +43,8 @@
 // space of all three stores (the log, the state, and the streaming
 // pipeline's webhook cursors, Cursors): every key is built in keys.go, and
 // no Pebble type leaves the package. The stages reach their state through methods that name what
-// they keep, never a key: the sessionizer through State.SessionHeader,
+// they keep, never a key (the log itself through pipeline.Log,
+// transport.Log and audit.Log): the sessionizer through State.SessionHeader,
 // State.UpdateSessions (a sessionize.Store over one atomic batch) and the
 // output methods, a transport through State.Progress and SetProgress,
 // retention through Retention. Those are the seams (package pipeline's Log

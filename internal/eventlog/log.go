@@ -926,6 +926,24 @@ func (l *Log) NewReader(p int) (*Reader, error) {
 	return &Reader{l: l, it: it, p: p}, nil
 }
 
+// RecordReader is a Reader as the log's consumers read it, through
+// interfaces of their own (transport.Log, audit.Log): an alias of an
+// unnamed interface, so that their interfaces, aliasing the same one, are
+// met by OpenReader without naming this package's types.
+type RecordReader = interface {
+	Get(off uint64) ([]byte, error)
+	Close() error
+}
+
+// OpenReader is NewReader as a RecordReader.
+func (l *Log) OpenReader(p int) (RecordReader, error) {
+	r, err := l.NewReader(p)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
 // ErrNotInLog means the record was removed by retention or never written.
 var ErrNotInLog = errors.New("record not in log")
 

@@ -48,7 +48,7 @@ func testRetentionKeepsUndelivered(t *testing.T) {
 	if err := l.AppendRecords(t.Context(), 0, recs); err != nil {
 		t.Fatal(err)
 	}
-	sz, err := pipeline.NewSessionizers(l, sessionize.Config{PageIdle: time.Minute, SessionIdle: time.Minute, DedupeWindow: time.Hour}, reg, slog.Default())
+	sz, err := pipeline.NewSessionizers(l, l.State(), sessionize.Config{PageIdle: time.Minute, SessionIdle: time.Minute, DedupeWindow: time.Hour}, reg, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}

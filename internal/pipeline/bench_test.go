@@ -191,7 +191,7 @@ func processed(s *Sessionizers, l *eventlog.Log) (done, total uint64) {
 // returns the time from start to caught up.
 func runToEnd(tb testing.TB, l *eventlog.Log, cfg sessionize.Config, progress func(done uint64)) time.Duration {
 	tb.Helper()
-	s, err := NewSessionizers(l, cfg, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := NewSessionizers(l, l.State(), cfg, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -9,7 +9,8 @@
 // to ingest.
 //
 // The sessionizers read the log through the Log interface and keep their
-// state and outputs through the State interface (*eventlog.Log and
-// *eventlog.State on the embedded store, which owns every key); the
+// state and outputs through the State interface, both given to
+// NewSessionizers (*eventlog.Log and *eventlog.State on the embedded
+// store, which owns every key); the
 // transports read the outputs through Sessionizers.ScanOutputs.
 package pipeline

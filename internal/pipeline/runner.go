@@ -72,8 +72,10 @@ type Sessionizers struct {
 	mUnreadable *prometheus.CounterVec
 }
 
-// NewSessionizers prepares the sessionizers; Run starts them.
-func NewSessionizers(l *eventlog.Log, cfg sessionize.Config, reg prometheus.Registerer, logger *slog.Logger) (*Sessionizers, error) {
+// NewSessionizers prepares the sessionizers of log l, keeping their state
+// and outputs in st (on the embedded store: l and l.State()); Run starts
+// them.
+func NewSessionizers(l Log, st State, cfg sessionize.Config, reg prometheus.Registerer, logger *slog.Logger) (*Sessionizers, error) {
 	// At most half the CPUs (at least one) sessionize at once, whatever the
 	// number of partitions: the rest is left to ingest, the transports and
 	// the stores' compactions. The log is the buffer: while a partition waits
@@ -82,7 +84,7 @@ func NewSessionizers(l *eventlog.Log, cfg sessionize.Config, reg prometheus.Regi
 	// for the same cores. Turns are taken in arrival order (a channel's
 	// waiting senders), so every partition advances and lag stays bounded.
 	workers := max(1, runtime.GOMAXPROCS(0)/2)
-	s := &Sessionizers{log: l, state: l.State(), cfg: cfg, logger: logger, notify: make(chan struct{}), perChunk: ChunkRecords, sem: make(chan struct{}, workers),
+	s := &Sessionizers{log: l, state: st, cfg: cfg, logger: logger, notify: make(chan struct{}), perChunk: ChunkRecords, sem: make(chan struct{}, workers),
 		next: make([]atomic.Uint64, l.Partitions()), cursor: make([]atomic.Uint64, l.Partitions()), wm: make([]atomic.Int64, l.Partitions())}
 	for p := range l.Partitions() {
 		h, err := s.state.SessionHeader(p)

@@ -59,7 +59,7 @@ func TestGoldenOnPebble(t *testing.T) {
 					// carry over from chunk to chunk, as in Run.
 					var sz *sessionize.Sessionizer
 					for {
-						s, err := NewSessionizers(l, g.Config, prometheus.NewRegistry(), slog.Default())
+						s, err := NewSessionizers(l, l.State(), g.Config, prometheus.NewRegistry(), slog.Default())
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -109,7 +109,7 @@ func TestRunFollowsLog(t *testing.T) {
 	l := openLog(t, t.TempDir())
 	defer l.Close()
 	g := sessionizetest.LoadGolden(t, "../sessionize/testdata/basic.txt")
-	s, err := NewSessionizers(l, g.Config, prometheus.NewRegistry(), slog.Default())
+	s, err := NewSessionizers(l, l.State(), g.Config, prometheus.NewRegistry(), slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestGapIsCrossed(t *testing.T) {
 	if err := l.AppendRecords(t.Context(), 1, g.Records[:half]); err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewSessionizers(l, g.Config, prometheus.NewRegistry(), slog.Default())
+	s, err := NewSessionizers(l, l.State(), g.Config, prometheus.NewRegistry(), slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}

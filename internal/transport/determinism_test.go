@@ -195,7 +195,7 @@ func openPipeline(t *testing.T, dir string) (*eventlog.Log, *pipeline.Sessionize
 	if err != nil {
 		t.Fatal(err)
 	}
-	sz, err := pipeline.NewSessionizers(l, cfg, reg, slog.Default())
+	sz, err := pipeline.NewSessionizers(l, l.State(), cfg, reg, slog.Default())
 	if err != nil {
 		l.Close()
 		t.Fatal(err)

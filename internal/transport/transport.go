@@ -30,9 +30,10 @@ type Options struct {
 	Org, Name string
 	Dest      destination.Destination
 	Flush     Flush
-	Log       *eventlog.Log
+	Log       Log
 	Outputs   Outputs
-	// Progress keeps the local progress records; nil: Log.State().
+	// Progress keeps the local progress records; nil: the log's own when
+	// it has one (State, as *eventlog.Log).
 	Progress ProgressStore
 	Metrics  *Metrics
 	Logger   *slog.Logger
@@ -50,6 +51,26 @@ type Options struct {
 	// org with equal Flush rules that use it. Nil: this transport builds
 	// its own.
 	Shared *Shared
+}
+
+// Log is what a transport reads of the log: the events its outputs name,
+// by partition and offset (*eventlog.Log on the embedded store).
+type Log interface {
+	Partitions() int
+	// OpenReader returns a reader of partition p's records. Its Get
+	// returns the record at an offset (valid until the next call), fastest
+	// when offsets increase, and an error wrapping eventlog.ErrNotInLog
+	// for a record the log does not hold (removed by retention, or past
+	// its last committed offset).
+	OpenReader(p int) (Reader, error)
+}
+
+// Reader reads one partition's records by offset (see Log.OpenReader). An
+// alias of eventlog.RecordReader's unnamed interface, so that any log whose
+// OpenReader returns that interface meets Log.
+type Reader = interface {
+	Get(off uint64) ([]byte, error)
+	Close() error
 }
 
 // Outputs is what a transport delivers: the sessionizers' output streams,
@@ -204,8 +225,8 @@ func New(o Options) *Transport {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Progress == nil {
-		o.Progress = o.Log.State()
+	if s, ok := o.Log.(interface{ State() *eventlog.State }); ok && o.Progress == nil {
+		o.Progress = s.State()
 	}
 	t := &Transport{o: o, sem: make(chan struct{}, o.Parallel), parts: make([]partState, o.Log.Partitions())}
 	t.up.Store(true)
@@ -466,7 +487,7 @@ func (t *Transport) build(p int, pend *pending) (_ *destination.Batch, lost []lo
 		Events:   sized[format.EventRow](pend.tables[0]),
 		Pages:    sized[format.PageRow](pend.tables[1]),
 		Sessions: sized[format.SessionRow](pend.tables[2])}
-	r, err := t.o.Log.NewReader(p)
+	r, err := t.o.Log.OpenReader(p)
 	if err != nil {
 		return nil, nil, err
 	}
