@@ -58,7 +58,8 @@ log:
 
 // TestKafkaTopicAtStart: a node whose topic has another partition count
 // than log.partitions stops at start saying both counts (exit 1), and leaves
-// the topic as it is. (TestKafkaServe shows the topic created.)
+// the topic as it is (TestKafkaServe shows the topic created); a node given
+// one role only stops too, until roles apart are built.
 func TestKafkaTopicAtStart(t *testing.T) {
 	topic := testenv.BucketName(t)
 	adm := kafkaAdmin(t, topic)
@@ -76,6 +77,13 @@ func TestKafkaTopicAtStart(t *testing.T) {
 	}
 	if tds, _ := adm.ListTopics(ctx, topic); len(tds[topic].Partitions) != 3 {
 		t.Errorf("serve changed the topic: %d partitions", len(tds[topic].Partitions))
+	}
+
+	// Roles apart need several nodes (not built): refused, not half-run.
+	out, err = exec.CommandContext(ctx, binary(t), "serve", "--config",
+		kafkaConfig(t, t.TempDir(), topic, 3, testenv.FreePort(t), "    roles: [ingest]\n")).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "log.kafka.roles: running ingest and pipeline apart") {
+		t.Errorf("serve with roles [ingest]: %v\n%s", err, out)
 	}
 }
 
