@@ -202,6 +202,13 @@ func (f *auditFlags) adminRequest(ctx context.Context, method, path string, from
 	return resp, nil
 }
 
+// printJSON writes v as indented JSON: the --json output of a command.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
 // failer prints err for command name and returns exit status 2.
 func failer(stderr io.Writer, name string) func(error) int {
 	return func(err error) int {
@@ -269,9 +276,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := printJSON(stdout, rep); err != nil {
 			return fail(err)
 		}
 	} else {

@@ -35,6 +35,7 @@ commands:
   serve     run the collector and pipeline (no flags: embedded defaults)
   audit     compare the events accepted with what each destination holds, per hour
   backfill  deliver exactly the events the audit finds missing
+  erase     find a person's events to erase, per destination and hour (--dry-run only so far)
   tail      print the live tail of a running tidemark (events as they arrive)
   webhooks  list (dead-letters) or re-send (replay) webhook dead letters
   loadgen   send Segment batches to a running tidemark and report throughput
@@ -67,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return auditCmd(ctx, args[1:], stdout, stderr)
 	case "backfill":
 		return backfillCmd(ctx, args[1:], stdout, stderr)
+	case "erase":
+		return eraseCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "tidemark %s\n", versionString())
 		return 0
