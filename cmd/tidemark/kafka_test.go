@@ -165,6 +165,9 @@ func TestKafkaServe(t *testing.T) {
 			t.Errorf("event %s is in the lake %d times (acknowledged: %v)", id, n, want[id])
 		}
 	}
+	if lag, ok := p1.metric("tidemark_kafka_copy_lag_records"); !ok || lag > 1000 {
+		t.Errorf("tidemark_kafka_copy_lag_records = %v (exported: %v) after the drain", lag, ok)
+	}
 	p1.stop()
 
 	// A fresh node replays the topic (its ticks now follow the first node's).

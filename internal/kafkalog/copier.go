@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -25,6 +26,19 @@ type Copier struct {
 	Parts  []int
 	Log    *eventlog.Log
 	Logger *slog.Logger
+
+	hw sync.Map // partition -> int64: its high watermark at the last fetch
+}
+
+// Lag is how many records the topic held, at the last fetch of each
+// partition, that the local copy does not hold yet (0 before any fetch).
+func (c *Copier) Lag() int64 {
+	var n int64
+	c.hw.Range(func(k, v any) bool {
+		n += max(v.(int64)-int64(c.Log.LastOffset(k.(int))), 0)
+		return true
+	})
+	return n
 }
 
 // ErrHole is a record whose Kafka offset is not the next one of the local
@@ -65,6 +79,7 @@ func (c *Copier) Run(ctx context.Context) error {
 		}
 		var aerr error
 		fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
+			c.hw.Store(int(ftp.Partition), ftp.HighWatermark)
 			if aerr != nil || len(ftp.Records) == 0 {
 				return
 			}

@@ -103,7 +103,14 @@ func TestProduceAndCopy(t *testing.T) {
 	opts, _ := ClientOpts(k, noEnv)
 	dir := t.TempDir()
 	lg := openLog(t, dir, parts)
-	copyUntil(t, &Copier{Opts: opts, Topic: topic, Parts: Partitions(parts), Log: lg, Logger: slog.Default()}, want)
+	c := &Copier{Opts: opts, Topic: topic, Parts: Partitions(parts), Log: lg, Logger: slog.Default()}
+	if c.Lag() != 0 {
+		t.Errorf("lag before any fetch: %d", c.Lag())
+	}
+	copyUntil(t, c, want)
+	if c.Lag() != 0 {
+		t.Errorf("lag after the copy: %d", c.Lag())
+	}
 
 	// Byte for byte, at Kafka offset + 1, in the partition of the device.
 	rd, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {
@@ -148,6 +155,11 @@ func TestProduceAndCopy(t *testing.T) {
 		want[p]++
 	}
 	copyUntil(t, &Copier{Opts: opts, Topic: topic, Parts: Partitions(parts), Log: lg, Logger: slog.Default()}, want)
+	// Lag is what the last fetch saw beyond the copy.
+	c.hw.Store(1, int64(lg.LastOffset(1))+5)
+	if c.Lag() != 5 {
+		t.Errorf("lag with a high watermark 5 past the copy: %d", c.Lag())
+	}
 	lg.Close()
 
 	// A copy ahead of the topic: the topic holds fewer records than the

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -50,9 +51,14 @@ func openKafka(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*k
 		parts: kafkalog.Partitions(cfg.Log.Partitions)}, nil
 }
 
-// copier returns the copier of every partition into lg (one node owns them all).
-func (k *kafkaLog) copier(lg *eventlog.Log, logger *slog.Logger) *kafkalog.Copier {
-	return &kafkalog.Copier{Opts: k.opts, Topic: k.topic, Parts: k.parts, Log: lg, Logger: logger}
+// copier returns the copier of every partition into lg (one node owns them
+// all), its lag exported as tidemark_kafka_copy_lag_records.
+func (k *kafkaLog) copier(lg *eventlog.Log, reg prometheus.Registerer, logger *slog.Logger) *kafkalog.Copier {
+	c := &kafkalog.Copier{Opts: k.opts, Topic: k.topic, Parts: k.parts, Log: lg, Logger: logger}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tidemark_kafka_copy_lag_records",
+		Help: "Records the Kafka topic held at the last fetch that the local copy does not hold yet, all partitions."},
+		func() float64 { return float64(c.Lag()) }))
+	return c
 }
 
 func (k *kafkaLog) Close() { k.cl.Close() }

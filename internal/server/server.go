@@ -266,9 +266,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 			return kafka.producer.RunTicker(stagesCtx, kafka.parts, cfg.Log.TickInterval.D(), o.Now, logger)
 		})
 		restarts.WithLabelValues("kafka_copy")
-		stages.Go(func() error {
-			return supervise(stagesCtx, "kafka_copy", kafka.copier(lg, logger).Run, restarts, logger)
-		})
+		cp := kafka.copier(lg, reg, logger)
+		stages.Go(func() error { return supervise(stagesCtx, "kafka_copy", cp.Run, restarts, logger) })
 	}
 	stages.Go(func() error { return supervise(stagesCtx, "sessionizer", sz.Run, restarts, logger) })
 	for _, t := range transports {
