@@ -75,6 +75,12 @@ func TestEraseDryRun(t *testing.T) {
 		n := len(readLake(t, root).Events)
 		return n >= len(w.events), fmt.Sprintf("%d of %d events", n, len(w.events))
 	})
+	// The server holds the data dir: erase says so, and that it has no
+	// --url mode to offer instead.
+	if _, errOut, code := cli(t, nil, "erase", "--config", cfg, "--org", "acme", "--user", "alice", "--dry-run"); code != 2 ||
+		!strings.Contains(errOut, "in use, probably by a running tidemark: stop it first") {
+		t.Errorf("erase beside a running server: exit %d, %q", code, errOut)
+	}
 	p.stop()
 
 	// The independent count: lake rows of the person's events, per hour
