@@ -18,15 +18,15 @@ import (
 //
 // It never answers "no" for a key the store holds: it is built from every
 // dedupe key in the store at the partition's first chunk after start
-// (State.filterFor), every key the sessionizer remembers is added, and
+// (State.UpdateSessions), every key the sessionizer remembers is added, and
 // only the sessionizer of the partition writes them. Keys the sweep
 // deletes stay in it (a "maybe" more) until each full pass of the sweep
 // hands over a filter rebuilt from the keys it visited and kept plus those
-// remembered meanwhile (see sweepDedupe), sized for the keys the pass
-// started with.
+// remembered meanwhile (see sweepDedupe), sized for three times the keys
+// the pass started with.
 //
-// Blocked (one 512-bit block per key, 7 bits in it): one cache line per
-// lookup. The key's last 16 bytes are already a SHA-256 prefix, so they
+// Blocked (one 512-bit block per key, 7 bits in it): one 64-byte block
+// read per lookup. The key's last 16 bytes are already a SHA-256 prefix, so they
 // are the filter's hash.
 type dedupeFilter struct {
 	blocks []dedupeBlock
@@ -56,7 +56,7 @@ func newDedupeFilter(keys, maxBytes int) *dedupeFilter {
 	return &dedupeFilter{blocks: make([]dedupeBlock, n)}
 }
 
-// hashes splits h (the 16 hash bytes of a dedupe key) into the block
+// block splits h (the 16 hash bytes of a dedupe key) into the block
 // index and the bits within it.
 func (f *dedupeFilter) block(h []byte) (*dedupeBlock, uint64) {
 	hi, _ := bits.Mul64(binary.LittleEndian.Uint64(h), uint64(len(f.blocks)))
