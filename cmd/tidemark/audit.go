@@ -32,6 +32,19 @@ import (
 const adminKeyEnv = "TIDEMARK_ADMIN_KEY"
 
 // auditFlags are the flags audit and backfill share.
+// inUseError is openOffline's error when the data dir's stores are locked,
+// by a running tidemark as a rule; its advice is audit's and backfill's.
+type inUseError struct {
+	dir string
+	err error
+}
+
+func (e *inUseError) Error() string {
+	return fmt.Sprintf("the data dir %s is in use, probably by a running tidemark: use --url and --admin-key to go through its admin API (%v)", e.dir, e.err)
+}
+
+func (e *inUseError) Unwrap() error { return e.err }
+
 type auditFlags struct {
 	config, url, adminKey string
 	from, to              string
@@ -120,7 +133,7 @@ func openOffline(ctx context.Context, f *auditFlags) (*offline, error) {
 	if errors.As(err, &se) {
 		err = se.Err
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
-			return nil, fmt.Errorf("the data dir %s is in use, probably by a running tidemark: use --url and --admin-key to go through its admin API (%w)", cfg.DataDir, err)
+			return nil, &inUseError{dir: cfg.DataDir, err: err}
 		}
 	}
 	if err != nil {

@@ -70,7 +70,7 @@ func eraseCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	o, err := openOffline(ctx, &auditFlags{config: *cfgPath, org: *org})
 	if err != nil {
-		if strings.Contains(err.Error(), "probably by a running tidemark") {
+		if inUse := (*inUseError)(nil); errors.As(err, &inUse) {
 			// openOffline's advice (--url) is audit's and backfill's:
 			// erase has no admin API yet.
 			return fail(errors.New("the data dir is in use, probably by a running tidemark: stop it first (erase has no --url mode yet)"))
